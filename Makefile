@@ -1,0 +1,46 @@
+# labkit — every target sets itself up on first use (python3 -m venv + pip install).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.labkit-installed
+CHROMIUM ?= /usr/bin/chromium
+export PYTHONHASHSEED := 0
+export MPLBACKEND := Agg
+
+.PHONY: demo test lint unit notebooks browser-deps bench lab clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+## demo: a full simulated session, headless, with a report under runs/
+demo: $(STAMP)
+	$(PY) -m labkit.demo
+
+## test: the whole suite: lint, unit tests, notebooks under nbval, browser test
+test: $(STAMP) browser-deps
+	$(PY) -m ruff check labkit tests benchmarks
+	$(PY) -m pytest tests -q -p no:cacheprovider
+	$(PY) -m pytest --nbval notebooks/ -q -p no:cacheprovider
+
+browser-deps:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  else echo "chromium missing: run 'sudo apt-get install chromium'" >&2; exit 1; fi; \
+	fi
+
+## bench: speed and accuracy figures as JSON lines
+bench: $(STAMP)
+	@for f in benchmarks/bench_*.py; do $(PY) $$f || exit 1; done
+
+## lab: JupyterLab on localhost only, with a token
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.open_browser=False notebooks/
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,239 @@
+"""Byte transport between an emulated device and its host.
+
+An emulator is reachable two ways at once:
+
+* an in-process pyserial URL ``labkitsim://<name>`` (any OS), served by
+  :mod:`labkit.sim.urlhandlers.protocol_labkitsim`;
+* on POSIX, a pseudo-terminal whose slave path (``/dev/pts/N``) an unmodified external
+  program opens like a real serial port.
+
+Replies go to the transport that sent the last command.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import threading
+import time
+import weakref
+from abc import ABC, abstractmethod
+
+_REGISTRY: weakref.WeakValueDictionary[str, SerialEmulator] = weakref.WeakValueDictionary()
+_REGISTRY_LOCK = threading.Lock()
+_COUNTER = [0]
+
+URL_SCHEME = "labkitsim"
+
+
+def lookup(name: str) -> SerialEmulator:
+    """Return the running emulator registered under ``name``."""
+    with _REGISTRY_LOCK:
+        emulator = _REGISTRY.get(name)
+    if emulator is None:
+        raise LookupError(f"no running labkit emulator named {name!r}")
+    return emulator
+
+
+class ByteChannel:
+    """A thread-safe byte FIFO with blocking reads."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._cond = threading.Condition()
+
+    def write(self, data: bytes) -> None:
+        """Append bytes and wake readers."""
+        with self._cond:
+            self._buf.extend(data)
+            self._cond.notify_all()
+
+    def read(self, size: int, timeout_s: float | None) -> bytes:
+        """Return up to ``size`` bytes, waiting until ``size`` arrived or the timeout."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        with self._cond:
+            while len(self._buf) < size:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            out = bytes(self._buf[:size])
+            del self._buf[:size]
+            return out
+
+    def read_available(self, timeout_s: float) -> bytes:
+        """Return whatever is buffered, waiting up to ``timeout_s`` for the first byte."""
+        with self._cond:
+            if not self._buf:
+                self._cond.wait(timeout_s)
+            out = bytes(self._buf)
+            self._buf.clear()
+            return out
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._buf)
+
+    def clear(self) -> None:
+        """Drop everything buffered."""
+        with self._cond:
+            self._buf.clear()
+
+
+class SerialEmulator(ABC):
+    """Base class of device emulators: transports, a processing thread and a clock tick.
+
+    Subclasses implement :meth:`handle_bytes` (parse what the host sent and call
+    :meth:`reply`) and :meth:`tick` (time-driven behaviour such as keep-alive timeouts).
+
+    Parameters
+    ----------
+    name : str | None
+        Registry name used in the URL; a unique one is made up when omitted.
+    pty : bool
+        Also expose a pseudo-terminal (POSIX only).
+    tick_s : float
+        Period of :meth:`tick` calls.
+    """
+
+    def __init__(self, name: str | None = None, *, pty: bool = True, tick_s: float = 0.01):
+        with _REGISTRY_LOCK:
+            _COUNTER[0] += 1
+            self.name = name or f"{type(self).__name__.lower()}-{os.getpid()}-{_COUNTER[0]}"
+            if self.name in _REGISTRY:
+                raise ValueError(f"an emulator named {self.name!r} is already running")
+            _REGISTRY[self.name] = self
+        self._tick_s = tick_s
+        self._from_host = ByteChannel()
+        self._to_url_host = ByteChannel()
+        self._want_pty = pty and os.name == "posix"
+        self._pty_master: int | None = None
+        self._pty_slave: int | None = None
+        self.pty_path: str | None = None
+        self._reply_to = "url"
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        self._pty_lock = threading.Lock()
+        #: When True the device neither reads nor answers: a pulled cable.
+        self.silent = False
+        if self._want_pty:
+            self._open_pty()
+        self.start()
+
+    # ----------------------------------------------------------------- transports
+    @property
+    def url(self) -> str:
+        """In-process pyserial URL of this emulator."""
+        return f"{URL_SCHEME}://{self.name}"
+
+    def _open_pty(self) -> None:
+        import tty
+
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        tty.setraw(master)
+        self._pty_master, self._pty_slave = master, slave
+        self.pty_path = os.ttyname(slave)
+
+    def host_write(self, data: bytes) -> None:
+        """Bytes written by the in-process (URL) host."""
+        self._reply_to = "url"
+        if not self.silent:
+            self._from_host.write(data)
+
+    def host_read(self, size: int, timeout_s: float | None) -> bytes:
+        """Bytes read by the in-process (URL) host."""
+        return self._to_url_host.read(size, timeout_s)
+
+    def host_in_waiting(self) -> int:
+        """Number of reply bytes waiting for the in-process host."""
+        return len(self._to_url_host)
+
+    def host_reset_input(self) -> None:
+        """The in-process host discards unread replies."""
+        self._to_url_host.clear()
+
+    def reply(self, data: bytes) -> None:
+        """Send bytes to the host that spoke last (dropped while :attr:`silent`)."""
+        if self.silent or not data:
+            return
+        if self._reply_to == "pty" and self._pty_master is not None:
+            with self._pty_lock:
+                try:
+                    os.write(self._pty_master, data)
+                except OSError:
+                    pass
+        else:
+            self._to_url_host.write(data)
+
+    # ----------------------------------------------------------------- threads
+    def start(self) -> None:
+        """Start processing (called by the constructor)."""
+        if self._threads:
+            return
+        self._stop.clear()
+        self._threads = [threading.Thread(target=self._process_loop, daemon=True,
+                                          name=f"{self.name}-process")]
+        if self._pty_master is not None:
+            self._threads.append(threading.Thread(target=self._pty_loop, daemon=True,
+                                                  name=f"{self.name}-pty"))
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        """Stop the threads, close the pty and unregister."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=2.0)
+        self._threads = []
+        for fd in (self._pty_master, self._pty_slave):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._pty_master = self._pty_slave = None
+        with _REGISTRY_LOCK:
+            if _REGISTRY.get(self.name) is self:
+                del _REGISTRY[self.name]
+
+    close = stop
+
+    def __enter__(self) -> SerialEmulator:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    def _pty_loop(self) -> None:
+        master = self._pty_master
+        while not self._stop.is_set():
+            try:
+                ready, _, _ = select.select([master], [], [], 0.05)
+                if not ready:
+                    continue
+                data = os.read(master, 4096)
+            except OSError:
+                return
+            if data and not self.silent:
+                self._reply_to = "pty"
+                self._from_host.write(data)
+
+    def _process_loop(self) -> None:
+        next_tick = time.monotonic()
+        while not self._stop.is_set():
+            data = self._from_host.read_available(self._tick_s)
+            if data:
+                self.handle_bytes(data)
+            now = time.monotonic()
+            if now >= next_tick:
+                self.tick()
+                next_tick = now + self._tick_s
+
+    # ----------------------------------------------------------------- device logic
+    @abstractmethod
+    def handle_bytes(self, data: bytes) -> None:
+        """Consume bytes from the host; call :meth:`reply` with any answer."""
+
+    def tick(self) -> None:  # noqa: B027 - optional hook
+        """Time-driven behaviour, called every ``tick_s`` seconds."""

@@ -1,0 +1,1 @@
+"""pyserial URL handlers for labkit's in-process emulators (``labkitsim://name``)."""

@@ -1,0 +1,346 @@
+"""Common machinery of every stimulator driver.
+
+A driver owns one serial port behind one lock. Vendor subclasses only describe their
+wire protocol: how to frame a command, how to read and parse its reply, what keeps
+remote control alive, and how to arm, disarm and fire. This base class supplies the
+rest: opening the port (device path, pty or pyserial URL), the background keep-alive,
+fault latching, the safe shutdown (disarm and release before the port closes), and
+timestamped pulse markers.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
+
+import serial
+
+from labkit.clock import local_clock
+from labkit.errors import (
+    NotConnectedError,
+    StimulatorError,
+    StimulatorProtocolError,
+    StimulatorTimeoutError,
+)
+from labkit.markers import PulseEvent
+
+PulseListener = Callable[[PulseEvent], None]
+
+
+@dataclass(frozen=True)
+class StimulatorStatus:
+    """State common to every stimulator.
+
+    Vendor drivers return subclasses with their own extra fields.
+
+    Attributes
+    ----------
+    armed : bool
+        The capacitor is charged or charging and the unit will fire on trigger.
+    ready : bool
+        Armed and charged to the set intensity.
+    remote_control : bool
+        The unit accepts commands from the serial port.
+    error : bool
+        The unit reports an error condition.
+    raw : bytes
+        The reply the status was parsed from.
+    """
+
+    armed: bool
+    ready: bool
+    remote_control: bool
+    error: bool
+    raw: bytes
+
+
+class Stimulator(ABC):
+    """Base class of serial stimulator drivers.
+
+    Parameters
+    ----------
+    port : str
+        Device path (``/dev/ttyUSB0``, ``COM3``, a pty) or a pyserial URL
+        (``loop://``, ``labkitsim://name`` for an in-process emulator).
+    timeout_s : float
+        How long to wait for a reply before raising
+        :class:`~labkit.errors.StimulatorTimeoutError`.
+    keepalive : bool
+        Run the background keep-alive that holds remote control while connected.
+    markers : callable | None
+        Called with a :class:`~labkit.markers.PulseEvent` for every delivered pulse,
+        e.g. a :class:`~labkit.markers.PulseMarkerOutlet`.
+    """
+
+    #: Serial line speed of the vendor protocol.
+    baudrate: ClassVar[int] = 9600
+    #: Seconds between keep-alive messages (the unit drops control after ~1 s).
+    keepalive_interval_s: ClassVar[float] = 0.5
+
+    def __init__(
+        self,
+        port: str,
+        *,
+        timeout_s: float = 0.5,
+        keepalive: bool = True,
+        markers: PulseListener | None = None,
+    ) -> None:
+        self.port = port
+        self.timeout_s = float(timeout_s)
+        self._use_keepalive = keepalive
+        self._serial: serial.SerialBase | None = None
+        self._lock = threading.RLock()
+        self._keepalive_thread: threading.Thread | None = None
+        self._stop_keepalive = threading.Event()
+        self._last_io_s = 0.0
+        self._pulse_listeners: list[PulseListener] = [markers] if markers is not None else []
+        self.pulse_count = 0
+        #: The exception that made the connection unusable, if any.
+        self.fault: BaseException | None = None
+        #: Protocol errors swallowed by the keep-alive thread (garbage on the line).
+        self.keepalive_errors = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    def connect(self) -> Stimulator:
+        """Open the port, take remote control and start the keep-alive.
+
+        Returns
+        -------
+        Stimulator
+            ``self``, so that ``stim = Magstim(port).connect()`` reads naturally.
+        """
+        with self._lock:
+            if self._serial is not None:
+                return self
+            self._serial = serial.serial_for_url(
+                self.port,
+                baudrate=self.baudrate,
+                bytesize=serial.EIGHTBITS,
+                parity=serial.PARITY_NONE,
+                stopbits=serial.STOPBITS_ONE,
+                timeout=self.timeout_s,
+                write_timeout=self.timeout_s,
+            )
+            self.fault = None
+            try:
+                self._serial.reset_input_buffer()
+                self._on_connect()
+            except BaseException:
+                self._release_port()
+                raise
+        if self._use_keepalive:
+            self._stop_keepalive.clear()
+            self._keepalive_thread = threading.Thread(
+                target=self._keepalive_loop, name=f"{type(self).__name__}-keepalive", daemon=True
+            )
+            self._keepalive_thread.start()
+        return self
+
+    def close(self) -> None:
+        """Disarm, release remote control, stop the keep-alive and close the port.
+
+        Safe to call twice and after a fault: shutdown commands that fail are ignored
+        once the port is known to be dead.
+        """
+        self._stop_keepalive.set()
+        thread = self._keepalive_thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=2.0)
+        self._keepalive_thread = None
+        with self._lock:
+            if self._serial is None:
+                return
+            try:
+                self._on_close()
+            except StimulatorError:
+                pass
+            finally:
+                self._release_port()
+
+    @property
+    def connected(self) -> bool:
+        """True while the port is open."""
+        return self._serial is not None
+
+    def __enter__(self) -> Stimulator:
+        return self.connect()
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # pragma: no cover - best effort at interpreter exit
+        try:
+            if self._serial is not None:
+                self.close()
+        except Exception:
+            pass
+
+    # ------------------------------------------------------------------ public API
+    @abstractmethod
+    def arm(self) -> None:
+        """Charge the unit so that it fires on trigger."""
+
+    @abstractmethod
+    def disarm(self) -> None:
+        """Return the unit to standby (discharged)."""
+
+    @abstractmethod
+    def set_intensity(self, percent: int) -> None:
+        """Set the output intensity in % of maximum stimulator output."""
+
+    @abstractmethod
+    def status(self) -> StimulatorStatus:
+        """Query and parse the unit's status."""
+
+    def fire(self) -> PulseEvent:
+        """Trigger one pulse, timestamp it and publish it as a marker.
+
+        Returns
+        -------
+        PulseEvent
+            The pulse with its LSL ``local_clock()`` time.
+        """
+        with self._lock:
+            time_s = self._fire()
+            event = PulseEvent(
+                time_s=time_s,
+                intensity_percent=self._current_intensity(),
+                device=type(self).__name__,
+                index=self.pulse_count,
+                **self._pulse_extra(),
+            )
+            self.pulse_count += 1
+        self._announce(event)
+        return event
+
+    def add_pulse_listener(self, listener: PulseListener) -> None:
+        """Call ``listener(event)`` for every delivered pulse."""
+        self._pulse_listeners.append(listener)
+
+    def remove_pulse_listener(self, listener: PulseListener) -> None:
+        """Stop calling ``listener``."""
+        self._pulse_listeners.remove(listener)
+
+    # ------------------------------------------------------------------ vendor hooks
+    @abstractmethod
+    def _on_connect(self) -> None:
+        """Take remote control after the port opened (lock held)."""
+
+    @abstractmethod
+    def _on_close(self) -> None:
+        """Disarm and release remote control before the port closes (lock held)."""
+
+    @abstractmethod
+    def _keepalive(self) -> None:
+        """Send the vendor's keep-alive message (lock held)."""
+
+    @abstractmethod
+    def _fire(self) -> float:
+        """Send the trigger; return ``local_clock()`` at the moment it was written."""
+
+    @abstractmethod
+    def _current_intensity(self) -> float:
+        """Intensity of output A (% MSO) used for the pulse marker."""
+
+    def _pulse_extra(self) -> dict:
+        """Extra :class:`PulseEvent` fields (BiStim B intensity, IPI...)."""
+        return {}
+
+    # ------------------------------------------------------------------ I/O helpers
+    def _port(self) -> serial.SerialBase:
+        if self._serial is None:
+            raise NotConnectedError(
+                f"{type(self).__name__} on {self.port!r} is not connected; call connect() first"
+            )
+        if self.fault is not None:
+            raise NotConnectedError(
+                f"{type(self).__name__} on {self.port!r} failed earlier ({self.fault}); "
+                "close() and connect() again"
+            )
+        return self._serial
+
+    def _write(self, data: bytes) -> float:
+        """Write ``data`` (lock held); return ``local_clock()`` after the write."""
+        port = self._port()
+        try:
+            port.write(data)
+            port.flush()
+        except (serial.SerialException, OSError) as exc:
+            self._latch(StimulatorError(f"writing {data!r} to {self.port!r} failed: {exc}"))
+            raise self.fault from exc
+        self._last_io_s = local_clock()
+        return self._last_io_s
+
+    def _read_exact(self, n: int, command: bytes) -> bytes:
+        """Read exactly ``n`` bytes or raise :class:`StimulatorTimeoutError`."""
+        port = self._port()
+        buf = bytearray()
+        deadline = local_clock() + self.timeout_s
+        while len(buf) < n:
+            remaining = deadline - local_clock()
+            if remaining <= 0:
+                break
+            port.timeout = remaining
+            try:
+                chunk = port.read(n - len(buf))
+            except (serial.SerialException, OSError) as exc:
+                self._latch(StimulatorError(f"reading from {self.port!r} failed: {exc}"))
+                raise self.fault from exc
+            buf.extend(chunk)
+        if len(buf) < n:
+            if buf:
+                raise StimulatorProtocolError(
+                    f"short reply: expected {n} bytes, got {len(buf)}",
+                    command=command, reply=bytes(buf),
+                )
+            raise StimulatorTimeoutError(
+                f"{type(self).__name__} on {self.port!r} did not answer within "
+                f"{self.timeout_s:.2f} s (cable pulled, unit off or wrong port?)",
+                command=command,
+            )
+        return bytes(buf)
+
+    def _discard_input(self) -> None:
+        """Drop stale bytes before a new command (resynchronises after garbage)."""
+        port = self._port()
+        try:
+            port.reset_input_buffer()
+        except (serial.SerialException, OSError):
+            pass
+
+    def _latch(self, exc: BaseException) -> None:
+        """Remember a fatal fault; later commands refuse until reconnect."""
+        if self.fault is None:
+            self.fault = exc
+
+    def _release_port(self) -> None:
+        port, self._serial = self._serial, None
+        if port is not None:
+            try:
+                port.close()
+            except (serial.SerialException, OSError):
+                pass
+
+    def _announce(self, event: PulseEvent) -> None:
+        for listener in list(self._pulse_listeners):
+            listener(event)
+
+    def _keepalive_loop(self) -> None:
+        while not self._stop_keepalive.wait(self.keepalive_interval_s / 5):
+            if local_clock() - self._last_io_s < self.keepalive_interval_s:
+                continue
+            with self._lock:
+                if self._serial is None or self._stop_keepalive.is_set() or self.fault is not None:
+                    continue
+                try:
+                    self._keepalive()
+                except StimulatorTimeoutError as exc:
+                    self._latch(exc)
+                except StimulatorProtocolError:
+                    self.keepalive_errors += 1
+                    self._discard_input()
+                except StimulatorError as exc:
+                    self._latch(exc)

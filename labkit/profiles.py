@@ -1,0 +1,204 @@
+"""Device profiles: one TOML file per rig (``devices/*.toml``).
+
+A profile names the stimulator model and its port, the LSL streams to bind (by name and
+``source_id``), the channels to analyse, the MEP window and the session limits. Loading
+validates everything and reports problems with the file, the field and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from labkit.errors import ConfigError
+
+#: Stimulator models a profile may name, mapped to the driver class name.
+STIMULATOR_MODELS: dict[str, str] = {
+    "magstim-200": "Magstim",
+    "magstim-bistim": "BiStim",
+    "magstim-rapid2": "Rapid",
+    "magventure-r30": "MagPro",
+    "magventure-x100": "MagPro",
+}
+
+DEVICES_ENV = "LABKIT_DEVICES"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RigSection(_Strict):
+    """``[rig]``: what this rig is."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    simulated: bool = False
+
+
+class StimulatorSection(_Strict):
+    """``[stimulator]``: the model and how to reach it."""
+
+    model: Literal[tuple(STIMULATOR_MODELS)]  # type: ignore[valid-type]
+    port: str = Field(min_length=1, description="device path, pyserial URL, or 'sim'")
+    timeout_s: float = Field(default=0.5, gt=0, le=10)
+    unlock_code: str | None = None
+
+
+class StreamSection(_Strict):
+    """``[streams.<kind>]``: an LSL stream bound by name and source id."""
+
+    name: str = Field(min_length=1)
+    source_id: str | None = None
+    type: str | None = None
+    picks: list[str] | None = None
+
+
+class StreamsSection(_Strict):
+    """``[streams]``: EMG is required; EEG optional; markers is the pulse outlet."""
+
+    emg: StreamSection
+    eeg: StreamSection | None = None
+    markers: StreamSection = StreamSection(name="labkit-pulses")
+
+
+class MEPSection(_Strict):
+    """``[mep]``: how MEPs are measured on this rig."""
+
+    channel: str = Field(min_length=1)
+    window_ms: tuple[float, float] = (15.0, 50.0)
+    background_limit_uv: float = Field(default=20.0, gt=0, le=1000)
+    criterion_uv: float = Field(default=50.0, gt=0, le=10000)
+
+    @field_validator("window_ms")
+    @classmethod
+    def _window_ordered(cls, value: tuple[float, float]) -> tuple[float, float]:
+        start, stop = value
+        if not 0 <= start < stop <= 500:
+            raise ValueError("must be [start, stop] with 0 <= start < stop <= 500 ms")
+        return value
+
+
+class LimitsSection(_Strict):
+    """``[limits]``: per-session ceilings enforced by the safety module."""
+
+    max_pulses_per_session: int = Field(default=3000, ge=1, le=10000)
+    max_intensity_percent: int = Field(default=100, ge=1, le=100)
+
+
+class SimulationSection(_Strict):
+    """``[simulation]``: the virtual subject of a simulated rig."""
+
+    seed: int = Field(default=0, ge=0)
+    emulator: Literal[tuple(STIMULATOR_MODELS)] | None = None  # type: ignore[valid-type]
+    emg_noise_uv: float = Field(default=5.0, ge=0, le=100)
+    eeg: bool = False
+
+
+class DeviceProfile(_Strict):
+    """A validated device profile."""
+
+    rig: RigSection
+    stimulator: StimulatorSection
+    streams: StreamsSection
+    mep: MEPSection
+    limits: LimitsSection = LimitsSection()
+    simulation: SimulationSection | None = None
+    path: Path | None = None
+
+    @model_validator(mode="after")
+    def _simulation_consistent(self) -> DeviceProfile:
+        if self.rig.simulated and self.simulation is None:
+            raise ValueError("a simulated rig needs a [simulation] section")
+        if self.stimulator.port == "sim" and not self.rig.simulated:
+            raise ValueError("port 'sim' is only allowed when rig.simulated = true")
+        return self
+
+    @property
+    def driver_name(self) -> str:
+        """Class name of the driver for :attr:`StimulatorSection.model`."""
+        return STIMULATOR_MODELS[self.stimulator.model]
+
+
+def devices_dir() -> Path:
+    """Folder of the shipped profiles (``$LABKIT_DEVICES`` overrides)."""
+    env = os.environ.get(DEVICES_ENV)
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[1] / "devices"
+
+
+def list_profiles() -> list[str]:
+    """Names of the profiles in :func:`devices_dir`."""
+    return sorted(p.stem for p in devices_dir().glob("*.toml"))
+
+
+def resolve_profile_path(profile: str | os.PathLike) -> Path:
+    """Turn a profile name (``"simulated"``) or path into an existing file path."""
+    candidate = Path(profile)
+    if candidate.suffix == ".toml" or candidate.exists():
+        if not candidate.is_file():
+            raise ConfigError(f"device profile not found: {candidate}", file=str(candidate))
+        return candidate
+    path = devices_dir() / f"{profile}.toml"
+    if not path.is_file():
+        raise ConfigError(
+            f"no device profile named {str(profile)!r}; available: {', '.join(list_profiles())}"
+        )
+    return path
+
+
+def _format_validation_error(exc: ValidationError, file: str) -> ConfigError:
+    lines = []
+    first_field = None
+    for err in exc.errors():
+        loc = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        first_field = first_field or loc
+        message = err["msg"]
+        if err["type"] == "literal_error":
+            expected = err.get("ctx", {}).get("expected", "")
+            message = f"must be one of {expected}"
+        elif err["type"] == "extra_forbidden":
+            message = "unknown field (typo?)"
+        given = err.get("input")
+        shown = f" (got {given!r})" if not isinstance(given, dict) and given is not None else ""
+        lines.append(f"field '{loc}': {message}{shown}")
+    return ConfigError("invalid device profile:\n  " + "\n  ".join(lines), file=file,
+                       field=first_field)
+
+
+def load_profile(profile: str | os.PathLike = "simulated") -> DeviceProfile:
+    """Load and validate a device profile.
+
+    Parameters
+    ----------
+    profile : str or path-like
+        A profile name from ``devices/`` (``"simulated"``, ``"magstim-200"``...) or a
+        path to a TOML file.
+
+    Returns
+    -------
+    DeviceProfile
+        The validated profile.
+
+    Raises
+    ------
+    ConfigError
+        The file is missing, is not TOML, or a field is invalid; the message names the
+        file, the field and what is allowed.
+    """
+    path = resolve_profile_path(profile)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", file=str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text: {exc}", file=str(path)) from None
+    try:
+        return DeviceProfile.model_validate({**raw, "path": path})
+    except ValidationError as exc:
+        raise _format_validation_error(exc, str(path)) from None

@@ -1,0 +1,171 @@
+"""A rig: the stimulator, the streams and the pulse-marker outlet of one device profile.
+
+``open_rig("simulated")`` is the default: it starts the simulated hardware (a device
+emulator, the virtual subject and its LSL amplifier) and connects to it exactly as it
+would to real hardware, through a serial port and LSL.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any
+
+from labkit.errors import LabkitError
+from labkit.markers import PulseMarkerOutlet
+from labkit.profiles import DeviceProfile, load_profile
+from labkit.stimulators.base import Stimulator
+
+#: Module that builds simulated hardware for profiles with ``rig.simulated = true``.
+#: Resolved at run time so that the core never imports the simulator.
+SIMULATION_FACTORY = "labkit.sim.rig:start_simulated_hardware"
+
+
+def _driver_class(name: str) -> type[Stimulator]:
+    module = importlib.import_module("labkit.stimulators")
+    return getattr(module, name)
+
+
+def _simulation_factory():
+    module_name, _, attr = SIMULATION_FACTORY.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+class Rig:
+    """The connected devices of one profile.
+
+    Attributes
+    ----------
+    profile : DeviceProfile
+        The validated profile the rig was opened from.
+    stimulator : Stimulator
+        The connected driver.
+    emg : mne_lsl.stream.StreamLSL
+        The connected EMG stream.
+    eeg : mne_lsl.stream.StreamLSL | None
+        The connected EEG stream, when the profile names one.
+    markers : PulseMarkerOutlet
+        The LSL outlet every delivered pulse is published on.
+    hardware : object | None
+        The simulated hardware (emulator, subject, amplifiers) for simulated rigs.
+    """
+
+    def __init__(
+        self,
+        profile: DeviceProfile,
+        stimulator: Stimulator,
+        emg: Any,
+        markers: PulseMarkerOutlet,
+        *,
+        eeg: Any = None,
+        hardware: Any = None,
+    ) -> None:
+        self.profile = profile
+        self.stimulator = stimulator
+        self.emg = emg
+        self.eeg = eeg
+        self.markers = markers
+        self.hardware = hardware
+        self._closed = False
+
+    @property
+    def subject(self) -> Any:
+        """The virtual subject of a simulated rig (``None`` on real hardware)."""
+        return getattr(self.hardware, "subject", None)
+
+    @property
+    def simulated(self) -> bool:
+        """True when the rig runs on simulated hardware."""
+        return self.hardware is not None
+
+    def close(self) -> None:
+        """Disarm and disconnect everything, then stop the simulated hardware."""
+        if self._closed:
+            return
+        self._closed = True
+        errors: list[BaseException] = []
+        for step in (self.stimulator.close, *self._stream_closers(), self.markers.close):
+            try:
+                step()
+            except Exception as exc:  # close everything, report the first failure
+                errors.append(exc)
+        if self.hardware is not None:
+            self.hardware.close()
+        if errors:
+            raise LabkitError(f"closing the rig failed: {errors[0]}") from errors[0]
+
+    def _stream_closers(self) -> list:
+        return [s.disconnect for s in (self.emg, self.eeg) if s is not None and s.connected]
+
+    def __enter__(self) -> Rig:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        kind = "simulated" if self.simulated else "hardware"
+        return f"<Rig {self.profile.rig.name!r} ({kind}): {type(self.stimulator).__name__}>"
+
+
+def open_rig(
+    profile: str | os.PathLike | DeviceProfile = "simulated",
+    *,
+    seed: int | None = None,
+    connect: bool = True,
+) -> Rig:
+    """Open the rig described by a device profile.
+
+    Parameters
+    ----------
+    profile : str, path-like or DeviceProfile
+        Profile name in ``devices/``, path to a TOML file, or a loaded profile.
+    seed : int | None
+        Seed of the virtual subject (simulated rigs); defaults to the profile's.
+    connect : bool
+        Connect the stimulator (take remote control) right away.
+
+    Returns
+    -------
+    Rig
+        The opened rig; close it with :meth:`Rig.close` or use it as a context manager.
+    """
+    from labkit.streams import connect_stream
+
+    if not isinstance(profile, DeviceProfile):
+        profile = load_profile(profile)
+    hardware = None
+    port = profile.stimulator.port
+    emg_section, eeg_section = profile.streams.emg, profile.streams.eeg
+    marker_name = profile.streams.markers.name
+    marker_source = profile.streams.markers.source_id
+    if profile.rig.simulated:
+        hardware = _simulation_factory()(profile, seed=seed)
+        port = hardware.port
+        emg_section, eeg_section = hardware.emg_stream, hardware.eeg_stream
+        marker_name, marker_source = hardware.marker_stream.name, hardware.marker_stream.source_id
+    markers = stimulator = emg = eeg = None
+    try:
+        markers = PulseMarkerOutlet(marker_name, marker_source)
+        driver = _driver_class(profile.driver_name)
+        options: dict[str, Any] = {"timeout_s": profile.stimulator.timeout_s, "markers": markers}
+        if profile.stimulator.unlock_code is not None:
+            options["unlock_code"] = profile.stimulator.unlock_code
+        stimulator = driver(port, **options)
+        emg = connect_stream(emg_section.name, source_id=emg_section.source_id,
+                             picks=emg_section.picks)
+        if eeg_section is not None:
+            eeg = connect_stream(eeg_section.name, source_id=eeg_section.source_id,
+                                 picks=eeg_section.picks)
+        if connect:
+            stimulator.connect()
+    except BaseException:
+        for stream in (emg, eeg):
+            if stream is not None and stream.connected:
+                stream.disconnect()
+        if stimulator is not None:
+            stimulator.close()
+        if hardware is not None:
+            hardware.close()
+        raise
+    return Rig(profile, stimulator, emg, markers, eeg=eeg, hardware=hardware)

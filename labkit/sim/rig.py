@@ -1,0 +1,141 @@
+"""Simulated hardware for profiles with ``rig.simulated = true``.
+
+Builds, wires and starts: the virtual subject, its EMG amplifier (and EEG amplifier when
+the profile asks for it) streaming over LSL, and the stimulator emulator whose coil
+delivers each discharge to the amplifiers. Stream names get a per-rig suffix so that two
+simulated rigs on one machine are never mistaken for a spoofed stream.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from labkit.profiles import DeviceProfile, StreamSection
+from labkit.sim.events import Discharge
+
+_RIG_COUNTER = itertools.count(1)
+
+_EMULATOR_MODELS = {
+    "magstim-200": ("magstim", "200"),
+    "magstim-bistim": ("magstim", "bistim"),
+    "magstim-rapid2": ("magstim", "rapid"),
+    "magventure-r30": ("magpro", "R30"),
+    "magventure-x100": ("magpro", "X100"),
+}
+
+
+@dataclass
+class SimulatedHardware:
+    """The running pieces of a simulated rig.
+
+    Attributes
+    ----------
+    port : str
+        pyserial URL of the emulator (what the driver opens).
+    pty_path : str | None
+        The emulator's pseudo-terminal, for external programs.
+    emulator, subject, emg_amplifier, eeg_amplifier
+        The running simulation objects.
+    emg_stream, eeg_stream, marker_stream : StreamSection
+        The stream names and source ids actually in use.
+    """
+
+    port: str
+    pty_path: str | None
+    emulator: Any
+    subject: Any
+    emg_amplifier: Any
+    eeg_amplifier: Any
+    emg_stream: StreamSection
+    eeg_stream: StreamSection | None
+    marker_stream: StreamSection
+    _closers: list = field(default_factory=list, repr=False)
+
+    def close(self) -> None:
+        """Stop the emulator and the amplifiers."""
+        while self._closers:
+            self._closers.pop()()
+
+
+def _unique(section: StreamSection, suffix: str) -> StreamSection:
+    return section.model_copy(update={
+        "name": f"{section.name}-{suffix}",
+        "source_id": f"{section.source_id or section.name}-{suffix}-{uuid.uuid4().hex[:8]}",
+    })
+
+
+def start_simulated_hardware(
+    profile: DeviceProfile, *, seed: int | None = None
+) -> SimulatedHardware:
+    """Start the simulated hardware a profile describes.
+
+    Parameters
+    ----------
+    profile : DeviceProfile
+        A profile with ``rig.simulated = true``.
+    seed : int | None
+        Seed of the virtual subject; defaults to ``profile.simulation.seed``.
+
+    Returns
+    -------
+    SimulatedHardware
+        Running hardware; :meth:`SimulatedHardware.close` stops it.
+    """
+    from labkit.sim.amplifier import EEGAmplifier, EMGAmplifier
+    from labkit.sim.subject import VirtualSubject
+
+    sim = profile.simulation
+    seed = sim.seed if seed is None else seed
+    suffix = f"{os.getpid()}-{next(_RIG_COUNTER)}"
+    emg_stream = _unique(profile.streams.emg, suffix)
+    eeg_stream = None
+    marker_stream = _unique(profile.streams.markers, suffix)
+    closers: list = []
+    try:
+        eeg_source = None
+        if sim.eeg:
+            from labkit.sim.eeg import MuEEGSource
+
+            eeg_source = MuEEGSource(seed=seed)
+            eeg_stream = _unique(profile.streams.eeg or StreamSection(
+                name="labkit-sim-eeg", type="EEG"), suffix)
+        subject = VirtualSubject(seed=seed, eeg=eeg_source)
+        emg_amp = EMGAmplifier(subject, name=emg_stream.name, source_id=emg_stream.source_id,
+                               noise_uv=sim.emg_noise_uv)
+        emg_amp.start()
+        closers.append(emg_amp.stop)
+        eeg_amp = None
+        if eeg_source is not None:
+            eeg_amp = EEGAmplifier(eeg_source, name=eeg_stream.name,
+                                   source_id=eeg_stream.source_id)
+            eeg_amp.start()
+            closers.append(eeg_amp.stop)
+
+        def coil(discharge: Discharge) -> None:
+            if eeg_amp is not None:
+                eeg_amp(discharge)
+            emg_amp(discharge)
+
+        vendor, model = _EMULATOR_MODELS[sim.emulator or profile.stimulator.model]
+        if vendor == "magstim":
+            from labkit.sim.magstim_emulator import MagstimEmulator
+
+            emulator = MagstimEmulator(model=model, coil=coil, seed=seed)
+        else:
+            from labkit.sim.magpro_emulator import MagProEmulator
+
+            emulator = MagProEmulator(model=model, coil=coil, seed=seed)
+        closers.append(emulator.stop)
+    except BaseException:
+        for close in reversed(closers):
+            close()
+        raise
+    return SimulatedHardware(
+        port=emulator.url, pty_path=emulator.pty_path, emulator=emulator, subject=subject,
+        emg_amplifier=emg_amp, eeg_amplifier=eeg_amp, emg_stream=emg_stream,
+        eeg_stream=eeg_stream, marker_stream=marker_stream, _closers=closers,
+    )

@@ -1,0 +1,596 @@
+"""Continuous, crash-safe recording of LSL streams to disk.
+
+A recording is a directory written append-only, so that a crash (``kill -9`` of the
+kernel) loses at most what the recorder had not yet pulled from the inlet:
+
+``header.json``
+    Written (and fsync'd) first: stream name, type, source id, nominal rate, channel
+    names, units and types, sample format.
+``data.f32``
+    Numeric streams: the samples as little-endian float32, one row of ``n_channels``
+    values per sample (C order).
+``times.f64``
+    Numeric streams: one little-endian float64 LSL timestamp per sample.
+``markers.jsonl``
+    String streams (pulse markers): one JSON line ``{"time_s": t, "values": [...]}``
+    per sample.
+
+Every pulled chunk is handed to the kernel with ``os.write`` at once (so a killed
+process loses nothing already pulled) and the files are ``fsync``'d every
+``flush_interval_s`` (0.25 s by default) so that a power cut loses at most that long.
+A torn tail (a row cut by the crash, or ``data.f32`` and ``times.f64`` of unequal length)
+is detected when reading: only complete rows present in both files are returned.
+
+Disk full: any ``OSError`` while writing (``ENOSPC``, ``EDQUOT``, ``EIO``...) stops the
+recorder cleanly. What was written stays on disk; :attr:`StreamRecorder.failed` becomes
+true, :attr:`StreamRecorder.error` holds a :class:`RecordingError`, and the ``on_error``
+callback (for example a protocol runner's stop) is called from the recorder thread.
+Tests simulate a full disk through the ``file_opener`` argument (a file object whose
+``write`` raises ``ENOSPC``), since mounting a tiny tmpfs needs root.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pylsl
+
+from labkit.errors import LabkitError, StreamError
+
+__all__ = [
+    "AppendFile",
+    "RecordingError",
+    "RecordingInfo",
+    "StreamRecorder",
+    "read_markers",
+    "read_recording",
+    "to_raw",
+]
+
+HEADER_FILE = "header.json"
+DATA_FILE = "data.f32"
+TIMES_FILE = "times.f64"
+MARKERS_FILE = "markers.jsonl"
+FORMAT_VERSION = 1
+
+#: Unit spellings understood by :func:`to_raw`, with their factor to volts.
+UNIT_TO_VOLTS = {
+    "v": 1.0,
+    "volts": 1.0,
+    "mv": 1e-3,
+    "millivolts": 1e-3,
+    "uv": 1e-6,
+    "µv": 1e-6,
+    "μv": 1e-6,
+    "microvolts": 1e-6,
+}
+
+#: LSL stream type (lower case) → MNE channel type, when a channel does not say.
+STREAM_TYPE_TO_CH_TYPE = {"emg": "emg", "eeg": "eeg", "ecg": "ecg", "eog": "eog", "misc": "misc"}
+
+
+class RecordingError(LabkitError):
+    """A recording could not be written or read.
+
+    Parameters
+    ----------
+    message : str
+        What went wrong.
+    path : str | os.PathLike | None
+        The recording directory or file concerned.
+    """
+
+    def __init__(self, message: str, *, path: str | os.PathLike | None = None):
+        self.path = None if path is None else Path(path)
+        super().__init__(f"{path}: {message}" if path is not None else message)
+
+
+class AppendFile:
+    """An append-only file written with ``os.write`` and synced with ``os.fsync``.
+
+    No user-space buffer: once :meth:`write` returns, the bytes are in the kernel and
+    survive the death of the process. :meth:`sync` makes them survive a power cut.
+
+    Parameters
+    ----------
+    path : str | os.PathLike
+        File to open (created if missing, appended to otherwise).
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def write(self, data: bytes | memoryview) -> None:
+        """Write all of ``data`` (loops over short writes); raises ``OSError``."""
+        view = memoryview(data).cast("B")
+        while len(view):
+            n = os.write(self._fd, view)
+            view = view[n:]
+
+    def sync(self) -> None:
+        """Flush the file to stable storage (``os.fsync``)."""
+        os.fsync(self._fd)
+
+    def close(self) -> None:
+        """Sync and close; safe to call twice."""
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+FileOpener = Callable[[Path], AppendFile]
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class RecordingInfo(dict):
+    """The header of a recording (a ``dict`` with attribute-style helpers).
+
+    Keys: ``name``, ``type``, ``source_id``, ``sfreq`` (nominal Hz, 0 for irregular),
+    ``ch_names``, ``units``, ``ch_types``, ``channel_format``, ``n_samples`` (complete
+    samples read back), ``torn_bytes`` (bytes of an incomplete tail that were ignored).
+    """
+
+    @property
+    def is_markers(self) -> bool:
+        """True for a string (marker) stream."""
+        return self.get("channel_format") == "string"
+
+
+def _channel_descriptions(info: pylsl.StreamInfo) -> tuple[list[str], list[str], list[str]]:
+    n = info.channel_count()
+    names, units, types = [], [], []
+    stream_type = (info.type() or "").lower()
+    default_type = STREAM_TYPE_TO_CH_TYPE.get(stream_type, "misc")
+    ch = info.desc().child("channels").child("channel")
+    for i in range(n):
+        label = unit = kind = ""
+        if not ch.empty():
+            label = ch.child_value("label")
+            unit = ch.child_value("unit")
+            kind = ch.child_value("type")
+            ch = ch.next_sibling()
+        names.append(label or f"ch{i + 1}")
+        units.append(unit or ("microvolts" if default_type in ("emg", "eeg") else ""))
+        types.append((kind or default_type).lower())
+    return names, units, types
+
+
+def _resolve(name: str, source_id: str | None, timeout_s: float) -> pylsl.StreamInfo:
+    found = pylsl.resolve_byprop("name", name, minimum=1, timeout=timeout_s)
+    if source_id is not None:
+        found = [s for s in found if s.source_id() == source_id]
+    if not found:
+        where = f" with source_id '{source_id}'" if source_id is not None else ""
+        raise StreamError(f"no LSL stream named '{name}'{where} found within {timeout_s} s")
+    ids = {s.source_id() for s in found}
+    if len(ids) > 1:
+        raise StreamError(
+            f"{len(found)} LSL streams are named '{name}' (source ids {sorted(ids)}); "
+            "pass source_id to choose one (a second stream may be a spoofing outlet)"
+        )
+    return found[0]
+
+
+class StreamRecorder:
+    """Record one LSL stream to a crash-safe directory in a background thread.
+
+    Parameters
+    ----------
+    source : str | pylsl.StreamInfo | pylsl.StreamInlet
+        A stream name to resolve, a resolved ``StreamInfo``, or an open inlet.
+    path : str | os.PathLike
+        Recording directory; created. Refused if it already holds a recording.
+    source_id : str | None
+        When ``source`` is a name, only accept the stream with this source id. Without
+        it, two streams of the same name are refused as ambiguous.
+    resolve_timeout_s : float
+        How long to look for a named stream.
+    flush_interval_s : float
+        Maximum time between ``fsync`` calls, in seconds (0 < value ≤ 1).
+    max_chunk : int
+        Maximum samples pulled per read.
+    on_error : callable | None
+        Called once with the :class:`RecordingError` when writing fails (disk full).
+        Runs in the recorder thread; keep it short (e.g. set a stop flag, disarm).
+    file_opener : callable | None
+        ``file_opener(path) -> AppendFile``; for tests that simulate a full disk.
+    start : bool
+        Start the thread at once (default). Otherwise call :meth:`start`.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The recording directory.
+    n_samples : int
+        Samples written so far.
+    failed : bool
+        True once a write error stopped the recorder.
+    error : RecordingError | None
+        The error that stopped it.
+    """
+
+    def __init__(
+        self,
+        source: str | pylsl.StreamInfo | pylsl.StreamInlet,
+        path: str | os.PathLike,
+        *,
+        source_id: str | None = None,
+        resolve_timeout_s: float = 5.0,
+        flush_interval_s: float = 0.25,
+        max_chunk: int = 4096,
+        on_error: Callable[[RecordingError], Any] | None = None,
+        file_opener: FileOpener | None = None,
+        start: bool = True,
+    ) -> None:
+        if not 0 < flush_interval_s <= 1.0:
+            raise ValueError(
+                f"flush_interval_s must be in (0, 1] s to lose at most 1 s, got {flush_interval_s}"
+            )
+        self.path = Path(path)
+        if (self.path / HEADER_FILE).exists():
+            raise RecordingError("already holds a recording; choose a new directory", path=path)
+        if isinstance(source, pylsl.StreamInlet):
+            self._inlet = source
+        else:
+            info = source if isinstance(source, pylsl.StreamInfo) else _resolve(
+                source, source_id, resolve_timeout_s
+            )
+            self._inlet = pylsl.StreamInlet(
+                info, max_buflen=60, processing_flags=pylsl.proc_clocksync
+            )
+        self._flush_interval_s = float(flush_interval_s)
+        self._max_chunk = int(max_chunk)
+        self._on_error = on_error
+        self._opener: FileOpener = file_opener or AppendFile
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._files: list[AppendFile] = []
+        self.n_samples = 0
+        self.failed = False
+        self.error: RecordingError | None = None
+        self.info = self._write_header()
+        if start:
+            self.start()
+
+    # -- set-up -------------------------------------------------------------------------
+    def _write_header(self) -> RecordingInfo:
+        full = self._inlet.info(timeout=5.0)
+        names, units, types = _channel_descriptions(full)
+        fmt = "string" if full.channel_format() == pylsl.cf_string else "float32"
+        header = RecordingInfo(
+            format_version=FORMAT_VERSION,
+            name=full.name(),
+            type=full.type(),
+            source_id=full.source_id(),
+            hostname=full.hostname(),
+            sfreq=float(full.nominal_srate()),
+            n_channels=int(full.channel_count()),
+            ch_names=names,
+            units=units,
+            ch_types=types,
+            channel_format=fmt,
+            sample_dtype="<f4" if fmt != "string" else None,
+            time_dtype="<f8",
+            created_local_clock_s=pylsl.local_clock(),
+            created_unix_s=time.time(),
+        )
+        self.path.mkdir(parents=True, exist_ok=True)
+        tmp = self.path / (HEADER_FILE + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(header, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path / HEADER_FILE)
+        _fsync_dir(self.path)
+        return header
+
+    def start(self) -> None:
+        """Open the data files and start the recorder thread."""
+        if self._thread is not None:
+            return
+        try:
+            if self.info.is_markers:
+                self._files = [self._opener(self.path / MARKERS_FILE)]
+            else:
+                self._files = [
+                    self._opener(self.path / DATA_FILE),
+                    self._opener(self.path / TIMES_FILE),
+                ]
+        except OSError as exc:
+            raise RecordingError(f"cannot open data files: {exc}", path=self.path) from exc
+        self._inlet.open_stream(timeout=5.0)
+        self._thread = threading.Thread(
+            target=self._run, name=f"labkit-recorder-{self.info['name']}", daemon=True
+        )
+        self._thread.start()
+
+    # -- the loop -----------------------------------------------------------------------
+    def _run(self) -> None:
+        last_sync = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                got = self._pull_and_write(timeout_s=0.05)
+                now = time.monotonic()
+                if now - last_sync >= self._flush_interval_s:
+                    for f in self._files:
+                        f.sync()
+                    last_sync = now
+                if not got:
+                    self._stop.wait(0.005)
+            # drain what is left, then make it durable
+            while self._pull_and_write(timeout_s=0.0):
+                pass
+            for f in self._files:
+                f.sync()
+        except OSError as exc:
+            self._fail(exc)
+        except Exception as exc:  # noqa: BLE001 - a recorder must report, never vanish
+            self._fail(exc)
+
+    def _pull_and_write(self, timeout_s: float) -> int:
+        if self.info.is_markers:
+            samples, stamps = self._inlet.pull_chunk(
+                timeout=timeout_s, max_samples=self._max_chunk
+            )
+            if not stamps:
+                return 0
+            lines = "".join(
+                json.dumps({"time_s": float(t), "values": list(s)}) + "\n"
+                for s, t in zip(samples, stamps, strict=True)
+            )
+            self._files[0].write(lines.encode("utf-8"))
+            self.n_samples += len(stamps)
+            return len(stamps)
+        samples, stamps = self._inlet.pull_chunk(
+            timeout=timeout_s, max_samples=self._max_chunk, as_numpy=True
+        )
+        n = len(stamps)
+        if n == 0:
+            return 0
+        block = np.ascontiguousarray(samples, dtype="<f4")
+        self._files[0].write(block.tobytes())
+        self._files[1].write(np.ascontiguousarray(stamps, dtype="<f8").tobytes())
+        self.n_samples += n
+        return n
+
+    def _fail(self, exc: BaseException) -> None:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            what = "disk full"
+        else:
+            what = "write failed"
+        self.error = RecordingError(
+            f"{what} after {self.n_samples} samples ({exc}); recording stopped, "
+            "data written so far is kept",
+            path=self.path,
+        )
+        self.error.__cause__ = exc
+        self.failed = True
+        self._stop.set()
+        for f in self._files:
+            try:
+                f.close()
+            except OSError:
+                pass
+        if self._on_error is not None:
+            try:
+                self._on_error(self.error)
+            except Exception:  # noqa: BLE001, S110 - the callback must not kill the report
+                pass
+
+    # -- control ------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        """True while the thread records."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def check(self) -> None:
+        """Raise the stored :class:`RecordingError` if the recorder failed."""
+        if self.error is not None:
+            raise self.error
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Drain the inlet, sync and close the files, stop the thread.
+
+        Does not raise the write error of a failed recorder: see :meth:`check`.
+        """
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        for f in self._files:
+            try:
+                f.close()
+            except OSError:
+                pass
+        self._files = []
+        try:
+            self._inlet.close_stream()
+        except Exception:  # noqa: BLE001, S110 - closing a dead stream is fine
+            pass
+
+    def __enter__(self) -> StreamRecorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# -- reading back ---------------------------------------------------------------------
+def _read_header(path: Path) -> RecordingInfo:
+    header_path = path / HEADER_FILE
+    try:
+        text = header_path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise RecordingError(f"no {HEADER_FILE}: not a labkit recording", path=path) from exc
+    try:
+        return RecordingInfo(json.loads(text))
+    except json.JSONDecodeError as exc:
+        raise RecordingError(f"corrupt header: {exc}", path=header_path) from exc
+
+
+def read_markers(path: str | os.PathLike) -> tuple[list[str], np.ndarray, RecordingInfo]:
+    """Read a marker (string) recording.
+
+    Parameters
+    ----------
+    path : str | os.PathLike
+        Recording directory.
+
+    Returns
+    -------
+    values : list of str
+        First channel of every marker sample.
+    timestamps : ndarray, shape (n,)
+        LSL times in seconds.
+    info : RecordingInfo
+        The header, with ``n_samples`` and ``torn_bytes``.
+    """
+    path = Path(path)
+    info = _read_header(path)
+    if not info.is_markers:
+        raise RecordingError("not a marker recording; use read_recording", path=path)
+    file = path / MARKERS_FILE
+    raw = file.read_bytes() if file.exists() else b""
+    lines = raw.split(b"\n")
+    tail = lines.pop()  # bytes after the last newline: empty, or a torn write
+    values, stamps = [], []
+    for lineno, line in enumerate(lines, start=1):
+        try:
+            rec = json.loads(line)
+            stamps.append(float(rec["time_s"]))
+            values.append(str(rec["values"][0]))
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise RecordingError(f"line {lineno} is not a marker record: {exc}", path=file) from exc
+    info["n_samples"] = len(stamps)
+    info["torn_bytes"] = len(tail)
+    return values, np.asarray(stamps, dtype=np.float64), info
+
+
+def read_recording(path: str | os.PathLike) -> tuple[Any, np.ndarray, RecordingInfo]:
+    """Read a recording back, ignoring a torn tail.
+
+    Parameters
+    ----------
+    path : str | os.PathLike
+        Recording directory written by :class:`StreamRecorder`.
+
+    Returns
+    -------
+    data : ndarray, shape (n_channels, n_times)
+        float64 samples in the stream's units (see ``info["units"]``). For a marker
+        stream, a list of strings (see :func:`read_markers`).
+    timestamps : ndarray, shape (n_times,)
+        LSL ``local_clock`` time of every sample, in seconds.
+    info : RecordingInfo
+        The header plus ``n_samples`` and ``torn_bytes``.
+    """
+    path = Path(path)
+    info = _read_header(path)
+    if info.is_markers:
+        values, stamps, info = read_markers(path)
+        return values, stamps, info
+    n_ch = int(info["n_channels"])
+    data_bytes = (path / DATA_FILE).read_bytes() if (path / DATA_FILE).exists() else b""
+    time_bytes = (path / TIMES_FILE).read_bytes() if (path / TIMES_FILE).exists() else b""
+    row = 4 * n_ch
+    n = min(len(data_bytes) // row, len(time_bytes) // 8)
+    torn = (len(data_bytes) - n * row) + (len(time_bytes) - n * 8)
+    data = np.frombuffer(data_bytes, dtype="<f4", count=n * n_ch).reshape(n, n_ch)
+    stamps = np.frombuffer(time_bytes, dtype="<f8", count=n).copy()
+    info["n_samples"] = n
+    info["torn_bytes"] = torn
+    return data.T.astype(np.float64), stamps, info
+
+
+def to_raw(
+    path_or_data: str | os.PathLike | np.ndarray,
+    timestamps: np.ndarray | None = None,
+    info: dict | None = None,
+    *,
+    markers: str | os.PathLike | None = None,
+):
+    """Build an :class:`mne.io.RawArray` from a recording (µV → V for MNE).
+
+    Parameters
+    ----------
+    path_or_data : str | os.PathLike | ndarray
+        A recording directory, or the ``data`` returned by :func:`read_recording`.
+    timestamps, info : ndarray, dict
+        Required with ``data``; the other two values returned by :func:`read_recording`.
+    markers : str | os.PathLike | None
+        A marker recording; each marker becomes an annotation (description = its
+        ``event`` key when it is a JSON object, else the string) at its time relative
+        to the first sample.
+
+    Returns
+    -------
+    raw : mne.io.RawArray
+        Data in volts for EEG/EMG/ECG/EOG channels given in V, mV or µV. The LSL time of
+        the first sample is kept as the attribute ``raw.first_time_s`` (seconds), so an
+        LSL time ``t`` is at ``t - raw.first_time_s`` in ``raw.times``.
+    """
+    import mne
+
+    if isinstance(path_or_data, (str, os.PathLike)):
+        data, timestamps, info = read_recording(path_or_data)
+    else:
+        data = path_or_data
+        if timestamps is None or info is None:
+            raise ValueError("to_raw(data, timestamps, info): timestamps and info are required")
+    if info.get("channel_format") == "string":
+        raise RecordingError("a marker recording has no samples to convert; pass it as markers")
+    sfreq = float(info["sfreq"])
+    if sfreq <= 0:
+        raise RecordingError(f"stream '{info['name']}' has an irregular rate; cannot make a Raw")
+    scaled = np.array(data, dtype=np.float64, copy=True)
+    for i, unit in enumerate(info["units"]):
+        factor = UNIT_TO_VOLTS.get(str(unit).strip().lower())
+        if factor is not None and info["ch_types"][i] in ("emg", "eeg", "ecg", "eog"):
+            scaled[i] *= factor
+    ch_types = [t if t in mne.io.get_channel_type_constants() else "misc" for t in info["ch_types"]]
+    mne_info = mne.create_info(list(info["ch_names"]), sfreq, ch_types)
+    raw = mne.io.RawArray(scaled, mne_info, verbose="error")
+    first = float(timestamps[0]) if len(timestamps) else 0.0
+    raw.first_time_s = first
+    if markers is not None:
+        values, stamps, _ = read_markers(markers)
+        descriptions = []
+        for v in values:
+            try:
+                payload = json.loads(v)
+            except ValueError:
+                payload = None
+            descriptions.append(str(payload.get("event", v)) if isinstance(payload, dict) else v)
+        onsets = stamps - first
+        keep = (onsets >= 0) & (onsets <= raw.times[-1] if len(raw.times) else False)
+        raw.set_annotations(
+            mne.Annotations(
+                onsets[keep], np.zeros(int(keep.sum())),
+                [d for d, k in zip(descriptions, keep, strict=True) if k],
+            )
+        )
+    return raw

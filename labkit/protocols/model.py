@@ -1,0 +1,446 @@
+"""The protocol model: what a ``protocols/*.toml`` file says, validated with pydantic.
+
+Timing uses the vocabulary of the NIBS BIDS extension proposal (BEP037): pulses per burst,
+inter-pulse interval, bursts per train, inter-burst interval, trains, inter-train interval.
+Conventions (onset to onset unless stated):
+
+``inter_pulse_interval_ms``
+    Between two pulses of one burst (20 ms = 50 Hz in theta burst). Needed when a burst
+    has more than one pulse.
+``inter_burst_interval_ms``
+    Between the first pulses of two successive bursts of one train. For plain rTMS
+    (one pulse per burst) this is the pulse period: 100 ms = 10 Hz.
+``inter_train_interval_s``
+    Pause from the *end* of one train to the first pulse of the next; a train ends one
+    inter-burst interval after its last burst started (so 50 pulses at 10 Hz last 5.0 s,
+    and a 55 s pause gives one train per minute).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from labkit.errors import ConfigError
+
+#: Units an intensity may be given in.
+IntensityUnit = Literal["% RMT", "% AMT", "% MSO"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Intensity(_Strict):
+    """``[intensity]``: the stimulation intensity, fixed or a per-subject range.
+
+    Attributes
+    ----------
+    unit : {"% RMT", "% AMT", "% MSO"}
+        Relative to resting or active motor threshold, or absolute (% of maximum
+        stimulator output).
+    value : float
+        The default intensity in ``unit``.
+    min, max : float | None
+        The range the experimenter may choose from for one subject (e.g. 80–90 % RMT).
+        Default: exactly ``value``.
+    """
+
+    unit: IntensityUnit
+    value: float = Field(gt=0, le=200)
+    min: float | None = Field(default=None, gt=0, le=200)
+    max: float | None = Field(default=None, gt=0, le=200)
+
+    @model_validator(mode="after")
+    def _range_holds_value(self) -> Intensity:
+        low, high = self.range
+        if not low <= self.value <= high:
+            raise ValueError(
+                f"value {self.value:g} must lie in [min, max] = [{low:g}, {high:g}] {self.unit}"
+            )
+        if self.unit == "% MSO" and high > 100:
+            raise ValueError(f"% MSO intensities must be <= 100 (got max {high:g})")
+        return self
+
+    @property
+    def range(self) -> tuple[float, float]:
+        """``(min, max)`` with the defaults filled in."""
+        low = self.value if self.min is None else self.min
+        high = self.value if self.max is None else self.max
+        return low, high
+
+    def describe(self) -> str:
+        """``"80 % RMT (range 80–90)"`` style text."""
+        low, high = self.range
+        text = f"{self.value:g} {self.unit}"
+        if (low, high) != (self.value, self.value):
+            text += f" (range {low:g}–{high:g})"
+        return text
+
+
+class Timing(_Strict):
+    """``[timing]``: the pulse pattern in the NIBS BIDS (BEP037) vocabulary."""
+
+    pulses_per_burst: int = Field(default=1, ge=1, le=10)
+    inter_pulse_interval_ms: float | None = Field(default=None, ge=10, le=1000)
+    bursts_per_train: int = Field(ge=1, le=10000)
+    inter_burst_interval_ms: float | None = Field(default=None, ge=10, le=60000)
+    trains: int = Field(ge=1, le=1000)
+    inter_train_interval_s: float = Field(default=0.0, ge=0, le=3600)
+
+    @model_validator(mode="after")
+    def _intervals_present_and_consistent(self) -> Timing:
+        if self.pulses_per_burst > 1 and self.inter_pulse_interval_ms is None:
+            raise ValueError("inter_pulse_interval_ms is required when pulses_per_burst > 1")
+        if self.bursts_per_train > 1 and self.inter_burst_interval_ms is None:
+            raise ValueError("inter_burst_interval_ms is required when bursts_per_train > 1")
+        if self.trains > 1 and self.inter_train_interval_s <= 0:
+            raise ValueError("inter_train_interval_s must be > 0 s when trains > 1")
+        if self.pulses_per_burst > 1 and self.inter_burst_interval_ms is not None:
+            burst_ms = (self.pulses_per_burst - 1) * self.inter_pulse_interval_ms
+            if burst_ms >= self.inter_burst_interval_ms:
+                raise ValueError(
+                    f"bursts overlap: a burst spans {burst_ms:g} ms but inter_burst_interval_ms "
+                    f"is {self.inter_burst_interval_ms:g} ms (must be > {burst_ms:g})"
+                )
+        return self
+
+    @property
+    def pulses_per_train(self) -> int:
+        """Pulses in one train."""
+        return self.pulses_per_burst * self.bursts_per_train
+
+    @property
+    def total_pulses(self) -> int:
+        """Pulses in the whole protocol."""
+        return self.pulses_per_train * self.trains
+
+    @property
+    def train_duration_s(self) -> float:
+        """Duration of one train (``bursts × inter-burst interval``), s.
+
+        A train of one burst lasts ``pulses × inter-pulse interval``; a single pulse, 0 s.
+        """
+        if self.bursts_per_train > 1:
+            return self.bursts_per_train * self.inter_burst_interval_ms / 1000.0
+        if self.pulses_per_burst > 1:
+            return self.pulses_per_burst * self.inter_pulse_interval_ms / 1000.0
+        return 0.0
+
+    @property
+    def frequency_hz(self) -> float:
+        """Repetition rate of plain rTMS (one pulse per burst), Hz.
+
+        For patterned protocols this is the burst rate. A train of a single pulse has
+        the rate of its trains.
+        """
+        if self.bursts_per_train > 1:
+            return 1000.0 / self.inter_burst_interval_ms
+        if self.trains > 1:
+            return 1.0 / (self.train_duration_s + self.inter_train_interval_s)
+        return 0.0
+
+    @property
+    def intra_burst_frequency_hz(self) -> float | None:
+        """Pulse rate inside a burst, Hz (``None`` for one pulse per burst)."""
+        if self.pulses_per_burst == 1:
+            return None
+        return 1000.0 / self.inter_pulse_interval_ms
+
+    @property
+    def duration_s(self) -> float:
+        """From the first pulse to the end of the last train, s."""
+        return self.trains * self.train_duration_s + (self.trains - 1) * self.inter_train_interval_s
+
+
+class Protocol(_Strict):
+    """A validated stimulation protocol (one ``protocols/*.toml`` file).
+
+    Attributes
+    ----------
+    name : str
+        Short identifier (the file stem for shipped protocols).
+    description : str
+        What the protocol is for, in one paragraph.
+    references : list of str
+        Literature the parameters come from (at least one).
+    target : str
+        Cortical target: ``"M1"``, ``"DLPFC"``, ``"S2"``...
+    coil : str
+        Coil type, e.g. ``"figure-of-eight"``.
+    intensity : Intensity
+        Fixed intensity or per-subject range, with its unit.
+    timing : Timing
+        The pulse pattern.
+    total_pulses : int
+        The stated total; must equal what the timing produces.
+    sham : bool
+        Sham arm (sham coil or tilted coil): the stimulator still discharges.
+    hemisphere : str
+        Where on the head, in words (``"contralateral to the pain"``).
+    shortened_from : str | None
+        Set by :meth:`shortened`: the protocol this demo variant was cut from.
+    path : Path | None
+        The file the protocol was loaded from.
+    """
+
+    name: str = Field(min_length=1, max_length=80)
+    description: str = Field(min_length=1)
+    references: list[str] = Field(min_length=1)
+    target: str = Field(min_length=1)
+    coil: str = Field(min_length=1)
+    intensity: Intensity
+    timing: Timing
+    total_pulses: int = Field(ge=1, le=100000)
+    sham: bool = False
+    hemisphere: str = ""
+    shortened_from: str | None = None
+    path: Path | None = None
+
+    @field_validator("references")
+    @classmethod
+    def _references_not_blank(cls, value: list[str]) -> list[str]:
+        if any(not ref.strip() for ref in value):
+            raise ValueError("references must not contain empty entries")
+        return value
+
+    @model_validator(mode="after")
+    def _stated_total_matches(self) -> Protocol:
+        computed = self.timing.total_pulses
+        if computed != self.total_pulses:
+            t = self.timing
+            raise ValueError(
+                f"total_pulses says {self.total_pulses} but the timing gives {computed} "
+                f"({t.pulses_per_burst} pulse(s)/burst × {t.bursts_per_train} bursts/train × "
+                f"{t.trains} trains)"
+            )
+        return self
+
+    # ------------------------------------------------------------------ figures
+    @property
+    def duration_s(self) -> float:
+        """From the first pulse to the end of the last train, s."""
+        return self.timing.duration_s
+
+    @property
+    def is_patterned(self) -> bool:
+        """True when bursts have more than one pulse (theta burst and the like)."""
+        return self.timing.pulses_per_burst > 1
+
+    def summary(self) -> str:
+        """One line: name, pattern, pulses, duration, intensity."""
+        t = self.timing
+        if self.is_patterned:
+            pattern = (
+                f"{t.pulses_per_burst} pulses at {t.intra_burst_frequency_hz:g} Hz, "
+                f"bursts at {t.frequency_hz:g} Hz"
+            )
+        else:
+            pattern = f"{t.frequency_hz:g} Hz"
+        trains = f"{t.trains} train(s) × {t.train_duration_s:g} s"
+        if t.trains > 1:
+            trains += f", {t.inter_train_interval_s:g} s between trains"
+        sham = " [SHAM]" if self.sham else ""
+        return (
+            f"{self.name}{sham}: {self.target}, {pattern}, {trains}, {self.total_pulses} pulses, "
+            f"{self.duration_s / 60:.1f} min, {self.intensity.describe()}"
+        )
+
+    # ------------------------------------------------------------------ intensity
+    def intensity_percent(
+        self,
+        rmt_percent: float,
+        *,
+        amt_percent: float | None = None,
+        relative: float | None = None,
+    ) -> int:
+        """The intensity to deliver, % MSO on the stimulator's 1 % grid.
+
+        Parameters
+        ----------
+        rmt_percent : float
+            The subject's resting motor threshold, % MSO.
+        amt_percent : float | None
+            Active motor threshold, % MSO; required when the unit is ``% AMT``.
+        relative : float | None
+            The intensity chosen inside the protocol's range, in its unit; default
+            :attr:`Intensity.value`.
+
+        Returns
+        -------
+        int
+            % MSO, rounded half up to a whole percent.
+
+        Raises
+        ------
+        ConfigError
+            ``relative`` is outside the protocol's range, a threshold is missing or out of
+            range, or the result exceeds 100 % MSO.
+        """
+        spec = self.intensity
+        where = str(self.path) if self.path else None
+        if not 1 <= rmt_percent <= 100:
+            raise ConfigError(
+                f"rmt_percent must be in [1, 100] % MSO (got {rmt_percent!r})", file=where,
+                field="rmt_percent",
+            )
+        value = spec.value if relative is None else float(relative)
+        low, high = spec.range
+        if not low - 1e-9 <= value <= high + 1e-9:
+            raise ConfigError(
+                f"{value:g} {spec.unit} is outside this protocol's range "
+                f"[{low:g}, {high:g}] {spec.unit}", file=where, field="intensity",
+            )
+        if spec.unit == "% MSO":
+            mso = value
+        elif spec.unit == "% RMT":
+            mso = rmt_percent * value / 100.0
+        else:
+            if amt_percent is None or not 1 <= amt_percent <= 100:
+                raise ConfigError(
+                    f"this protocol's intensity is in % AMT; pass amt_percent in [1, 100] % MSO "
+                    f"(got {amt_percent!r})", file=where, field="amt_percent",
+                )
+            mso = amt_percent * value / 100.0
+        grid = int(math.floor(round(mso, 6) + 0.5))
+        if not 1 <= grid <= 100:
+            raise ConfigError(
+                f"{value:g} {spec.unit} gives {grid} % MSO, outside [1, 100] % MSO",
+                file=where, field="intensity",
+            )
+        return grid
+
+    def schedule(
+        self,
+        rmt_percent: float,
+        *,
+        amt_percent: float | None = None,
+        relative: float | None = None,
+    ):
+        """Expand into a :class:`~labkit.protocols.schedule.PulseSchedule`.
+
+        Parameters
+        ----------
+        rmt_percent : float
+            Resting motor threshold, % MSO.
+        amt_percent : float | None
+            Active motor threshold, % MSO (needed for protocols in % AMT).
+        relative : float | None
+            Intensity chosen within the protocol's range, in its unit.
+
+        Returns
+        -------
+        PulseSchedule
+            Pulse times (s from start), % MSO per pulse, train/burst indices.
+        """
+        from labkit.protocols.schedule import expand
+
+        return expand(self, rmt_percent, amt_percent=amt_percent, relative=relative)
+
+    # ------------------------------------------------------------------ variants
+    def shortened(
+        self, trains: int = 2, *, inter_train_interval_s: float | None = None
+    ) -> Protocol:
+        """A clearly labelled demo variant with fewer trains (and optionally shorter pauses).
+
+        Parameters
+        ----------
+        trains : int
+            Number of trains to keep, 1..``timing.trains``.
+        inter_train_interval_s : float | None
+            A different pause between trains (the safety check still applies to it).
+
+        Returns
+        -------
+        Protocol
+            Named ``<name>-demo-<k>of<n>trains``, with ``shortened_from`` set and the
+            description prefixed by ``[SHORTENED FOR DEMO ...]``.
+        """
+        if not 1 <= trains <= self.timing.trains:
+            raise ConfigError(
+                f"trains must be in [1, {self.timing.trains}] (got {trains!r})",
+                field="trains",
+            )
+        timing_update: dict = {"trains": trains}
+        if inter_train_interval_s is not None:
+            timing_update["inter_train_interval_s"] = float(inter_train_interval_s)
+        data = self.model_dump()
+        data["timing"].update(timing_update)
+        total = self.timing.pulses_per_train * trains
+        data.update(
+            name=f"{self.name}-demo-{trains}of{self.timing.trains}trains",
+            description=(
+                f"[SHORTENED FOR DEMO: {trains} of {self.timing.trains} trains, {total} of "
+                f"{self.total_pulses} pulses] {self.description}"
+            ),
+            total_pulses=total,
+            shortened_from=self.shortened_from or self.name,
+        )
+        try:
+            return Protocol.model_validate(data)
+        except ValidationError as exc:
+            raise format_validation_error(exc, str(self.path) if self.path else None) from None
+
+
+def format_validation_error(exc: ValidationError, file: str | None) -> ConfigError:
+    """Turn a pydantic error into a :class:`ConfigError` naming file, field and range.
+
+    Parameters
+    ----------
+    exc : pydantic.ValidationError
+        The error raised while validating a protocol.
+    file : str | None
+        The protocol file, if any.
+
+    Returns
+    -------
+    ConfigError
+        One line per problem: ``field 'timing.trains': must be >= 1 (got 0)``.
+    """
+    lines = []
+    first_field = None
+    for err in exc.errors():
+        loc = ".".join(str(part) for part in err["loc"])
+        text = _describe(err)
+        if not loc:
+            # model-level checks start their message with the field they are about
+            head = text.split(" ", 1)[0]
+            loc = head if head in Protocol.model_fields else "(top level)"
+        first_field = first_field or loc
+        lines.append(f"field '{loc}': {text}")
+    return ConfigError("invalid protocol:\n  " + "\n  ".join(lines), file=file, field=first_field)
+
+
+_BOUND_WORDS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+
+
+def _describe(err: dict) -> str:
+    kind = err["type"]
+    ctx = err.get("ctx", {}) or {}
+    given = err.get("input")
+    shown = "" if isinstance(given, dict) or given is None else f" (got {given!r})"
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected', '')}{shown}"
+    if kind == "extra_forbidden":
+        return f"unknown field (typo?){shown}"
+    if kind == "missing":
+        return "required field is missing"
+    for key, word in _BOUND_WORDS.items():
+        if key in ctx:
+            return f"must be {word} {ctx[key]}{shown}"
+    if kind in ("too_short", "too_long"):
+        return f"{err['msg'].lower()}{shown}"
+    message = err["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, "):]
+    return f"{message}{shown}"

@@ -1,0 +1,267 @@
+"""The virtual subject: turns coil discharges into MEPs, and remembers the ground truth.
+
+A :class:`VirtualSubject` holds one :class:`~labkit.sim.mep_model.StatisticalMEPModel`
+per EMG channel (the first one is the subject's; the others are derived from it), a
+seeded random generator, and the list of everything it produced (``.responses``) so that
+tests and notebooks can compare what was measured with what was generated.
+
+EEG phase hook: when the subject has an EEG source, the MEP excitability follows the mu
+phase at the moment of the discharge (trough more excitable than peak, as in Zrenner et
+al. 2018, Brain Stimulation 11:374). The phase is read from, in this order: an explicit
+``excitability`` given to :meth:`VirtualSubject.respond`; the source's own
+``phase_at(time_s)``; or the ``phase_at`` that the EEG amplifier streaming that source
+registered with :func:`register_eeg_clock` (the amplifier owns the sample clock that maps
+LSL time to the source's sample index).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from labkit.sim.events import Discharge
+from labkit.sim.mep_model import MEPModelParams, StatisticalMEPModel
+
+__all__ = [
+    "MEPResponse",
+    "VirtualSubject",
+    "mep_waveform",
+    "register_eeg_clock",
+]
+
+#: Duration of the biphasic MEP waveform, ms (FDI/APB MEPs last ~10-15 ms).
+MEP_DURATION_MS = 12.0
+
+# source id() -> phase_at(time_s) registered by the amplifier streaming that source.
+_EEG_CLOCKS: dict[int, Callable[[float], float | None]] = {}
+_EEG_LOCK = threading.Lock()
+
+
+def register_eeg_clock(source: Any, phase_at: Callable[[float], float | None] | None) -> None:
+    """Register (or, with ``None``, remove) the function giving ``source``'s phase at a time.
+
+    Called by :class:`labkit.sim.amplifier.EEGAmplifier` so that a subject holding the same
+    source can look up the true mu phase at a discharge time.
+    """
+    with _EEG_LOCK:
+        if phase_at is None:
+            _EEG_CLOCKS.pop(id(source), None)
+        else:
+            _EEG_CLOCKS[id(source)] = phase_at
+
+
+def mep_waveform(
+    amplitude_uv: float, fs: float, duration_ms: float = MEP_DURATION_MS
+) -> np.ndarray:
+    """Biphasic MEP waveform sampled at ``fs`` whose sampled peak-to-peak is exact.
+
+    The shape is a positive then a negative lobe, ``sin(2πu)·sin(πu)`` for ``u`` in
+    [0, 1] across ``duration_ms``, starting and ending at 0. It is scaled by its sampled
+    peak-to-peak so that ``w.max() - w.min() == amplitude_uv`` to float precision.
+
+    Parameters
+    ----------
+    amplitude_uv : float
+        Peak-to-peak amplitude, µV (>= 0).
+    fs : float
+        Sampling rate, Hz.
+    duration_ms : float
+        Duration of the waveform, ms.
+
+    Returns
+    -------
+    numpy.ndarray
+        The samples, µV, first sample at the MEP onset.
+    """
+    n = max(int(round(duration_ms * fs / 1000.0)), 4)
+    u = np.arange(n + 1) / n
+    shape = np.sin(2 * np.pi * u) * np.sin(np.pi * u)
+    shape /= shape.max() - shape.min()
+    return amplitude_uv * shape
+
+
+@dataclass(frozen=True)
+class MEPResponse:
+    """Ground truth of the subject's response to one discharge.
+
+    Attributes
+    ----------
+    time_s : float
+        LSL time of the discharge, s.
+    intensity_percent : float
+        Stimulator output, %MSO.
+    amplitudes_uv : dict[str, float]
+        Peak-to-peak MEP per EMG channel, µV.
+    latencies_ms : dict[str, float]
+        MEP onset after the discharge per channel, ms.
+    excitability : float
+        Stimulus-axis shift applied, %MSO (0 = neutral).
+    phase_rad : float | None
+        True EEG mu phase at the discharge (cosine convention), when known.
+    index : int
+        Running number of the response, from 0.
+    device : str
+        The emulated stimulator that discharged.
+    """
+
+    time_s: float
+    intensity_percent: float
+    amplitudes_uv: dict[str, float]
+    latencies_ms: dict[str, float]
+    excitability: float = 0.0
+    phase_rad: float | None = None
+    index: int = 0
+    device: str = ""
+
+    @property
+    def amplitude_uv(self) -> float:
+        """Peak-to-peak amplitude of the first (primary) channel, µV."""
+        return next(iter(self.amplitudes_uv.values()))
+
+    @property
+    def latency_ms(self) -> float:
+        """Onset latency of the first (primary) channel, ms."""
+        return next(iter(self.latencies_ms.values()))
+
+    def waveform_uv(self, channel: str, fs: float) -> np.ndarray:
+        """MEP waveform of ``channel`` sampled at ``fs`` Hz, from its onset (µV)."""
+        if channel not in self.amplitudes_uv:
+            raise KeyError(f"no EMG channel {channel!r}; channels: {list(self.amplitudes_uv)}")
+        return mep_waveform(self.amplitudes_uv[channel], fs)
+
+
+@dataclass
+class VirtualSubject:
+    """A simulated person whose motor cortex answers coil discharges with MEPs.
+
+    Parameters
+    ----------
+    seed : int
+        Seed of the subject: draws its MEP model (when ``model`` is None), latencies and
+        every trial's variability. The same seed and the same pulse sequence give the same
+        MEPs.
+    model : StatisticalMEPModel | None
+        The MEP model of the first EMG channel; drawn from the population when None.
+    emg_channels : sequence of str
+        EMG channel names. The first channel uses ``model``; each further channel gets a
+        copy whose offset is 3 %MSO higher and whose saturation is 0.7 times lower per
+        position (e.g. APB slightly less excitable than FDI), with its own trial noise.
+    eeg : object | None
+        EEG source (e.g. the simulator's mu generator). See the module docstring.
+    phase_modulation_percent : float
+        Depth of the mu-phase modulation: excitability = ``-depth · cos(phase)`` %MSO, so
+        +depth at the trough (phase ±π) and -depth at the peak (phase 0).
+
+    Attributes
+    ----------
+    responses : list of MEPResponse
+        Ground truth of every response, in order.
+    base_latency_ms : float
+        The subject's corticospinal latency to the first channel (20-24 ms).
+    """
+
+    seed: int = 0
+    model: StatisticalMEPModel | None = None
+    emg_channels: Sequence[str] = ("FDI", "APB")
+    eeg: Any = None
+    phase_modulation_percent: float = 3.0
+    responses: list[MEPResponse] = field(default_factory=list, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.emg_channels = tuple(self.emg_channels)
+        if not self.emg_channels:
+            raise ValueError("VirtualSubject.emg_channels must name at least one channel")
+        setup = np.random.default_rng([int(self.seed), 0])
+        if self.model is None:
+            self.model = StatisticalMEPModel.sample(setup)
+        self.base_latency_ms = float(setup.uniform(20.0, 24.0))
+        self.models: dict[str, StatisticalMEPModel] = {}
+        for i, name in enumerate(self.emg_channels):
+            if i == 0:
+                self.models[name] = self.model
+            else:
+                p: MEPModelParams = self.model.params
+                values = dict(p.__dict__)
+                values["offset_percent"] = p.offset_percent + 3.0 * i
+                values["saturation_uv"] = p.saturation_uv * 0.7**i
+                self.models[name] = StatisticalMEPModel(MEPModelParams(**values))
+        self._rng = np.random.default_rng([int(self.seed), 1])
+        self._lock = threading.Lock()
+
+    # -- ground truth -------------------------------------------------------------------
+    @property
+    def resting_motor_threshold_percent(self) -> float:
+        """True RMT (50 µV criterion) of the first channel, %MSO."""
+        return self.model.true_threshold_percent(50.0)
+
+    def phase_at(self, time_s: float) -> float | None:
+        """True mu phase (rad, cosine convention) at ``time_s``, or None without EEG."""
+        if self.eeg is None:
+            return None
+        getter = getattr(self.eeg, "phase_at", None)
+        if getter is None:
+            with _EEG_LOCK:
+                getter = _EEG_CLOCKS.get(id(self.eeg))
+        if getter is None:
+            return None
+        try:
+            phase = getter(time_s)
+        except (IndexError, ValueError, KeyError):
+            return None
+        return None if phase is None else float(phase)
+
+    # -- the coil -------------------------------------------------------------------------
+    def respond(self, discharge: Discharge, excitability: float | None = None) -> MEPResponse:
+        """Produce (and record) the MEPs evoked by one discharge.
+
+        Parameters
+        ----------
+        discharge : Discharge
+            The coil discharge (time and intensity).
+        excitability : float | None
+            Stimulus-axis shift, %MSO. None: derived from the EEG phase when there is an
+            EEG source, else 0.
+
+        Returns
+        -------
+        MEPResponse
+            Amplitudes and latencies per channel; also appended to ``.responses``.
+        """
+        intensity = float(discharge.intensity_percent)
+        if not (math.isfinite(intensity) and 0.0 <= intensity <= 100.0):
+            raise ValueError(
+                f"Discharge.intensity_percent = {discharge.intensity_percent!r} is outside "
+                "0-100 %MSO"
+            )
+        phase = self.phase_at(discharge.time_s)
+        if excitability is None:
+            excitability = 0.0 if phase is None else (
+                -self.phase_modulation_percent * math.cos(phase)
+            )
+        with self._lock:
+            amps: dict[str, float] = {}
+            lats: dict[str, float] = {}
+            for i, name in enumerate(self.emg_channels):
+                amps[name] = self.models[name].amplitude_uv(intensity, self._rng, excitability)
+                jitter = float(np.clip(self._rng.normal(0.0, 0.3), -1.0, 1.0))
+                lats[name] = self.base_latency_ms + 0.8 * i + jitter
+            response = MEPResponse(
+                time_s=float(discharge.time_s),
+                intensity_percent=intensity,
+                amplitudes_uv=amps,
+                latencies_ms=lats,
+                excitability=float(excitability),
+                phase_rad=phase,
+                index=len(self.responses),
+                device=discharge.device,
+            )
+            self.responses.append(response)
+        return response
+
+    def __call__(self, discharge: Discharge) -> MEPResponse:
+        return self.respond(discharge)

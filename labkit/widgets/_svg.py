@@ -1,0 +1,262 @@
+"""Pure SVG rendering of the small plots the panels show.
+
+Every function takes numbers and returns an SVG string; nothing here touches widgets,
+threads or clocks, so the plots are tested by parsing their output. The root ``<svg>``
+carries ``data-*`` attributes (number of traces, last value) that tests and the browser
+test read back instead of comparing pixels.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from html import escape
+
+import numpy as np
+
+#: Colour of the newest trace / point.
+ACCENT = "#1f6fd1"
+#: Colour of older traces.
+MUTED = "#9aa5b1"
+#: Colour of rejected trials and of the criterion line.
+WARN = "#d1451f"
+
+_FONT = 'font-family="sans-serif" font-size="10"'
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.1f}"
+
+
+def _scale(values: np.ndarray, lo: float, hi: float, out_lo: float, out_hi: float) -> np.ndarray:
+    span = hi - lo if hi > lo else 1.0
+    return out_lo + (values - lo) * (out_hi - out_lo) / span
+
+
+def _decimate(x: np.ndarray, y: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """Keep the shape of a long trace with at most ~``max_points`` points (min/max pairs)."""
+    n = x.size
+    if n <= max_points:
+        return x, y
+    n_bins = max(1, max_points // 2)
+    edges = np.linspace(0, n, n_bins + 1).astype(int)
+    xs, ys = [], []
+    for a, b in zip(edges[:-1], edges[1:], strict=True):
+        if b <= a:
+            continue
+        seg = y[a:b]
+        i_min, i_max = int(np.argmin(seg)), int(np.argmax(seg))
+        for i in sorted((i_min, i_max)):
+            xs.append(x[a + i])
+            ys.append(seg[i])
+    return np.asarray(xs), np.asarray(ys)
+
+
+def _points(x: np.ndarray, y: np.ndarray) -> str:
+    return " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(x, y, strict=True))
+
+
+def _frame(width: int, height: int, attrs: dict[str, str], body: list[str]) -> str:
+    data = " ".join(f'data-{k}="{escape(str(v))}"' for k, v in attrs.items())
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" {data}>'
+        f'<rect x="0" y="0" width="{width}" height="{height}" fill="white" stroke="#ddd"/>'
+        + "".join(body)
+        + "</svg>"
+    )
+
+
+def traces_svg(
+    traces: Sequence[tuple[np.ndarray, np.ndarray]],
+    *,
+    window_ms: tuple[float, float] | None = None,
+    width: int = 420,
+    height: int = 200,
+    max_points: int = 400,
+    title: str = "MEP",
+) -> str:
+    """Overlay EMG traces: older ones muted, the last one highlighted.
+
+    Parameters
+    ----------
+    traces : sequence of (times_ms, values_uv)
+        Oldest first; the last one is drawn on top in the accent colour.
+    window_ms : (float, float) | None
+        Peak-to-peak window to shade, ms after the pulse.
+    width, height : int
+        Size in pixels.
+    max_points : int
+        Points per trace after min/max decimation.
+    title : str
+        Caption drawn in the top-left corner.
+
+    Returns
+    -------
+    str
+        An ``<svg>`` element with ``data-n-traces`` set.
+    """
+    pad_l, pad_r, pad_t, pad_b = 40, 8, 16, 18
+    body: list[str] = []
+    n = len(traces)
+    if n:
+        t_lo = min(float(t[0]) for t, _ in traces)
+        t_hi = max(float(t[-1]) for t, _ in traces)
+        y_abs = max(float(np.max(np.abs(v))) if v.size else 0.0 for _, v in traces)
+        y_abs = y_abs if y_abs > 0 else 1.0
+        if window_ms is not None:
+            x0, x1 = _scale(np.asarray(window_ms, float), t_lo, t_hi, pad_l, width - pad_r)
+            body.append(
+                f'<rect x="{_fmt(x0)}" y="{pad_t}" width="{_fmt(max(x1 - x0, 0))}" '
+                f'height="{height - pad_t - pad_b}" fill="#f3f6fb"/>'
+            )
+        for i, (t, v) in enumerate(traces):
+            td, vd = _decimate(np.asarray(t, float), np.asarray(v, float), max_points)
+            xs = _scale(td, t_lo, t_hi, pad_l, width - pad_r)
+            ys = _scale(vd, -y_abs, y_abs, height - pad_b, pad_t)
+            last = i == n - 1
+            colour, stroke, opacity = (ACCENT, 1.6, 1.0) if last else (MUTED, 0.8, 0.6)
+            cls = "last" if last else "old"
+            body.append(
+                f'<polyline class="{cls}" fill="none" stroke="{colour}" stroke-width="{stroke}" '
+                f'stroke-opacity="{opacity}" points="{_points(xs, ys)}"/>'
+            )
+        body.append(f'<text x="2" y="{pad_t + 8}" {_FONT}>{y_abs:.0f} µV</text>')
+        body.append(f'<text x="2" y="{height - pad_b}" {_FONT}>-{y_abs:.0f}</text>')
+        body.append(
+            f'<text x="{pad_l}" y="{height - 4}" {_FONT}>{t_lo:.0f} ms</text>'
+            f'<text x="{width - pad_r - 40}" y="{height - 4}" {_FONT}>{t_hi:.0f} ms</text>'
+        )
+    else:
+        body.append(f'<text x="{pad_l}" y="{height / 2}" {_FONT}>no MEP yet</text>')
+    body.append(f'<text x="{pad_l}" y="11" {_FONT}>{escape(title)} ({n} trials)</text>')
+    return _frame(width, height, {"n-traces": n}, body)
+
+
+def series_svg(
+    values: Sequence[float],
+    *,
+    flags: Sequence[bool | None] | None = None,
+    reference: float | None = None,
+    width: int = 420,
+    height: int = 140,
+    title: str = "",
+    unit: str = "",
+    y_min: float | None = None,
+) -> str:
+    """Points per trial (MEP amplitude, staircase intensity), joined by a thin line.
+
+    Parameters
+    ----------
+    values : sequence of float
+        One value per trial, in order.
+    flags : sequence of bool | None, optional
+        Per trial: ``True`` drawn filled (e.g. MEP present / accepted), ``False`` hollow
+        in the warning colour, ``None`` grey (pending).
+    reference : float | None
+        A horizontal line (criterion, running estimate).
+    width, height : int
+        Size in pixels.
+    title, unit : str
+        Caption and unit of the y axis.
+    y_min : float | None
+        Lower end of the y axis (default: the smallest value or 0).
+
+    Returns
+    -------
+    str
+        An ``<svg>`` element with ``data-n-points`` and ``data-last`` set.
+    """
+    pad_l, pad_r, pad_t, pad_b = 40, 8, 16, 14
+    vals = np.asarray(list(values), float)
+    n = vals.size
+    body: list[str] = [f'<text x="{pad_l}" y="11" {_FONT}>{escape(title)}</text>']
+    last = ""
+    if n:
+        lo = float(np.min(vals)) if y_min is None else y_min
+        hi = float(np.max(vals))
+        if reference is not None and math.isfinite(reference):
+            lo, hi = min(lo, reference), max(hi, reference)
+        if hi <= lo:
+            hi = lo + 1.0
+        hi += 0.05 * (hi - lo)
+        xs = _scale(np.arange(n, dtype=float), 0, max(n - 1, 1), pad_l + 6, width - pad_r - 6)
+        ys = _scale(vals, lo, hi, height - pad_b, pad_t)
+        if reference is not None and math.isfinite(reference):
+            yr = float(_scale(np.asarray([reference]), lo, hi, height - pad_b, pad_t)[0])
+            body.append(
+                f'<line class="reference" x1="{pad_l}" x2="{width - pad_r}" y1="{_fmt(yr)}" '
+                f'y2="{_fmt(yr)}" stroke="{WARN}" stroke-dasharray="4 3"/>'
+            )
+        if n > 1:
+            body.append(
+                f'<polyline fill="none" stroke="{MUTED}" stroke-width="0.8" '
+                f'points="{_points(xs, ys)}"/>'
+            )
+        flag_list = list(flags) if flags is not None else [True] * n
+        for x, y, flag in zip(xs, ys, flag_list + [True] * (n - len(flag_list)), strict=False):
+            if flag is None:
+                style = f'fill="{MUTED}" stroke="{MUTED}"'
+            elif flag:
+                style = f'fill="{ACCENT}" stroke="{ACCENT}"'
+            else:
+                style = f'fill="white" stroke="{WARN}"'
+            body.append(f'<circle cx="{_fmt(x)}" cy="{_fmt(y)}" r="3" {style}/>')
+        body.append(f'<text x="2" y="{pad_t + 8}" {_FONT}>{hi:.0f}{escape(unit)}</text>')
+        body.append(f'<text x="2" y="{height - pad_b}" {_FONT}>{lo:.0f}</text>')
+        last = f"{vals[-1]:.1f}"
+    return _frame(width, height, {"n-points": n, "last": last}, body)
+
+
+def histogram_svg(
+    counts: Sequence[int],
+    *,
+    lo: float,
+    hi: float,
+    width: int = 300,
+    height: int = 140,
+    title: str = "",
+    target: float | None = None,
+) -> str:
+    """Bars of a histogram over ``[lo, hi)`` (e.g. trigger phase in radians).
+
+    Parameters
+    ----------
+    counts : sequence of int
+        Count per equal-width bin.
+    lo, hi : float
+        Range covered by the bins.
+    width, height : int
+        Size in pixels.
+    title : str
+        Caption.
+    target : float | None
+        A value to mark with a vertical line (e.g. the target phase).
+
+    Returns
+    -------
+    str
+        An ``<svg>`` element with ``data-total`` set.
+    """
+    pad_l, pad_r, pad_t, pad_b = 8, 8, 16, 14
+    c = np.asarray(list(counts), float)
+    total = int(c.sum()) if c.size else 0
+    body = [f'<text x="{pad_l}" y="11" {_FONT}>{escape(title)} (n={total})</text>']
+    if c.size:
+        peak = float(c.max()) if c.max() > 0 else 1.0
+        bar_w = (width - pad_l - pad_r) / c.size
+        for i, count in enumerate(c):
+            h = (height - pad_t - pad_b) * count / peak
+            body.append(
+                f'<rect x="{_fmt(pad_l + i * bar_w + 0.5)}" y="{_fmt(height - pad_b - h)}" '
+                f'width="{_fmt(max(bar_w - 1, 0.5))}" height="{_fmt(h)}" fill="{ACCENT}"/>'
+            )
+        if target is not None and lo <= target <= hi:
+            xt = pad_l + (target - lo) / (hi - lo) * (width - pad_l - pad_r)
+            body.append(
+                f'<line x1="{_fmt(xt)}" x2="{_fmt(xt)}" y1="{pad_t}" y2="{height - pad_b}" '
+                f'stroke="{WARN}" stroke-dasharray="3 3"/>'
+            )
+        body.append(f'<text x="{pad_l}" y="{height - 2}" {_FONT}>{lo:.2f}</text>')
+        body.append(f'<text x="{width - pad_r - 28}" y="{height - 2}" {_FONT}>{hi:.2f}</text>')
+    return _frame(width, height, {"total": total}, body)

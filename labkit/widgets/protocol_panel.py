@@ -1,0 +1,214 @@
+"""ProtocolRunnerPanel: progress, start, pause, resume, stop, and the safety verdict.
+
+The runner owns the pulse timing in its own thread; the panel only mirrors its state.
+A :class:`~labkit.widgets._threads.Ticker` reads the runner a few times a second and
+writes the widgets, so the page follows the run while the kernel stays free. Buttons call
+the runner's own ``start``/``pause``/``resume``/``stop``, which return at once.
+With ``estop``, the emergency STOP also stops the runner (see :mod:`labkit.widgets.estop`).
+"""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+import ipywidgets as widgets
+
+from labkit.widgets._threads import Ticker
+from labkit.widgets.estop import EmergencyStop
+
+_DELIVERED = ("pulses_delivered", "delivered", "n_delivered", "pulse_count", "pulses_done")
+_TOTAL = ("total_pulses", "n_pulses", "pulses_total")
+_OK = ("ok", "allowed", "safe", "passed", "approved")
+
+
+def _number(obj: Any, names: tuple[str, ...]) -> int | None:
+    for name in names:
+        value = getattr(obj, name, None)
+        if callable(value):
+            value = value()
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return int(value)
+    return None
+
+
+def delivered_pulses(runner: Any) -> int:
+    """Pulses the runner has delivered so far (0 if it does not say)."""
+    value = _number(runner, _DELIVERED)
+    if value is None:
+        progress = getattr(runner, "progress", None)
+        value = _number(progress, _DELIVERED) if progress is not None else None
+    return value or 0
+
+
+def total_pulses(runner: Any) -> int | None:
+    """Pulses the run will deliver, from the runner, its schedule or its protocol."""
+    value = _number(runner, _TOTAL)
+    if value is not None:
+        return value
+    for holder in ("progress", "schedule"):
+        obj = getattr(runner, holder, None)
+        if obj is None:
+            continue
+        value = _number(obj, _TOTAL)
+        if value is not None:
+            return value
+        if holder == "schedule" and hasattr(obj, "__len__"):
+            return len(obj)
+    protocol = getattr(runner, "protocol", None)
+    timing = getattr(protocol, "timing", None)
+    return _number(timing, _TOTAL) if timing is not None else None
+
+
+def state_name(runner: Any) -> str:
+    """The runner's state as lower-case text (enum name or value)."""
+    state = getattr(runner, "state", "unknown")
+    for attr in ("value", "name"):
+        inner = getattr(state, attr, None)
+        if isinstance(inner, str):
+            return inner.lower()
+    return str(state).lower()
+
+
+def verdict_html(report: Any) -> tuple[str, bool | None]:
+    """Render a dry-run / safety report; return (html, ok or None if unknown)."""
+    ok = None
+    if isinstance(report, bool):
+        ok = report
+    else:
+        for name in _OK:
+            value = getattr(report, name, None)
+            if callable(value):
+                value = value()
+            if isinstance(value, bool):
+                ok = value
+                break
+    text = report.summary() if callable(getattr(report, "summary", None)) else str(report)
+    colour = {True: "#2ca02c", False: "#d1451f", None: "#555"}[ok]
+    head = {True: "SAFE", False: "REFUSED", None: "verdict"}[ok]
+    html = (f'<div class="labkit-verdict" data-ok="{"?" if ok is None else int(ok)}">'
+            f'<b style="color:{colour}">{head}</b> '
+            f'<span style="white-space:pre-wrap">{escape(text)}</span></div>')
+    return html, ok
+
+
+class ProtocolRunnerPanel(widgets.VBox):
+    """Mirror and control a protocol runner.
+
+    Parameters
+    ----------
+    runner : ProtocolRunner
+        Object with ``start()``, ``pause()``, ``resume()``, ``stop()``, ``state`` and
+        ``dry_run()`` (the safety check), counting delivered pulses.
+    estop : EmergencyStop | None
+        Shared STOP latch; the runner is registered so STOP stops it.
+    poll_s : float | None
+        Refresh period of the mirrored state; ``None`` for manual :meth:`refresh`.
+    """
+
+    def __init__(self, runner: Any, *, estop: EmergencyStop | None = None,
+                 poll_s: float | None = 0.2) -> None:
+        self.runner = runner
+        self.estop = estop
+        if estop is not None:
+            estop.watch(runner)
+        self.verdict = widgets.HTML("")
+        self.verdict.add_class("labkit-safety-verdict")
+        self.progress = widgets.IntProgress(value=0, min=0, max=max(total_pulses(runner) or 1, 1),
+                                            description="pulses")
+        self.progress.add_class("labkit-protocol-progress")
+        self.progress_label = widgets.Label("")
+        self.progress_label.add_class("labkit-protocol-count")
+        self.state_label = widgets.Label("")
+        self.state_label.add_class("labkit-protocol-state")
+        self.message = widgets.Label("")
+        self.message.add_class("labkit-protocol-message")
+        self.start_button = self._button("Start", "labkit-protocol-start", self.start, "success")
+        self.pause_button = self._button("Pause", "labkit-protocol-pause", self.pause, "warning")
+        self.resume_button = self._button("Resume", "labkit-protocol-resume", self.resume, "")
+        self.stop_button = self._button("Stop", "labkit-protocol-stop", self.stop, "danger")
+        name = getattr(getattr(runner, "protocol", None), "name", type(runner).__name__)
+        super().__init__(children=[
+            widgets.HTML(f"<b>Protocol</b> {escape(str(name))}"),
+            self.verdict,
+            widgets.HBox([self.start_button, self.pause_button, self.resume_button,
+                          self.stop_button]),
+            widgets.HBox([self.progress, self.progress_label, self.state_label]),
+            self.message,
+        ])
+        self.add_class("labkit-protocol-panel")
+        self.ok: bool | None = None
+        self.check_safety()
+        self.refresh()
+        self._ticker = (Ticker(self.refresh, poll_s, self._report, "labkit-protocol").start()
+                        if poll_s else None)
+
+    def __repr__(self) -> str:
+        return f"<ProtocolRunnerPanel: {state_name(self.runner)}>"
+
+    def check_safety(self) -> bool | None:
+        """Run the runner's dry run and show the verdict; return ok (None if unknown)."""
+        try:
+            report = self.runner.dry_run()
+        except Exception as exc:  # a refusal raised as an error is a verdict too
+            self.verdict.value, self.ok = verdict_html(f"{type(exc).__name__}: {exc}")[0], False
+            self.verdict.value = self.verdict.value.replace('data-ok="?"', 'data-ok="0"') \
+                .replace(">verdict<", ">REFUSED<")
+            self.start_button.disabled = True
+            return False
+        self.verdict.value, self.ok = verdict_html(report)
+        self.start_button.disabled = self.ok is False
+        return self.ok
+
+    def start(self) -> None:
+        """Start the run (refused while the emergency STOP is latched)."""
+        if self.estop is not None and self.estop.active:
+            self.message.value = "emergency STOP is latched: press Reset STOP first"
+            return
+        self._call("start")
+
+    def pause(self) -> None:
+        """Pause between pulses."""
+        self._call("pause")
+
+    def resume(self) -> None:
+        """Resume a paused run."""
+        self._call("resume")
+
+    def stop(self) -> None:
+        """Stop the run."""
+        self._call("stop")
+
+    def refresh(self) -> None:
+        """Copy the runner's progress and state into the widgets."""
+        done = delivered_pulses(self.runner)
+        total = total_pulses(self.runner)
+        if total:
+            self.progress.max = max(total, 1)
+        self.progress.value = min(done, self.progress.max)
+        self.progress_label.value = f"{done} / {total if total is not None else '?'}"
+        state = state_name(self.runner)
+        self.state_label.value = f"state: {state}"
+
+    def close(self) -> None:
+        """Stop mirroring (the runner is left alone)."""
+        if self._ticker is not None:
+            self._ticker.stop()
+        super().close()
+
+    def _call(self, name: str) -> None:
+        try:
+            getattr(self.runner, name)()
+            self.message.value = name
+        except Exception as exc:
+            self._report(exc)
+        self.refresh()
+
+    def _button(self, text: str, css: str, action, style: str) -> widgets.Button:
+        button = widgets.Button(description=text, button_style=style)
+        button.add_class(css)
+        button.on_click(lambda _b: action())
+        return button
+
+    def _report(self, exc: BaseException) -> None:
+        self.message.value = f"{type(exc).__name__}: {exc}"

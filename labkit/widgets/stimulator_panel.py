@@ -1,0 +1,322 @@
+"""StimulatorPanel: connect, arm, set intensity, fire, watch status, and STOP.
+
+Every button queues its operation on one background job thread, in order, so the
+kernel's main thread (which handles all button clicks) is never blocked by the serial
+port. STOP is different: it does not queue (see :mod:`labkit.widgets.estop`).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from collections.abc import Callable
+from html import escape
+from typing import Any
+
+import ipywidgets as widgets
+
+from labkit.errors import StimulatorError
+from labkit.widgets._emg import as_emg_source
+from labkit.widgets._threads import Ticker
+from labkit.widgets.estop import EmergencyStop
+from labkit.widgets.mep_view import MEPCollector, MEPView
+
+_TEMPERATURE_METHODS = ("coil_temperature", "temperature", "get_temperature", "temperatures")
+_TEMPERATURE_FIELDS = ("coil_temperature_c", "temperature_c", "coil_temp_c")
+
+
+def read_temperature_c(stimulator: Any, status: Any = None) -> float | None:
+    """Coil temperature in °C if the driver or its status exposes one, else ``None``."""
+    for name in _TEMPERATURE_FIELDS:
+        value = getattr(status, name, None)
+        if value is not None:
+            return _first_number(value)
+    for name in _TEMPERATURE_METHODS:
+        method = getattr(stimulator, name, None)
+        if callable(method):
+            return _first_number(method())
+    return None
+
+
+def _first_number(value: Any) -> float | None:
+    if isinstance(value, int | float):
+        return float(value)
+    for name in ("coil1_c", "coil_c", "coil1", "coil"):
+        inner = getattr(value, name, None)
+        if isinstance(inner, int | float):
+            return float(inner)
+    if isinstance(value, tuple | list) and value and isinstance(value[0], int | float):
+        return float(value[0])
+    return None
+
+
+def lights_html(lights: dict[str, bool | None]) -> str:
+    """Coloured status dots; each carries ``data-name`` and ``data-on`` (1, 0 or ?)."""
+    parts = []
+    for name, on in lights.items():
+        colour = "#2ca02c" if on else ("#bbb" if on is None else "#555")
+        flag = "?" if on is None else ("1" if on else "0")
+        parts.append(
+            f'<span class="labkit-light" data-name="{escape(name)}" data-on="{flag}" '
+            f'style="margin-right:12px"><span style="display:inline-block;width:10px;'
+            f'height:10px;border-radius:5px;background:{colour}"></span> {escape(name)}</span>'
+        )
+    return "".join(parts)
+
+
+class StimulatorPanel(widgets.VBox):
+    """Control panel of one stimulator.
+
+    Parameters
+    ----------
+    stimulator : Stimulator
+        A labkit driver (connected or not).
+    emg_source : StreamLSL | EMGSource | None
+        When given, every delivered pulse (from this panel, a runner or a hunter) gets
+        its MEP sweep drawn in :attr:`mep_view`.
+    max_intensity_percent : int
+        Upper end of the intensity slider (the rig's ceiling), % MSO.
+    poll_s : float | None
+        Status refresh period; ``None`` disables polling (tests call
+        :meth:`refresh_status`).
+    estop : EmergencyStop | None
+        Share one STOP between panels; a new one is made by default.
+    mep_options : dict | None
+        Passed to :class:`~labkit.widgets._emg.StreamEpochs` (``channel``, ``window_ms``...).
+
+    Attributes
+    ----------
+    estop : EmergencyStop
+        The STOP latch; give it to :class:`ProtocolRunnerPanel` / :class:`ThresholdHunter`.
+    mep_view : MEPView | None
+        The live MEP view, when an EMG source was given.
+    """
+
+    def __init__(
+        self,
+        stimulator: Any,
+        *,
+        emg_source: Any = None,
+        max_intensity_percent: int = 100,
+        poll_s: float | None = 0.5,
+        estop: EmergencyStop | None = None,
+        mep_options: dict | None = None,
+    ) -> None:
+        self.stimulator = stimulator
+        self._jobs = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="labkit-stim")
+        self._last_job: concurrent.futures.Future | None = None
+        self.estop = estop or EmergencyStop(stimulator)
+        self.estop.add_listener(self._on_stop_state)
+        self.last_pulse = None
+
+        name = type(stimulator).__name__
+        self.title = widgets.HTML(f"<b>{escape(name)}</b> on <code>{escape(str(stimulator.port))}"
+                                  "</code>")
+        self.connect_button = self._button("Connect", "labkit-connect", self._connect_job)
+        self.disconnect_button = self._button("Disconnect", "labkit-disconnect", self._close_job)
+        self.arm_button = self._button("Arm", "labkit-arm", self._arm_job, style="warning")
+        self.disarm_button = self._button("Disarm", "labkit-disarm", self._disarm_job)
+        self.fire_button = self._button("Fire", "labkit-fire", self._fire_job, style="danger")
+        self.intensity = widgets.IntSlider(
+            value=min(50, max_intensity_percent), min=0, max=int(max_intensity_percent),
+            description="%MSO", continuous_update=False,
+        )
+        self.intensity.add_class("labkit-intensity")
+        self.intensity.observe(self._on_intensity, names="value")
+        self.lights = widgets.HTML(lights_html(self._lights(None)))
+        self.lights.add_class("labkit-status-lights")
+        self.temperature = widgets.Label("coil: -- °C")
+        self.temperature.add_class("labkit-temperature")
+        self.pulses = widgets.Label("pulses: 0")
+        self.pulses.add_class("labkit-pulse-count")
+        self.stop_button = widgets.Button(
+            description="STOP", button_style="danger", tooltip="Emergency stop: disarm now",
+            layout=widgets.Layout(width="120px", height="48px"),
+        )
+        self.stop_button.style.font_weight = "bold"
+        self.stop_button.add_class("labkit-stop")
+        self.stop_button.on_click(lambda _b: self.stop())
+        self.reset_button = self._button("Reset STOP", "labkit-reset", None)
+        self.reset_button.on_click(lambda _b: self.reset_stop())
+        self.stop_state = widgets.Label("STOP: ready")
+        self.stop_state.add_class("labkit-stop-state")
+        self.message = widgets.Label("")
+        self.message.add_class("labkit-message")
+
+        self.mep_view: MEPView | None = None
+        self.collector: MEPCollector | None = None
+        if emg_source is not None:
+            source = as_emg_source(emg_source, **(mep_options or {}))
+            window = getattr(source, "window_ms", (15.0, 50.0))
+            self.mep_view = MEPView(window_ms=window)
+            self.collector = MEPCollector(source, self.mep_view, on_error=self._report)
+        stimulator.add_pulse_listener(self._on_pulse)
+
+        rows: list[widgets.Widget] = [
+            self.title,
+            widgets.HBox([self.connect_button, self.disconnect_button, self.arm_button,
+                          self.disarm_button]),
+            widgets.HBox([self.intensity, self.fire_button]),
+            widgets.HBox([self.lights, self.temperature, self.pulses]),
+            widgets.HBox([self.stop_button, self.reset_button, self.stop_state]),
+            self.message,
+        ]
+        if self.mep_view is not None:
+            rows.append(self.mep_view)
+        super().__init__(children=rows)
+        self.add_class("labkit-stimulator-panel")
+        self._ticker = None
+        if poll_s:
+            self._ticker = Ticker(self._poll, poll_s, self._report, "labkit-stim-status").start()
+
+    def __repr__(self) -> str:
+        return f"<StimulatorPanel: {type(self.stimulator).__name__}>"
+
+    # ------------------------------------------------------------------ public
+    def stop(self) -> None:
+        """Emergency STOP (what the red button does): latch, stop runs, disarm."""
+        self.estop.trigger()
+
+    def reset_stop(self) -> None:
+        """Release the STOP latch."""
+        self.estop.reset()
+        self.message.value = "STOP released"
+
+    def wait_idle(self, timeout_s: float = 10.0) -> None:
+        """Wait until queued button operations are done (and MEPs drawn); for scripts."""
+        deadline = time.monotonic() + timeout_s
+        job = self._last_job
+        if job is not None:
+            try:
+                job.result(timeout=timeout_s)
+            except Exception:  # already reported on the panel
+                pass
+        if self.collector is not None:
+            self.collector.wait_idle(max(0.0, deadline - time.monotonic()))
+        if self.mep_view is not None:
+            self.mep_view.throttle.flush()
+
+    def refresh_status(self) -> Any:
+        """Query the unit and update the lights and temperature; returns the status."""
+        status = self.stimulator.status()
+        self.lights.value = lights_html(self._lights(status))
+        try:
+            temp = read_temperature_c(self.stimulator, status)
+        except StimulatorError:
+            temp = None
+        self.temperature.value = "coil: -- °C" if temp is None else f"coil: {temp:.0f} °C"
+        return status
+
+    def close(self) -> None:
+        """Stop polling and background threads (the driver itself stays open)."""
+        if self._ticker is not None:
+            self._ticker.stop()
+        if self.collector is not None:
+            self.collector.close()
+        try:
+            self.stimulator.remove_pulse_listener(self._on_pulse)
+        except ValueError:
+            pass
+        self._jobs.shutdown(wait=False, cancel_futures=True)
+        super().close()
+
+    # ------------------------------------------------------------------ jobs
+    def _button(self, text: str, css: str, job: Callable[[], Any] | None,
+                style: str = "") -> widgets.Button:
+        button = widgets.Button(description=text, button_style=style)
+        button.add_class(css)
+        if job is not None:
+            button.on_click(lambda _b: self._submit(text, job))
+        return button
+
+    def _submit(self, label: str, job: Callable[[], Any]) -> concurrent.futures.Future:
+        def run() -> None:
+            try:
+                job()
+            except Exception as exc:
+                self._report(exc)
+                raise
+            finally:
+                try:
+                    if self.stimulator.connected:
+                        self.refresh_status()
+                except Exception:
+                    pass
+
+        self.message.value = f"{label}..."
+        self._last_job = self._jobs.submit(run)
+        return self._last_job
+
+    def _connect_job(self) -> None:
+        self.stimulator.connect()
+        self.message.value = "connected"
+
+    def _close_job(self) -> None:
+        self.stimulator.close()
+        self.lights.value = lights_html(self._lights(None))
+        self.message.value = "disconnected"
+
+    def _arm_job(self) -> None:
+        self.estop.check()
+        self.stimulator.arm()
+        self.message.value = "armed"
+
+    def _disarm_job(self) -> None:
+        self.stimulator.disarm()
+        self.message.value = "disarmed"
+
+    def _set_intensity_job(self, percent: int) -> None:
+        self.stimulator.set_intensity(percent)
+        self.message.value = f"intensity {percent} %MSO"
+
+    def _fire_job(self) -> None:
+        self.estop.check()
+        deadline = time.monotonic() + 3.0
+        status = self.stimulator.status()
+        if not status.armed:
+            raise StimulatorError("not armed: press Arm before Fire")
+        while not status.ready and time.monotonic() < deadline:
+            time.sleep(0.05)
+            self.estop.check()
+            status = self.stimulator.status()
+        if not status.ready:
+            raise StimulatorError("armed but not ready after 3 s; not fired")
+        self.estop.check()
+        event = self.stimulator.fire()
+        self.message.value = f"pulse {event.index + 1} at {event.intensity_percent:.0f} %MSO"
+
+    # ------------------------------------------------------------------ callbacks
+    def _on_intensity(self, change: dict) -> None:
+        percent = int(change["new"])
+        self._submit("set intensity", lambda: self._set_intensity_job(percent))
+
+    def _on_pulse(self, event: Any) -> None:
+        self.last_pulse = event
+        self.pulses.value = f"pulses: {event.index + 1}"
+        if self.collector is not None:
+            self.collector.on_pulse(event)
+
+    def _on_stop_state(self, state: str) -> None:
+        self.stop_state.value = f"STOP: {state}"
+        if state == "disarmed":
+            self.lights.value = lights_html(
+                {"armed": False, "ready": False, "remote control": None}
+            )
+            try:
+                self.refresh_status()
+            except Exception:
+                pass
+
+    def _poll(self) -> None:
+        if self.stimulator.connected and getattr(self.stimulator, "fault", None) is None:
+            self.refresh_status()
+
+    def _report(self, exc: BaseException) -> None:
+        self.message.value = f"{type(exc).__name__}: {exc}"
+
+    @staticmethod
+    def _lights(status: Any) -> dict[str, bool | None]:
+        if status is None:
+            return {"armed": None, "ready": None, "remote control": None}
+        return {"armed": bool(status.armed), "ready": bool(status.ready),
+                "remote control": bool(status.remote_control)}

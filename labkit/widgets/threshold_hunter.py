@@ -1,0 +1,265 @@
+"""ThresholdHunter: drive any threshold estimator from the notebook, pulse by pulse.
+
+The operator sees the next intensity, fires, looks at the MEP and accepts or rejects it
+(reject e.g. when the background EMG shows the muscle was not at rest). Accepted trials
+go to the estimator; the staircase and the running estimate update; when the estimator
+is done, the threshold is logged to the session (``Session.log_threshold``) and handed to
+``on_threshold``. "Auto" accepts every trial whose background passes and fires the next
+one after ``interval_s``, off the kernel's main thread; STOP ends it between pulses.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import ipywidgets as widgets
+
+from labkit.errors import StimulatorError
+from labkit.widgets._emg import MEPTrial, as_emg_source
+from labkit.widgets._svg import series_svg
+from labkit.widgets._threads import Worker
+from labkit.widgets.estop import EmergencyStop
+from labkit.widgets.mep_view import MEPView
+
+
+class ThresholdHunter(widgets.VBox):
+    """Interactive motor-threshold hunt.
+
+    Parameters
+    ----------
+    stimulator : Stimulator
+        Connected driver.
+    estimator : ThresholdEstimator
+        Any :mod:`labkit.threshold` estimator (``next_intensity``/``update``/``done``).
+    emg_source : StreamLSL | EMGSource
+        Where MEP sweeps come from.
+    session : Session | None
+        Receives ``log_threshold(...)`` when the hunt ends.
+    estop : EmergencyStop | None
+        Shared STOP latch (e.g. ``StimulatorPanel.estop``).
+    on_threshold : callable | None
+        Called with the threshold (% MSO) when the hunt ends.
+    kind : {"rmt", "amt"}
+        What the threshold is, for the session log.
+    interval_s : float
+        Minimum time between pulses in auto mode (use >= 4 s on a person).
+    background_limit_uv : float | None
+        Auto mode rejects trials whose pre-stimulus RMS exceeds this, µV.
+    mep_options : dict | None
+        Passed to :class:`~labkit.widgets._emg.StreamEpochs`.
+    """
+
+    def __init__(
+        self,
+        stimulator: Any,
+        estimator: Any,
+        emg_source: Any,
+        session: Any = None,
+        *,
+        estop: EmergencyStop | None = None,
+        on_threshold: Callable[[float], None] | None = None,
+        kind: str = "rmt",
+        interval_s: float = 5.0,
+        background_limit_uv: float | None = 20.0,
+        mep_options: dict | None = None,
+    ) -> None:
+        self.stimulator = stimulator
+        self.estimator = estimator
+        self.source = as_emg_source(emg_source, **(mep_options or {}))
+        self.session = session
+        self.estop = estop or EmergencyStop(stimulator)
+        self.estop.watch(self)
+        self.on_threshold = on_threshold
+        self.kind = kind
+        self.interval_s = float(interval_s)
+        self.background_limit_uv = background_limit_uv
+        self.worker = Worker("labkit-hunter", self._report)
+        self._stop = threading.Event()
+        self._pending: tuple[int, MEPTrial] | None = None
+        self._last_pulse_s = -math.inf
+        #: Every fired trial: (intensity %MSO, MEPTrial, accepted or None).
+        self.trials: list[tuple[int, MEPTrial, bool | None]] = []
+        #: Final threshold, % MSO, once done.
+        self.result: float | None = None
+
+        criterion = getattr(estimator, "criterion_uv", 50.0)
+        self.next_label = widgets.HTML()
+        self.next_label.add_class("labkit-next-intensity")
+        self.fire_button = widgets.Button(description="Fire", button_style="danger")
+        self.fire_button.add_class("labkit-hunter-fire")
+        self.fire_button.on_click(lambda _b: self.fire())
+        self.accept_button = widgets.Button(description="Accept", button_style="success",
+                                            disabled=True)
+        self.accept_button.add_class("labkit-accept")
+        self.accept_button.on_click(lambda _b: self.accept())
+        self.reject_button = widgets.Button(description="Reject", disabled=True)
+        self.reject_button.add_class("labkit-reject")
+        self.reject_button.on_click(lambda _b: self.reject())
+        self.auto_button = widgets.Button(description="Auto to end", button_style="info")
+        self.auto_button.add_class("labkit-auto")
+        self.auto_button.on_click(lambda _b: self.run_auto())
+        self.trial_label = widgets.Label("")
+        self.trial_label.add_class("labkit-trial")
+        self.estimate_label = widgets.Label("estimate: --")
+        self.estimate_label.add_class("labkit-estimate")
+        self.result_label = widgets.HTML("")
+        self.result_label.add_class("labkit-threshold-result")
+        self.staircase = widgets.HTML(series_svg([], title="staircase", unit=" %"))
+        self.staircase.add_class("labkit-staircase")
+        self.mep_view = MEPView(window_ms=getattr(self.source, "window_ms", (15.0, 50.0)),
+                                criterion_uv=criterion)
+        super().__init__(children=[
+            widgets.HTML(f"<b>Threshold hunt</b> ({type(estimator).__name__}, "
+                         f"criterion {criterion:.0f} µV)"),
+            widgets.HBox([self.next_label, self.fire_button, self.accept_button,
+                          self.reject_button, self.auto_button]),
+            self.trial_label, self.estimate_label, self.result_label,
+            widgets.HBox([self.staircase, self.mep_view]),
+        ])
+        self.add_class("labkit-threshold-hunter")
+        self._refresh()
+
+    def __repr__(self) -> str:
+        return f"<ThresholdHunter: {type(self.estimator).__name__}, {self.n_accepted} trials>"
+
+    # ------------------------------------------------------------------ public
+    @property
+    def done(self) -> bool:
+        """True when the estimator has finished."""
+        return bool(self.estimator.done)
+
+    @property
+    def n_accepted(self) -> int:
+        """Trials given to the estimator."""
+        return len(self.estimator.history)
+
+    def fire(self) -> bool:
+        """Fire one pulse at the next intensity (background thread); False if busy."""
+        return self.worker.submit(self._fire_once, label="fire")
+
+    def accept(self) -> None:
+        """Give the pending MEP to the estimator."""
+        self._decide(True)
+
+    def reject(self) -> None:
+        """Discard the pending MEP; the same intensity is proposed again."""
+        self._decide(False)
+
+    def run_auto(self) -> bool:
+        """Fire, accept (background permitting) and repeat until done or stopped."""
+        self._stop.clear()
+        return self.worker.submit(self._auto_loop, label="auto")
+
+    def stop(self) -> None:
+        """End auto mode before the next pulse (called by STOP)."""
+        self._stop.set()
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        """Wait for the running fire/auto job; True if none is running afterwards."""
+        ok = self.worker.join(timeout_s)
+        self.mep_view.throttle.flush()
+        return ok
+
+    # ------------------------------------------------------------------ jobs
+    def _fire_once(self) -> MEPTrial:
+        self.estop.check()
+        if self.done:
+            raise StimulatorError("the hunt is over; the threshold is logged")
+        if self._pending is not None:
+            raise StimulatorError("accept or reject the last MEP before firing again")
+        x = int(self.estimator.next_intensity())
+        self.stimulator.set_intensity(x)
+        self._ensure_ready()
+        wait_s = self._last_pulse_s + self.interval_s - time.monotonic()
+        if wait_s > 0 and self._stop.wait(wait_s):
+            raise StimulatorError("stopped")
+        self.estop.check()
+        event = self.stimulator.fire()
+        self._last_pulse_s = time.monotonic()
+        trial = self.source.epoch(event.time_s)
+        self._pending = (x, trial)
+        self.trials.append((x, trial, None))
+        self.mep_view.add_trial(trial, accepted=None)
+        flag = ""
+        if self.background_limit_uv is not None and trial.background_uv > self.background_limit_uv:
+            flag = f" (background {trial.background_uv:.1f} µV > {self.background_limit_uv:.0f}:"\
+                   " reject?)"
+        self.trial_label.value = (f"trial {len(self.trials)}: {x} %MSO -> "
+                                  f"{trial.amplitude_uv:.1f} µV{flag}")
+        self.accept_button.disabled = False
+        self.reject_button.disabled = False
+        return trial
+
+    def _ensure_ready(self) -> None:
+        status = self.stimulator.status()
+        if not status.armed:
+            self.stimulator.arm()
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:
+            self.estop.check()
+            if self.stimulator.status().ready:
+                return
+            time.sleep(0.05)
+        raise StimulatorError("stimulator not ready 3 s after arming; not fired")
+
+    def _decide(self, accepted: bool) -> None:
+        if self._pending is None:
+            return
+        x, trial = self._pending
+        self._pending = None
+        self.trials[-1] = (x, trial, accepted)
+        self.accept_button.disabled = True
+        self.reject_button.disabled = True
+        self.mep_view.mark_last(accepted)
+        if accepted:
+            self.estimator.update(x, trial.amplitude_uv)
+        if self.done:
+            self._finish()
+        self._refresh()
+
+    def _auto_loop(self) -> None:
+        while not self.done and not self._stop.is_set():
+            trial = self._fire_once()
+            ok = (self.background_limit_uv is None
+                  or not trial.background_uv > self.background_limit_uv)
+            self._decide(ok)
+
+    def _finish(self) -> None:
+        value = float(self.estimator.threshold)
+        self.result = value
+        n = len(self.trials)
+        try:
+            self.stimulator.disarm()
+        except StimulatorError:
+            pass
+        if self.session is not None:
+            self.session.log_threshold(value, method=type(self.estimator).__name__,
+                                       kind=self.kind, n_pulses=n)
+        self.result_label.value = (f"<b>{self.kind.upper()} = {value:.0f} %MSO</b> "
+                                   f"({type(self.estimator).__name__}, {n} pulses)")
+        self.fire_button.disabled = True
+        self.auto_button.disabled = True
+        if self.on_threshold is not None:
+            self.on_threshold(value)
+
+    def _refresh(self) -> None:
+        history = list(self.estimator.history)
+        estimate = float(self.estimator.threshold) if history else math.nan
+        self.staircase.value = series_svg(
+            [t.intensity_percent for t in history], flags=[t.hit for t in history],
+            reference=estimate if math.isfinite(estimate) else None,
+            title="staircase (filled: MEP >= criterion)", unit=" %",
+        )
+        if math.isfinite(estimate):
+            self.estimate_label.value = f"estimate: {estimate:.1f} %MSO after {len(history)}"
+        if self.done:
+            self.next_label.value = "next: <b>done</b>"
+        else:
+            self.next_label.value = f"next: <b>{self.estimator.next_intensity()} %MSO</b>"
+
+    def _report(self, exc: BaseException) -> None:
+        self.trial_label.value = f"{type(exc).__name__}: {exc}"

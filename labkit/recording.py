@@ -21,12 +21,16 @@ process loses nothing already pulled) and the files are ``fsync``'d every
 A torn tail (a row cut by the crash, or ``data.f32`` and ``times.f64`` of unequal length)
 is detected when reading: only complete rows present in both files are returned.
 
-Disk full: any ``OSError`` while writing (``ENOSPC``, ``EDQUOT``, ``EIO``...) stops the
-recorder cleanly. What was written stays on disk; :attr:`StreamRecorder.failed` becomes
-true, :attr:`StreamRecorder.error` holds a :class:`RecordingError`, and the ``on_error``
-callback (for example a protocol runner's stop) is called from the recorder thread.
-Tests simulate a full disk through the ``file_opener`` argument (a file object whose
-``write`` raises ``ENOSPC``), since mounting a tiny tmpfs needs root.
+Low disk space: at every fsync the free space is checked; below ``min_free_bytes`` the
+``on_error`` callback receives a :class:`LowDiskSpaceError` (stop stimulating) while the
+recording goes on. Disk full: any ``OSError`` while writing (``ENOSPC``, ``EDQUOT``,
+``EIO``...) stops the recorder cleanly. What was written stays on disk (timestamps are
+written before samples, so every complete row on disk can be read back);
+:attr:`StreamRecorder.failed` becomes true, :attr:`StreamRecorder.error` holds a
+:class:`RecordingError`, and ``on_error`` (for example a protocol runner's stop) is
+called from the recorder thread. Tests simulate a full disk through the ``file_opener``
+argument (a file object whose ``write`` raises ``ENOSPC``) and low space by replacing
+``_free_bytes``, since mounting a tiny tmpfs needs root, which CI may not have.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -47,6 +52,7 @@ from labkit.errors import LabkitError, StreamError
 
 __all__ = [
     "AppendFile",
+    "LowDiskSpaceError",
     "RecordingError",
     "RecordingInfo",
     "StreamRecorder",
@@ -91,6 +97,15 @@ class RecordingError(LabkitError):
     def __init__(self, message: str, *, path: str | os.PathLike | None = None):
         self.path = None if path is None else Path(path)
         super().__init__(f"{path}: {message}" if path is not None else message)
+
+
+class LowDiskSpaceError(RecordingError):
+    """Free disk space fell below the recorder's floor; the recording still runs."""
+
+
+def _free_bytes(path: Path) -> int:
+    """Free bytes for unprivileged users on the file system holding ``path``."""
+    return shutil.disk_usage(path).free
 
 
 class AppendFile:
@@ -180,8 +195,12 @@ def _channel_descriptions(info: pylsl.StreamInfo) -> tuple[list[str], list[str],
     return names, units, types
 
 
-def _resolve(name: str, source_id: str | None, timeout_s: float) -> pylsl.StreamInfo:
+def _resolve(
+    name: str, source_id: str | None, timeout_s: float, duplicate_wait_s: float
+) -> pylsl.StreamInfo:
     found = pylsl.resolve_byprop("name", name, minimum=1, timeout=timeout_s)
+    if found and duplicate_wait_s > 0:  # give a second outlet of that name time to answer
+        found = pylsl.resolve_byprop("name", name, minimum=2, timeout=duplicate_wait_s) or found
     if source_id is not None:
         found = [s for s in found if s.source_id() == source_id]
     if not found:
@@ -210,13 +229,21 @@ class StreamRecorder:
         it, two streams of the same name are refused as ambiguous.
     resolve_timeout_s : float
         How long to look for a named stream.
+    duplicate_wait_s : float
+        After a named stream is found, how long to keep listening for a second stream of
+        the same name (which is refused unless ``source_id`` singles one out).
     flush_interval_s : float
         Maximum time between ``fsync`` calls, in seconds (0 < value ≤ 1).
     max_chunk : int
         Maximum samples pulled per read.
     on_error : callable | None
-        Called once with the :class:`RecordingError` when writing fails (disk full).
-        Runs in the recorder thread; keep it short (e.g. set a stop flag, disarm).
+        Called with a :class:`LowDiskSpaceError` when free space falls below
+        ``min_free_bytes`` (recording goes on), and with the :class:`RecordingError` when
+        writing fails (disk full; recording stops). Runs in the recorder thread; keep it
+        short (e.g. set the runner's stop flag).
+    min_free_bytes : int
+        Free-space floor checked at every fsync (64 MiB by default; 0 disables), so that
+        stimulation can stop before the disk is actually full.
     file_opener : callable | None
         ``file_opener(path) -> AppendFile``; for tests that simulate a full disk.
     start : bool
@@ -230,8 +257,10 @@ class StreamRecorder:
         Samples written so far.
     failed : bool
         True once a write error stopped the recorder.
+    low_space : bool
+        True once free space fell below ``min_free_bytes``.
     error : RecordingError | None
-        The error that stopped it.
+        The error that stopped it (or the low-space warning while it still records).
     """
 
     def __init__(
@@ -241,9 +270,11 @@ class StreamRecorder:
         *,
         source_id: str | None = None,
         resolve_timeout_s: float = 5.0,
+        duplicate_wait_s: float = 0.3,
         flush_interval_s: float = 0.25,
         max_chunk: int = 4096,
         on_error: Callable[[RecordingError], Any] | None = None,
+        min_free_bytes: int = 64 * 2**20,
         file_opener: FileOpener | None = None,
         start: bool = True,
     ) -> None:
@@ -258,7 +289,7 @@ class StreamRecorder:
             self._inlet = source
         else:
             info = source if isinstance(source, pylsl.StreamInfo) else _resolve(
-                source, source_id, resolve_timeout_s
+                source, source_id, resolve_timeout_s, duplicate_wait_s
             )
             self._inlet = pylsl.StreamInlet(
                 info, max_buflen=60, processing_flags=pylsl.proc_clocksync
@@ -271,6 +302,8 @@ class StreamRecorder:
         self._thread: threading.Thread | None = None
         self._files: list[AppendFile] = []
         self.n_samples = 0
+        self.min_free_bytes = int(min_free_bytes)
+        self.low_space = False
         self.failed = False
         self.error: RecordingError | None = None
         self.info = self._write_header()
@@ -340,6 +373,7 @@ class StreamRecorder:
                     for f in self._files:
                         f.sync()
                     last_sync = now
+                    self._check_free_space()
                 if not got:
                     self._stop.wait(0.005)
             # drain what is left, then make it durable
@@ -373,10 +407,35 @@ class StreamRecorder:
         if n == 0:
             return 0
         block = np.ascontiguousarray(samples, dtype="<f4")
-        self._files[0].write(block.tobytes())
+        # timestamps first: if the data write is then cut by a full disk, every complete
+        # data row that reached the disk still has its timestamp
         self._files[1].write(np.ascontiguousarray(stamps, dtype="<f8").tobytes())
+        self._files[0].write(block.tobytes())
         self.n_samples += n
         return n
+
+    def _check_free_space(self) -> None:
+        if self.min_free_bytes <= 0 or self.low_space:
+            return
+        try:
+            free = _free_bytes(self.path)
+        except OSError:
+            return
+        if free < self.min_free_bytes:
+            self.low_space = True
+            self.error = LowDiskSpaceError(
+                f"disk almost full: {free / 2**20:.1f} MiB free < {self.min_free_bytes / 2**20:.1f}"
+                " MiB (min_free_bytes); stop stimulation now, recording continues while it can",
+                path=self.path,
+            )
+            self._notify(self.error)
+
+    def _notify(self, err: RecordingError) -> None:
+        if self._on_error is not None:
+            try:
+                self._on_error(err)
+            except Exception:  # noqa: BLE001, S110 - the callback must not kill the recorder
+                pass
 
     def _fail(self, exc: BaseException) -> None:
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -396,11 +455,7 @@ class StreamRecorder:
                 f.close()
             except OSError:
                 pass
-        if self._on_error is not None:
-            try:
-                self._on_error(self.error)
-            except Exception:  # noqa: BLE001, S110 - the callback must not kill the report
-                pass
+        self._notify(self.error)
 
     # -- control ------------------------------------------------------------------------
     @property

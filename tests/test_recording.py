@@ -1,0 +1,256 @@
+"""Continuous recording: round trip, torn tails, disk full, kill -9, spoofed names."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pylsl
+import pytest
+
+from labkit.errors import StreamError
+from labkit.recording import (
+    AppendFile,
+    RecordingError,
+    StreamRecorder,
+    read_markers,
+    read_recording,
+    to_raw,
+)
+from labkit.session import read_log
+
+REPO = Path(__file__).resolve().parents[1]
+FS_HZ = 1000.0
+
+
+def _emg_outlet(name: str, n_ch: int = 2, source_id: str | None = None) -> pylsl.StreamOutlet:
+    info = pylsl.StreamInfo(name, "EMG", n_ch, FS_HZ, pylsl.cf_float32,
+                            source_id or uuid.uuid4().hex)
+    channels = info.desc().append_child("channels")
+    for i in range(n_ch):
+        ch = channels.append_child("channel")
+        ch.append_child_value("label", f"EMG{i + 1}")
+        ch.append_child_value("unit", "microvolts")
+        ch.append_child_value("type", "EMG")
+    return pylsl.StreamOutlet(info)
+
+
+def _unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def _push_counter(outlet, n_samples: int, start: int = 0, chunk: int = 50) -> None:
+    t = pylsl.local_clock()
+    for k in range(start, start + n_samples, chunk):
+        block = np.zeros((chunk, 2), dtype=np.float32)
+        block[:, 0] = np.arange(k, k + chunk)
+        block[:, 1] = -block[:, 0] * 0.5
+        outlet.push_chunk(block, t + (k + chunk - 1) / FS_HZ)
+
+
+def _wait_for(predicate, timeout_s: float = 5.0) -> bool:
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
+class FullDiskFile(AppendFile):
+    """Accepts ``budget`` bytes, writes part of the next write, then raises ENOSPC."""
+
+    budgets: dict[str, int] = {}
+
+    def __init__(self, path):
+        super().__init__(path)
+        self.budget = self.budgets.get(Path(path).name, 10**12)
+
+    def write(self, data) -> None:
+        data = bytes(data)
+        if len(data) > self.budget:
+            super().write(data[: self.budget])
+            self.budget = 0
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.budget -= len(data)
+        super().write(data)
+
+
+def test_round_trip_values_names_units_and_raw(tmp_path):
+    name = _unique("rec-rt")
+    outlet = _emg_outlet(name)
+    rec = StreamRecorder(name, tmp_path / "emg", duplicate_wait_s=0.0)
+    assert _wait_for(outlet.have_consumers)
+    _push_counter(outlet, 1000)
+    assert _wait_for(lambda: rec.n_samples >= 1000)
+    rec.stop()
+    data, stamps, info = read_recording(tmp_path / "emg")
+    assert data.shape == (2, 1000)
+    np.testing.assert_array_equal(data[0], np.arange(1000))
+    np.testing.assert_array_equal(data[1], -np.arange(1000) * 0.5)
+    assert np.all(np.diff(stamps) > 0)
+    assert info["ch_names"] == ["EMG1", "EMG2"] and info["units"] == ["microvolts"] * 2
+    assert info["sfreq"] == FS_HZ and info["torn_bytes"] == 0
+    raw = to_raw(tmp_path / "emg")
+    assert raw.get_channel_types() == ["emg", "emg"]
+    np.testing.assert_allclose(raw.get_data()[0, :4], np.arange(4) * 1e-6)  # µV → V
+    assert raw.first_time_s == stamps[0]
+
+
+def test_markers_round_trip_and_annotations(tmp_path):
+    name = _unique("rec-mk")
+    emg = _emg_outlet(name)
+    mk = pylsl.StreamOutlet(pylsl.StreamInfo(name + "-m", "Markers", 1, 0, pylsl.cf_string,
+                                             uuid.uuid4().hex))
+    r_emg = StreamRecorder(name, tmp_path / "emg", duplicate_wait_s=0.0)
+    r_mk = StreamRecorder(name + "-m", tmp_path / "mk", duplicate_wait_s=0.0)
+    assert _wait_for(lambda: emg.have_consumers() and mk.have_consumers())
+    t0 = pylsl.local_clock()
+    _push_counter(emg, 2000)
+    sent = [t0 + 0.5, t0 + 1.25]
+    for i, t in enumerate(sent):
+        mk.push_sample([json.dumps({"event": "pulse", "index": i})], t)
+    assert _wait_for(lambda: r_emg.n_samples >= 2000 and r_mk.n_samples >= 2)
+    r_emg.stop()
+    r_mk.stop()
+    values, stamps, info = read_markers(tmp_path / "mk")
+    assert [json.loads(v)["index"] for v in values] == [0, 1]
+    np.testing.assert_allclose(stamps, sent, atol=1e-6)
+    raw = to_raw(tmp_path / "emg", markers=tmp_path / "mk")
+    assert list(raw.annotations.description) == ["pulse", "pulse"]
+    np.testing.assert_allclose(raw.annotations.onset, np.array(sent) - raw.first_time_s,
+                               atol=1 / FS_HZ)
+
+
+def test_torn_tail_is_dropped_and_reported(tmp_path):
+    name = _unique("rec-torn")
+    outlet = _emg_outlet(name)
+    rec = StreamRecorder(name, tmp_path / "emg", duplicate_wait_s=0.0)
+    assert _wait_for(outlet.have_consumers)
+    _push_counter(outlet, 100)
+    assert _wait_for(lambda: rec.n_samples >= 100)
+    rec.stop()
+    with open(tmp_path / "emg" / "data.f32", "ab") as f:  # one full row + 3 bytes of a row
+        f.write(np.array([100, -50], dtype="<f4").tobytes() + b"\x00\x01\x02")
+    data, stamps, info = read_recording(tmp_path / "emg")
+    assert data.shape == (2, 100)  # the row without a timestamp is dropped too
+    assert info["torn_bytes"] == 8 + 3
+    np.testing.assert_array_equal(data[0], np.arange(100))
+
+
+def test_existing_recording_is_not_overwritten(tmp_path):
+    name = _unique("rec-twice")
+    _outlet = _emg_outlet(name)
+    StreamRecorder(name, tmp_path / "emg", duplicate_wait_s=0.0).stop()
+    with pytest.raises(RecordingError, match="already holds a recording"):
+        StreamRecorder(name, tmp_path / "emg", duplicate_wait_s=0.0)
+
+
+def test_disk_full_stops_cleanly_keeps_data_and_signals(tmp_path):
+    name = _unique("rec-full")
+    outlet = _emg_outlet(name)
+    budget_rows = 300
+    FullDiskFile.budgets = {"data.f32": budget_rows * 8 + 5}  # dies inside a row
+    errors: list[RecordingError] = []
+    hit = threading.Event()
+
+    def on_error(err):
+        errors.append(err)
+        hit.set()
+
+    rec = StreamRecorder(name, tmp_path / "emg", duplicate_wait_s=0.0, on_error=on_error,
+                         file_opener=FullDiskFile)
+    assert _wait_for(outlet.have_consumers)
+    _push_counter(outlet, 1000)
+    assert hit.wait(5.0)
+    assert rec.failed and not _wait_for(lambda: rec.running, 0.2)
+    assert errors == [rec.error]
+    assert "disk full" in str(rec.error) and str(tmp_path / "emg") in str(rec.error)
+    with pytest.raises(RecordingError, match="data written so far is kept"):
+        rec.check()
+    rec.stop()  # harmless after a failure
+    data, stamps, info = read_recording(tmp_path / "emg")
+    assert data.shape[1] == budget_rows  # every row that fitted, none of the torn one
+    np.testing.assert_array_equal(data[0], np.arange(data.shape[1]))
+    assert info["torn_bytes"] > 0
+    FullDiskFile.budgets = {}
+
+
+def test_second_stream_with_same_name_is_refused(tmp_path):
+    name = _unique("rec-spoof")
+    real_id, spoof_id = uuid.uuid4().hex, uuid.uuid4().hex
+    _real = _emg_outlet(name, source_id=real_id)
+    _spoof = _emg_outlet(name, source_id=spoof_id)
+    with pytest.raises(StreamError, match="2 LSL streams are named .*pass source_id"):
+        StreamRecorder(name, tmp_path / "a", duplicate_wait_s=1.0)
+    rec = StreamRecorder(name, tmp_path / "b", source_id=real_id, duplicate_wait_s=1.0)
+    rec.stop()
+    assert read_recording(tmp_path / "b")[2]["source_id"] == real_id
+
+
+def test_flush_interval_above_one_second_is_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"flush_interval_s must be in \(0, 1\]"):
+        StreamRecorder("whatever", tmp_path / "x", flush_interval_s=2.0)
+
+
+def test_low_disk_space_signals_before_data_is_lost(tmp_path, monkeypatch):
+    import labkit.recording as recording
+
+    monkeypatch.setattr(recording, "_free_bytes", lambda path: 10 * 2**20)
+    name = _unique("rec-low")
+    outlet = _emg_outlet(name)
+    got: list[RecordingError] = []
+    rec = StreamRecorder(name, tmp_path / "emg", duplicate_wait_s=0.0, flush_interval_s=0.05,
+                         min_free_bytes=64 * 2**20, on_error=got.append)
+    assert _wait_for(outlet.have_consumers)
+    assert _wait_for(lambda: got, 2.0)
+    assert isinstance(got[0], recording.LowDiskSpaceError)
+    assert "10.0 MiB free < 64.0 MiB" in str(got[0])
+    _push_counter(outlet, 500)
+    assert _wait_for(lambda: rec.n_samples >= 500)  # still recording
+    rec.stop()
+    assert rec.low_space and not rec.failed and len(got) == 1
+    assert read_recording(tmp_path / "emg")[0].shape == (2, 500)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+def test_kill_9_loses_at_most_one_second(tmp_path):
+    name = _unique("crash")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "tests" / "helpers_crash.py"), str(tmp_path), name],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=REPO, text=True,
+    )
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(2.0)
+        t_kill = pylsl.local_clock()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == -signal.SIGKILL
+    ses = tmp_path / "sub-01" / "ses-01"
+    data, stamps, info = read_recording(ses / "recordings" / "emg")
+    assert data.shape[1] > 1000
+    np.testing.assert_array_equal(data[0], np.arange(data.shape[1]))  # no gap, no garbage
+    assert t_kill - stamps[-1] <= 1.0
+    assert stamps[-1] <= t_kill + 0.01
+    pulses = read_log(ses, kind="pulse")
+    assert [p.payload["index"] for p in pulses] == list(range(len(pulses)))
+    assert len(pulses) >= 15
+    assert t_kill - pulses[-1].time_s <= 1.0
+    values, mstamps, _ = read_markers(ses / "recordings" / "markers")
+    assert len(values) >= len(pulses) - 10
+    assert t_kill - mstamps[-1] <= 1.0

@@ -1,0 +1,449 @@
+"""Python-level tests of the notebook panels: clicks, trait changes, threads, STOP."""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from labkit.errors import StimulatorError
+from labkit.markers import PulseEvent
+from labkit.threshold import MLPest
+from labkit.widgets import (
+    ClosedLoopMonitor,
+    EmergencyStop,
+    MEPTrial,
+    MEPView,
+    ProtocolRunnerPanel,
+    StimulatorPanel,
+    ThresholdHunter,
+    as_emg_source,
+    circular_stats_deg,
+    measure,
+)
+from labkit.widgets._svg import series_svg, traces_svg
+from labkit.widgets._threads import RenderThrottle
+
+
+# ---------------------------------------------------------------------------- fakes
+@dataclass(frozen=True)
+class FakeStatus:
+    armed: bool
+    ready: bool
+    remote_control: bool
+    error: bool = False
+    raw: bytes = b""
+
+
+class FakeStimulator:
+    """Public API of a labkit driver; ``arm()`` holds the lock for ``arm_s``."""
+
+    port = "fake://0"
+
+    def __init__(self, arm_s: float = 0.0):
+        self.arm_s = arm_s
+        self._lock = threading.RLock()
+        self.connected = False
+        self.armed = False
+        self.intensity = 0
+        self.pulse_count = 0
+        self.fault = None
+        self.calls: list[str] = []
+        self._listeners = []
+
+    def connect(self):
+        with self._lock:
+            self.connected = True
+            self.calls.append("connect")
+        return self
+
+    def close(self):
+        with self._lock:
+            self.armed = False
+            self.connected = False
+            self.calls.append("close")
+
+    def arm(self):
+        with self._lock:
+            self.calls.append("arm")
+            time.sleep(self.arm_s)
+            self.armed = True
+
+    def disarm(self):
+        with self._lock:
+            self.calls.append("disarm")
+            self.armed = False
+
+    def set_intensity(self, percent):
+        with self._lock:
+            self.calls.append(f"intensity {percent}")
+            self.intensity = int(percent)
+
+    def status(self):
+        with self._lock:
+            return FakeStatus(self.armed, self.armed, self.connected)
+
+    def coil_temperature(self):
+        return 24.6
+
+    def fire(self):
+        with self._lock:
+            if not self.armed:
+                raise StimulatorError("fire while disarmed")
+            event = PulseEvent(time_s=time.monotonic(), intensity_percent=self.intensity,
+                               device="Fake", index=self.pulse_count)
+            self.pulse_count += 1
+            self.calls.append("fire")
+        for listener in list(self._listeners):
+            listener(event)
+        return event
+
+    def add_pulse_listener(self, listener):
+        self._listeners.append(listener)
+
+    def remove_pulse_listener(self, listener):
+        self._listeners.remove(listener)
+
+
+class FakeSource:
+    """MEP sweeps whose amplitude is a step at ``threshold`` %MSO of the fake stimulator."""
+
+    window_ms = (15.0, 50.0)
+
+    def __init__(self, stim: FakeStimulator, threshold: int = 45, background_uv: float = 2.0):
+        self.stim = stim
+        self.threshold = threshold
+        self.background_uv = background_uv
+
+    def epoch(self, pulse_time_s: float) -> MEPTrial:
+        t = np.arange(-50.0, 100.0, 0.2)
+        amp = 400.0 if self.stim.intensity >= self.threshold else 10.0
+        emg = np.where((t > 20) & (t < 30), amp / 2 * np.sin((t - 20) / 10 * 2 * np.pi), 0.0)
+        emg = emg + np.where(t < 0, self.background_uv * np.sign(np.sin(t)), 0.0)
+        return measure(t, emg, self.window_ms, pulse_time_s)
+
+
+class FakeRunner:
+    """A runner firing at ``rate_hz`` in its own thread, checking a stop flag per pulse."""
+
+    def __init__(self, stim: FakeStimulator, n_pulses: int = 200, rate_hz: float = 20.0,
+                 verdict=True):
+        self.stim = stim
+        self.total_pulses = n_pulses
+        self.pulses_delivered = 0
+        self.rate_hz = rate_hz
+        self.state = "idle"
+        self.verdict = verdict
+        self._stop = threading.Event()
+        self._resume = threading.Event()
+        self._resume.set()
+        self._thread = None
+
+    def dry_run(self):
+        if isinstance(self.verdict, Exception):
+            raise self.verdict
+        return self.verdict
+
+    def start(self):
+        self.state = "running"
+        self.stim.arm()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while self.pulses_delivered < self.total_pulses and not self._stop.is_set():
+            self._resume.wait()
+            if self._stop.is_set():
+                break
+            self.stim.fire()
+            self.pulses_delivered += 1
+            time.sleep(1.0 / self.rate_hz)
+        self.state = "stopped" if self._stop.is_set() else "finished"
+
+    def pause(self):
+        self._resume.clear()
+        self.state = "paused"
+
+    def resume(self):
+        self._resume.set()
+        self.state = "running"
+
+    def stop(self):
+        self._stop.set()
+        self._resume.set()
+
+
+class FakeSession:
+    def __init__(self):
+        self.thresholds = []
+
+    def log_threshold(self, value, *, method, kind="rmt", n_pulses=None):
+        self.thresholds.append((value, method, kind, n_pulses))
+
+
+def wait_for(predicate, timeout_s=3.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
+# ---------------------------------------------------------------------------- SVG
+def test_traces_svg_marks_last_trace_and_counts_them():
+    t = np.linspace(-50, 100, 5000)
+    traces = [(t, np.sin(t / 5) * k) for k in (1.0, 2.0, 3.0)]
+    svg = traces_svg(traces, window_ms=(15, 50), max_points=200)
+    assert 'data-n-traces="3"' in svg
+    assert svg.count('class="last"') == 1 and svg.count('class="old"') == 2
+    last = re.search(r'class="last"[^>]*points="([^"]+)"', svg).group(1)
+    assert len(last.split()) <= 200  # decimated
+    assert "3 µV" in svg  # y scale follows the largest trace
+
+
+def test_series_svg_flags_and_reference():
+    svg = series_svg([10.0, 80.0, 30.0], flags=[False, True, None], reference=50.0)
+    assert 'data-n-points="3"' in svg and 'data-last="30.0"' in svg
+    assert svg.count("<circle") == 3
+    assert 'fill="white"' in svg  # the rejected one is hollow
+    assert 'class="reference"' in svg
+
+
+# ---------------------------------------------------------------------------- MEP view
+def test_measure_peak_to_peak_in_window_and_background():
+    t = np.arange(-100.0, 100.0, 1.0)
+    emg = np.zeros_like(t)
+    emg[t == 20] = 150.0
+    emg[t == 25] = -50.0
+    emg[t == 60] = 1000.0  # outside the 15-50 ms window
+    emg[t < 0] = 3.0
+    trial = measure(t, emg, (15.0, 50.0), 12.5)
+    assert trial.amplitude_uv == pytest.approx(200.0)
+    assert trial.background_uv == pytest.approx(3.0)
+    assert trial.pulse_time_s == 12.5
+
+
+def test_mep_view_shows_each_trial_and_summary():
+    view = MEPView(max_rate_hz=None, max_traces=2)
+    t = np.linspace(-50, 100, 300)
+    for amp in (100.0, 250.0, 75.5):
+        view.add_sweep(t, np.sin(t) * amp / 2, amp)
+    assert view.n_trials == 3
+    assert view.amplitudes_uv == [100.0, 250.0, 75.5]
+    assert 'data-n-traces="2"' in view.overlay.value  # only max_traces kept
+    assert 'data-n-points="3"' in view.amplitude_plot.value
+    assert view.summary.value == "MEP 3: 75.5 µV peak-to-peak"
+    assert repr(view) == "<MEPView: 3 trials>"
+
+
+def test_render_throttle_coalesces_and_draws_the_last_state():
+    drawn = []
+    state = {"n": 0}
+    throttle = RenderThrottle(lambda: drawn.append(state["n"]), max_rate_hz=20)
+    for i in range(1, 101):
+        state["n"] = i
+        throttle.request()
+    assert wait_for(lambda: drawn and drawn[-1] == 100, 1.0)
+    assert len(drawn) <= 3  # one immediate, one trailing (plus slack)
+
+
+def test_as_emg_source_names_what_it_needs():
+    with pytest.raises(TypeError, match="epoch\\(pulse_time_s\\)"):
+        as_emg_source(object())
+
+
+# ---------------------------------------------------------------------------- stimulator panel
+def make_panel(arm_s=0.0):
+    stim = FakeStimulator(arm_s=arm_s).connect()
+    panel = StimulatorPanel(stim, emg_source=FakeSource(stim), poll_s=None)
+    return stim, panel
+
+
+def test_panel_arm_intensity_fire_records_an_mep():
+    stim, panel = make_panel()
+    panel.intensity.value = 60  # trait change -> set_intensity in the job thread
+    panel.arm_button.click()
+    panel.fire_button.click()
+    panel.wait_idle(5.0)
+    assert stim.calls[1:] == ["intensity 60", "arm", "fire"]
+    assert panel.pulses.value == "pulses: 1"
+    assert panel.mep_view.n_trials == 1
+    assert panel.mep_view.amplitudes_uv[0] == pytest.approx(400.0, rel=0.01)
+    assert 'data-name="armed" data-on="1"' in panel.lights.value
+    assert panel.temperature.value == "coil: 25 °C"
+    assert panel.message.value == "pulse 1 at 60 %MSO"
+    assert repr(panel) == "<StimulatorPanel: FakeStimulator>"
+    panel.close()
+
+
+def test_panel_fire_when_disarmed_says_so_and_does_not_fire():
+    stim, panel = make_panel()
+    panel.fire_button.click()
+    panel.wait_idle(5.0)
+    assert "fire" not in stim.calls
+    assert panel.message.value == "StimulatorError: not armed: press Arm before Fire"
+    panel.close()
+
+
+def test_stop_returns_at_once_while_the_driver_lock_is_held_then_disarms():
+    stim, panel = make_panel(arm_s=1.0)
+    panel.arm_button.click()
+    assert wait_for(lambda: "arm" in stim.calls)  # arm() now holds the lock for 1 s
+    panel.fire_button.click()  # queued behind the arm
+    t0 = time.perf_counter()
+    panel.stop_button.click()
+    click_s = time.perf_counter() - t0
+    assert click_s < 0.2  # the callback did not wait for the lock
+    assert panel.stop_state.value == "STOP: stopping"
+    assert panel.estop.wait(5.0)
+    assert panel.stop_state.value == "STOP: disarmed"
+    panel.wait_idle(5.0)
+    assert stim.armed is False
+    assert "fire" not in stim.calls  # the queued Fire was refused by the latch
+    # still latched: arming is refused until Reset
+    panel.arm_button.click()
+    panel.wait_idle(5.0)
+    assert stim.calls.count("arm") == 1
+    assert "emergency STOP is latched" in panel.message.value
+    panel.reset_button.click()
+    assert panel.stop_state.value == "STOP: ready"
+    panel.close()
+
+
+def test_stop_stops_a_running_protocol_and_disarms():
+    stim, panel = make_panel()
+    runner = FakeRunner(stim, n_pulses=500, rate_hz=50)
+    rpanel = ProtocolRunnerPanel(runner, estop=panel.estop, poll_s=None)
+    assert 'data-ok="1"' in rpanel.verdict.value
+    rpanel.start_button.click()
+    assert wait_for(lambda: runner.pulses_delivered >= 5)
+    panel.stop_button.click()
+    assert panel.estop.wait(3.0)
+    assert wait_for(lambda: runner.state == "stopped")
+    count = runner.pulses_delivered
+    time.sleep(0.1)
+    assert runner.pulses_delivered == count < 500
+    assert stim.armed is False and stim.calls[-1] != "fire"
+    rpanel.refresh()
+    assert rpanel.state_label.value == "state: stopped"
+    assert rpanel.progress.value == count and rpanel.progress.max == 500
+    rpanel.start_button.click()  # refused while latched
+    assert "latched" in rpanel.message.value
+    rpanel.close()
+    panel.close()
+
+
+# ---------------------------------------------------------------------------- protocol panel
+def test_protocol_panel_pause_resume_and_progress():
+    stim = FakeStimulator().connect()
+    runner = FakeRunner(stim, n_pulses=30, rate_hz=100)
+    rpanel = ProtocolRunnerPanel(runner, poll_s=0.05)
+    rpanel.start_button.click()
+    assert wait_for(lambda: runner.pulses_delivered >= 3)
+    rpanel.pause_button.click()
+    assert rpanel.state_label.value == "state: paused"
+    paused_at = runner.pulses_delivered
+    time.sleep(0.1)
+    assert runner.pulses_delivered <= paused_at + 1
+    rpanel.resume_button.click()
+    assert wait_for(lambda: runner.state == "finished")
+    assert wait_for(lambda: rpanel.progress_label.value == "30 / 30")
+    assert rpanel.progress.value == 30
+    rpanel.close()
+
+
+def test_protocol_panel_shows_a_refusal_and_blocks_start():
+    stim = FakeStimulator().connect()
+    refused = FakeRunner(stim, verdict=StimulatorError("10 Hz x 6 s exceeds 5 s at 100 % RMT"))
+    rpanel = ProtocolRunnerPanel(refused, poll_s=None)
+    assert rpanel.ok is False and rpanel.start_button.disabled
+    assert 'data-ok="0"' in rpanel.verdict.value and "exceeds 5 s" in rpanel.verdict.value
+
+    @dataclass
+    class Report:
+        ok: bool
+
+        def summary(self):
+            return "train 4.2 s <= 5 s limit"
+
+    good = FakeRunner(stim, verdict=Report(True))
+    rpanel2 = ProtocolRunnerPanel(good, poll_s=None)
+    assert rpanel2.ok is True and not rpanel2.start_button.disabled
+    assert "SAFE" in rpanel2.verdict.value and "train 4.2 s" in rpanel2.verdict.value
+
+
+# ---------------------------------------------------------------------------- threshold hunter
+def test_hunter_reject_keeps_the_intensity_accept_feeds_the_estimator():
+    stim = FakeStimulator().connect()
+    est = MLPest(start=60)
+    hunter = ThresholdHunter(stim, est, FakeSource(stim), interval_s=0.0)
+    assert "60 %MSO" in hunter.next_label.value
+    hunter.fire_button.click()
+    assert hunter.wait(5.0)
+    assert stim.intensity == 60 and stim.pulse_count == 1
+    assert not hunter.accept_button.disabled
+    assert hunter.trial_label.value.startswith("trial 1: 60 %MSO -> 399.2 µV")
+    hunter.reject_button.click()
+    assert est.n_trials == 0 and "60 %MSO" in hunter.next_label.value
+    hunter.fire_button.click()
+    assert hunter.wait(5.0)
+    hunter.accept_button.click()
+    assert est.n_trials == 1 and est.history[0].hit
+    assert hunter.mep_view.n_trials == 2
+    assert 'data-n-points="1"' in hunter.staircase.value
+
+
+def test_hunter_auto_finds_the_threshold_and_logs_it_to_the_session():
+    stim = FakeStimulator().connect()
+    session = FakeSession()
+    found = []
+    hunter = ThresholdHunter(stim, MLPest(start=60), FakeSource(stim, threshold=45),
+                             session=session, interval_s=0.0, on_threshold=found.append)
+    hunter.auto_button.click()
+    assert hunter.wait(30.0)
+    assert hunter.done
+    assert abs(hunter.result - 45) <= 2
+    assert session.thresholds == [(hunter.result, "MLPest", "rmt", len(hunter.trials))]
+    assert found == [hunter.result]
+    assert f"RMT = {hunter.result:.0f} %MSO" in hunter.result_label.value
+    assert stim.armed is False  # disarmed at the end
+    assert hunter.fire_button.disabled
+
+
+def test_hunter_auto_rejects_noisy_background_and_stop_ends_it():
+    stim = FakeStimulator().connect()
+    estop = EmergencyStop(stim)
+    hunter = ThresholdHunter(stim, MLPest(start=60), FakeSource(stim, background_uv=40.0),
+                             estop=estop, interval_s=0.05)
+    hunter.run_auto()
+    assert wait_for(lambda: stim.pulse_count >= 3)
+    estop.trigger()
+    assert estop.wait(3.0) and hunter.wait(3.0)
+    n = stim.pulse_count
+    time.sleep(0.15)
+    assert stim.pulse_count == n
+    assert hunter.estimator.n_trials == 0  # every trial rejected (background 40 µV > 20)
+    assert all(accepted is False for _, _, accepted in hunter.trials)
+
+
+# ---------------------------------------------------------------------------- closed loop
+def test_closed_loop_monitor_histogram_rate_latency():
+    mon = ClosedLoopMonitor(max_rate_hz=None, rate_window_s=10.0, n_bins=4)
+    rng = np.random.default_rng(0)
+    for i, phase in enumerate(rng.normal(0.0, 0.3, 40)):
+        mon.record(phase, latency_ms=5.0 + (i % 5), time_s=100.0 + i * 0.5)
+    counts = mon.phase_counts()
+    assert counts.sum() == 40 and counts[1] + counts[2] == 40  # all within ±π/2
+    assert mon.trigger_rate_hz(now_s=119.5) == pytest.approx(2.0)
+    assert 'data-total="40"' in mon.histogram.value
+    assert mon.latency_label.value == "latency: median 7.0 ms, p95 9.0 ms, max 9.0 ms"
+    mean_deg, sd_deg = circular_stats_deg(np.full(5, math.pi / 2))
+    assert mean_deg == pytest.approx(90.0) and sd_deg == pytest.approx(0.0, abs=1e-3)
+    mon.record(3.5 * math.pi)  # wrapped to -π/2
+    assert mon.phase_counts()[1] == counts[1] + 1

@@ -4,30 +4,51 @@ Psychometric model of a hit (peak-to-peak MEP >= criterion) at intensity ``x``::
 
     P(hit | x; t, r) = g + (1 - g - l) * Phi((x - t) / (r * t))
 
-with threshold ``t`` (% MSO), relative spread ``r = sigma / t`` (the slope parameter,
-Awiszus 2003 fixes it at 0.07; here it is estimated), false-hit rate ``g`` and lapse rate
-``l`` (both fixed, default 0.01, so that one stray response cannot wreck the posterior).
+with threshold ``t`` (% MSO), relative spread ``r = sigma / t`` (the slope parameter;
+Awiszus 2003 fixes it at 0.07, here it is estimated), false-hit rate ``g`` and lapse rate
+``l`` (fixed, default 0.01 each, so that one stray response cannot wreck the posterior).
+
+Use of the amplitudes (default, ``use_amplitudes=True``)
+--------------------------------------------------------
+A hit/miss throws away most of what an MEP says. Near threshold the log-amplitude grows
+about linearly with intensity, so the posterior is updated with a censored log-linear
+model consistent with the hit model above::
+
+    log10(amp / criterion) = k * (x - t + e),   e ~ N(0, (r t)^2)
+
+``k`` (decades per % MSO) is a third, nuisance parameter on a log grid (0.03-0.5, flat
+prior). Amplitudes at or below ``0.4 x criterion`` (20 µV at rest: the EMG noise floor)
+count as "below the floor" (censored), amplitudes at or above ``20 x criterion`` (1 mV at
+rest, where the curve bends towards saturation) as "above the ceiling"; in between the
+Gaussian density is used. A 2 % uniform outlier component keeps a single odd trial from
+dominating. With ``use_amplitudes=False`` the update uses hits and misses only.
 
 Prior (documented defaults)
 ---------------------------
 * ``t``: Gaussian with mean ``prior_mean_percent`` (default: ``start``) and SD
-  ``prior_sd_percent`` (default 15 % MSO), truncated to the stimulator range — broad
-  enough for the published spread of resting motor thresholds (~30-80 % MSO).
-* ``r``: log-normal around ``0.07`` (Awiszus) with log-SD 0.5, on 9 log-spaced points
-  between 0.03 and 0.25.
+  ``prior_sd_percent`` (default 15 % MSO), truncated to the stimulator range — broad,
+  covering the published spread of resting motor thresholds (~30-80 % MSO).
+* ``r``: log-normal with median ``spread_prior`` = 0.11 and log-SD 0.5, on 9 log-spaced
+  points between 0.03 and 0.25. 0.11 is the median near-threshold spread of the
+  Goetz et al. (2014/2019) statistical MEP model population (its stimulus-axis
+  variability); Awiszus's 0.07 lies well inside the prior.
+* ``k``: flat over its grid.
 
 Placement
 ---------
 Kontsevich & Tyler (1999) Ψ-method, in its Ψ-marginal form (Prins 2013): the next
 intensity (any point of the 1 % grid in range) minimises the expected entropy of the
-*marginal* posterior of ``t`` after the next response — the slope is a nuisance
-parameter, so stimuli are not spent on learning it for its own sake. The first stimulus
-is given at ``start``.
+*marginal* posterior of ``t`` after the next hit/miss — slope parameters are nuisance
+parameters, so stimuli are not spent on learning them for their own sake. (The expected
+entropy uses the hit/miss outcome as a proxy even when amplitudes update the posterior.)
+The first stimulus is given at ``start``.
 
 Stopping rule
 -------------
-Done when the posterior SD of ``t`` is at most ``sd_stop_percent`` (default 1.3 % MSO)
-after at least ``min_trials`` (default 6) stimuli, or after ``max_trials`` (default 25).
+Done when the posterior SD of ``t`` is at most ``sd_stop_percent`` (default 2.0 % MSO)
+after at least ``min_trials`` (default 8) stimuli, or after ``max_trials`` (default 25).
+These defaults were tuned on a virtual population (seed 7) separate from the one of the
+validation study (``benchmarks/threshold_study.py``, seed 2026): mean ~14 pulses.
 
 Estimate
 --------
@@ -39,7 +60,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from scipy.special import ndtr
+from scipy.special import log_ndtr, ndtr
 
 from labkit.threshold._base import ThresholdEstimator, ThresholdInputError, _finite
 
@@ -94,6 +115,15 @@ class BayesianAdaptive(ThresholdEstimator):
     t_step_percent = 0.5
     spread_range = (0.03, 0.25)
     n_spread = 9
+    #: Slope of log10 amplitude against intensity near threshold, decades per % MSO.
+    amplitude_slope_range = (0.03, 0.5)
+    n_amplitude_slope = 8
+    #: Amplitudes at or below this fraction of the criterion are noise-floor (censored).
+    floor_fraction = 0.4
+    #: Amplitudes at or above this multiple of the criterion are censored (curve bends).
+    ceiling_factor = 20.0
+    #: Weight of a uniform outlier component in the amplitude likelihood.
+    outlier_rate = 0.02
 
     def __init__(
         self,
@@ -101,12 +131,13 @@ class BayesianAdaptive(ThresholdEstimator):
         *,
         prior_mean_percent: float | None = None,
         prior_sd_percent: float = 15.0,
-        spread_prior: float = 0.07,
+        spread_prior: float = 0.11,
         spread_log_sd: float = 0.5,
-        sd_stop_percent: float = 1.3,
-        min_trials: int = 6,
+        sd_stop_percent: float = 2.0,
+        min_trials: int = 8,
         false_hit_rate: float = 0.01,
         lapse_rate: float = 0.01,
+        use_amplitudes: bool = True,
         **kwargs,
     ) -> None:
         kwargs.setdefault("max_trials", 25)
@@ -134,12 +165,24 @@ class BayesianAdaptive(ThresholdEstimator):
             self.min_percent, self.max_percent, self.t_step_percent,
             *self.spread_range, self.n_spread, float(false_hit_rate), float(lapse_rate),
         )
+        self.use_amplitudes = bool(use_amplitudes)
+        self.k_grid = (
+            np.geomspace(*self.amplitude_slope_range, self.n_amplitude_slope)
+            if self.use_amplitudes else np.ones(1)
+        )
         log_prior = (
-            -0.5 * ((self.t_grid[:, None] - mean) / sd) ** 2
-            - 0.5 * (np.log(self.r_grid[None, :] / spread_prior) / spread_log_sd) ** 2
+            -0.5 * ((self.t_grid[:, None, None] - mean) / sd) ** 2
+            - 0.5 * (np.log(self.r_grid[None, :, None] / spread_prior) / spread_log_sd) ** 2
+            + 0.0 * self.k_grid[None, None, :]
         )
         post = np.exp(log_prior - log_prior.max())
-        self.posterior = post / post.sum()
+        #: Joint posterior over (threshold, relative spread, amplitude slope).
+        self.joint_posterior = post / post.sum()
+
+    @property
+    def posterior(self) -> np.ndarray:
+        """Posterior over (threshold, relative spread) on ``t_grid x r_grid``."""
+        return self.joint_posterior.sum(axis=2)
 
     # -- posterior summaries -----------------------------------------------------------
     def marginal_threshold(self) -> np.ndarray:
@@ -181,10 +224,32 @@ class BayesianAdaptive(ThresholdEstimator):
         return float(self.x_grid[int(np.argmin(expected))])
 
     def _observe(self, intensity_percent: int, amplitude_uv: float, hit: bool) -> None:
-        i = int(intensity_percent - self.x_grid[0])
-        like = self._p[i] if hit else 1.0 - self._p[i]
-        post = self.posterior * like
-        self.posterior = post / post.sum()
+        if self.use_amplitudes:
+            like = self._amplitude_likelihood(float(intensity_percent), amplitude_uv)
+        else:
+            i = int(intensity_percent - self.x_grid[0])
+            like = (self._p[i] if hit else 1.0 - self._p[i])[:, :, None]
+        post = self.joint_posterior * like
+        self.joint_posterior = post / post.sum()
+
+    def _amplitude_likelihood(self, x: float, amplitude_uv: float) -> np.ndarray:
+        """Likelihood of one amplitude on the (t, r, k) grid (censored log-linear model)."""
+        c = self.criterion_uv
+        t = self.t_grid[:, None, None]
+        s = self.r_grid[None, :, None] * t
+        k = self.k_grid[None, None, :]
+        d = x - t
+        floor = self.floor_fraction * c
+        ceiling = self.ceiling_factor * c
+        if amplitude_uv <= floor:
+            like = np.exp(log_ndtr((np.log10(floor / c) / k - d) / s))
+        elif amplitude_uv >= ceiling:
+            like = np.exp(log_ndtr((d - np.log10(ceiling / c) / k) / s))
+        else:
+            z = (np.log10(amplitude_uv / c) / k - d) / s
+            like = np.exp(-0.5 * z * z) / (np.sqrt(2 * np.pi) * k * s)
+            like = like * (np.log10(ceiling / floor))  # density x range: comparable scale
+        return (1.0 - self.outlier_rate) * like + self.outlier_rate
 
     def _finished(self) -> bool:
         return self.n_trials >= self.min_trials and self.posterior_sd() <= self.sd_stop_percent

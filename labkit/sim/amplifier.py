@@ -78,8 +78,9 @@ def tms_artifact(
     out = 0.15 * peak * np.exp(-t_ms / tau_ms)
     out[0] = peak
     out[1] = -0.6 * peak
-    # fade the tail to exactly zero
-    out *= np.clip((duration_ms - t_ms) / (0.2 * duration_ms), 0.0, 1.0)
+    # fade the tail linearly to exactly zero at the last sample
+    last = n - 1
+    out *= np.clip((last - np.arange(n)) / (0.2 * last), 0.0, 1.0)
     return out
 
 

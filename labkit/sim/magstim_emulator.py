@@ -398,10 +398,10 @@ class MagstimEmulator(SerialEmulator):
                 self._ack("E")
                 self._start_train()
             else:
-                self._ack("E")
                 self._discharge_now()
                 self._not_ready_until = now + self.recharge_s
-                self.ready = False
+                self.ready = self.recharge_s <= 0
+                self._ack("E")
         else:
             self._refuse("E", "?")
 

@@ -197,7 +197,10 @@ class FrameExtractor:
 
     Bytes before a ``0xFE`` are discarded. A frame whose length byte is out of range or
     whose end byte is not ``0xFF`` is malformed: only its ``0xFE`` is dropped, so that a
-    real frame starting inside it is still found. A frame with a bad CRC is dropped whole.
+    real frame starting inside it is still found. So is an incomplete frame when a
+    complete, CRC-valid frame already starts at a later ``0xFE`` in the buffer (a stray
+    ``0xFE`` must not stall the line). A frame with a bad CRC loses its ``0xFE`` too; the
+    rest of it is scanned again (and discarded unless a real frame starts inside).
 
     Examples
     --------
@@ -251,9 +254,10 @@ class FrameExtractor:
         Raises
         ------
         CRCError
-            For a frame with a bad checksum (the frame is consumed).
+            For a frame with a bad checksum.
         StimulatorProtocolError
-            For a malformed frame (its start byte is consumed).
+            For a malformed frame. In both cases the frame's start byte is consumed, so
+            calling again makes progress.
         """
         buf = self._buf
         if len(buf) < 2:
@@ -267,6 +271,12 @@ class FrameExtractor:
                          f"1..{MAX_PAYLOAD}", bad)
         total = length + 4
         if len(buf) < total:
+            if self._valid_frame_after_start():
+                bad = bytes(buf[:2])
+                self._drop(1)
+                raise _error(StimulatorProtocolError,
+                             "malformed MagPro frame: incomplete frame abandoned, a complete "
+                             "frame follows it", bad)
             return None
         frame = bytes(buf[:total])
         if frame[-1] != END_BYTE:
@@ -274,10 +284,32 @@ class FrameExtractor:
             raise _error(StimulatorProtocolError,
                          f"malformed MagPro frame: end byte 0x{frame[-1]:02X}, expected 0xFF",
                          frame)
+        try:
+            parse_frame(frame)
+        except CRCError:
+            self._drop(1)
+            raise
         del buf[:total]
         self._skip_garbage()
-        parse_frame(frame)  # raises CRCError
         return frame
+
+    def _valid_frame_after_start(self) -> bool:
+        """True if a complete, valid frame starts at a later ``0xFE`` in the buffer.
+
+        Lets a stray ``0xFE`` (whose length byte promises more bytes than ever come) give
+        way to a real frame right away instead of stalling until the host times out.
+        """
+        buf = self._buf
+        i = buf.find(START_BYTE, 1)
+        while i >= 0:
+            if i + 1 < len(buf):
+                length = buf[i + 1]
+                end = i + length + 4
+                if (1 <= length <= MAX_PAYLOAD and end <= len(buf) and buf[end - 1] == END_BYTE
+                        and crc8(buf[i + 2:end - 2]) == buf[end - 2]):
+                    return True
+            i = buf.find(START_BYTE, i + 1)
+        return False
 
     def next_payload(self) -> bytes | None:
         """Like :meth:`next_frame` but return the payload only."""

@@ -1,0 +1,202 @@
+"""BIDS export: EMG/EEG + events with pulse parameters + BEP037 sidecars, validator clean."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pylsl
+import pytest
+
+from labkit.bids import (
+    BIDSExportError,
+    BIDSValidationError,
+    ValidationReport,
+    export_bids,
+    exported_pulses,
+    validate_bids,
+)
+from labkit.markers import PulseEvent
+from labkit.session import Session
+
+FS_HZ = 2000.0
+T0 = 1000.0  # LSL time of the first sample in the synthetic recordings
+
+needs_validator = pytest.mark.skipif(
+    shutil.which("bids-validator-deno") is None
+    and not (Path(__import__("sys").executable).parent / "bids-validator-deno").exists(),
+    reason="bids-validator-deno is not installed",
+)
+
+
+def write_fake_recording(path: Path, data_uv: np.ndarray, t0: float, *, stream_type="EMG",
+                         ch_names=None) -> None:
+    """Write a recording in labkit's on-disk format (what StreamRecorder produces)."""
+    n_ch, n = data_uv.shape
+    path.mkdir(parents=True)
+    header = {
+        "format_version": 1, "name": f"fake-{stream_type}", "type": stream_type,
+        "source_id": "fake", "hostname": "test", "sfreq": FS_HZ, "n_channels": n_ch,
+        "ch_names": ch_names or [f"{stream_type}{i + 1}" for i in range(n_ch)],
+        "units": ["microvolts"] * n_ch, "ch_types": [stream_type.lower()] * n_ch,
+        "channel_format": "float32", "sample_dtype": "<f4", "time_dtype": "<f8",
+        "created_local_clock_s": t0, "created_unix_s": 1.7e9,
+    }
+    (path / "header.json").write_text(json.dumps(header))
+    (path / "data.f32").write_bytes(np.ascontiguousarray(data_uv.T, dtype="<f4").tobytes())
+    (path / "times.f64").write_bytes((t0 + np.arange(n) / FS_HZ).astype("<f8").tobytes())
+
+
+def make_session(root: Path, session: int = 1, *, eeg: bool = False,
+                 duration_s: float = 6.0) -> Session:
+    rng = np.random.default_rng(session)
+    ses = Session(root, "P007", session, clock=lambda: T0)
+    n = int(duration_s * FS_HZ)
+    write_fake_recording(ses.recordings_dir / "emg", rng.normal(0, 10, (2, n)), T0,
+                         ch_names=["FDI", "APB"])
+    if eeg:
+        write_fake_recording(ses.recordings_dir / "eeg", rng.normal(0, 5, (4, n)), T0,
+                             stream_type="EEG", ch_names=["C3", "FC1", "FC5", "CP1"])
+    ses.log_device(model="Magstim Rapid2", manufacturer="Magstim", coil="D70 figure-of-eight")
+    ses.log_protocol({"name": "m1_10hz_demo", "target": "M1", "hemisphere": "left",
+                      "sham": False, "timing": {"trains": 2, "inter_train_interval_s": 1.0,
+                                                "pulses_per_burst": 1}})
+    ses.log_threshold(52, method="MLPest", n_pulses=18)
+    ses.log_pain_rating(6, when="before")
+    k = 0
+    for train in range(2):
+        for j in range(5):
+            t = T0 + 1.0 + train * 1.5 + j * 0.1 + 0.00013  # not on the sample grid
+            ses.log_pulse(PulseEvent(time_s=t, intensity_percent=47, device="Rapid", index=k,
+                                     extra={"train_index": train, "pulse_in_train": j}),
+                          intensity_rmt_percent=90, protocol="m1_10hz_demo")
+            k += 1
+    ses.log_pulse(time_s=T0 + 100.0, intensity_percent=47, index=k)  # after the recording
+    ses.log_pain_rating(3, when="after")
+    ses.log_adverse_event("headache")
+    return ses
+
+
+def test_export_layout_events_and_sidecars(tmp_path):
+    ses = make_session(tmp_path / "data")
+    ses.close()
+    out = export_bids(ses, tmp_path / "bids", stimulator={"pulse_waveform": "biphasic"})
+    root = tmp_path / "bids"
+    base = root / "sub-P007" / "ses-01"
+    assert out.data_files == [base / "emg" / "sub-P007_ses-01_task-rtms_emg.edf"]
+    assert out.n_pulses == 10 and out.pulses_outside == 1
+    rows = exported_pulses(base / "emg" / "sub-P007_ses-01_task-rtms_events.tsv")
+    assert len(rows) == 10
+    first = rows[0]
+    assert first["trial_type"] == "tms_pulse" and first["duration"] == "0"
+    assert float(first["onset"]) == pytest.approx(1.00013, abs=1e-6)  # exact, not rounded
+    assert first["sample"] == str(round(1.00013 * FS_HZ))
+    assert first["intensity_percent"] == "47" and first["intensity_rmt_percent"] == "90"
+    assert first["protocol"] == "m1_10hz_demo" and first["device"] == "Rapid"
+    assert [r["train_index"] for r in rows] == ["0"] * 5 + ["1"] * 5
+    assert [r["pulse_index"] for r in rows] == [str(i) for i in range(10)]
+    events_json = json.loads((base / "emg" / "sub-P007_ses-01_task-rtms_events.json")
+                             .read_text())
+    assert events_json["intensity_rmt_percent"]["Units"] == "% RMT"
+    nibs_tsv = base / "nibs" / "sub-P007_ses-01_task-rtms_nibs.tsv"
+    header, values = nibs_tsv.read_text().splitlines()
+    nibs = dict(zip(header.split("\t"), values.split("\t"), strict=True))
+    assert nibs["target"] == "M1" and nibs["coil_id"] == "D70 figure-of-eight"
+    assert nibs["rmt_percent"] == "52" and nibs["pulses_delivered"] == "11"
+    assert nibs["pulse_waveform"] == "biphasic" and nibs["trains"] == "2"
+    nibs_json = json.loads((base / "nibs" / "sub-P007_ses-01_task-rtms_nibs.json").read_text())
+    assert nibs_json["StimulationSystemName"] == "TMS"
+    assert nibs_json["Manufacturer"] == "Magstim"
+    assert "**/nibs" in (root / ".bidsignore").read_text().splitlines()
+    sessions = (root / "sub-P007" / "sub-P007_sessions.tsv").read_text().splitlines()
+    assert sessions[1].split("\t") == ["ses-01", "52", "6", "3", "11", "1"]
+    desc = json.loads((root / "dataset_description.json").read_text())
+    assert desc["GeneratedBy"][0]["Name"] == "labkit"
+
+
+def test_round_trip_through_mne_bids(tmp_path):
+    import mne_bids
+
+    ses = make_session(tmp_path / "data")
+    ses.close()
+    export_bids(ses.path, tmp_path / "bids")  # from the directory alone
+    bp = mne_bids.BIDSPath(subject="P007", session="01", task="rtms", datatype="emg",
+                           root=tmp_path / "bids")
+    raw = mne_bids.read_raw_bids(bp, verbose="error")
+    assert raw.ch_names == ["FDI", "APB"] and raw.info["sfreq"] == FS_HZ
+    assert raw.get_channel_types() == ["emg", "emg"]
+    pulses = raw.annotations[raw.annotations.description == "tms_pulse"]
+    expected = [1.0 + tr * 1.5 + j * 0.1 + 0.00013 for tr in range(2) for j in range(5)]
+    np.testing.assert_allclose(pulses.onset, expected, atol=1e-5)
+    # volts in the file, µV in the recording: EDF keeps ~16-bit resolution of the range
+    data_uv = raw.get_data()[0] * 1e6
+    assert 5 < data_uv.std() < 15
+
+
+@needs_validator
+def test_export_passes_official_validator(tmp_path):
+    ses = make_session(tmp_path / "data", eeg=True)
+    ses.close()
+    export_bids(ses, tmp_path / "bids")
+    second = make_session(tmp_path / "data", 2)  # another session of the same subject
+    second.close()
+    export_bids(second, tmp_path / "bids")
+    report = validate_bids(tmp_path / "bids")
+    assert isinstance(report, ValidationReport)
+    assert report.errors == [], [str(e) for e in report.errors]
+    assert report.ok
+    assert set(report.summary["dataTypes"]) == {"emg", "eeg"}
+    assert report.summary["sessions"] == ["01", "02"]
+    sessions = (tmp_path / "bids" / "sub-P007" / "sub-P007_sessions.tsv").read_text()
+    assert [line.split("\t")[0] for line in sessions.splitlines()[1:]] == ["ses-01", "ses-02"]
+
+
+@needs_validator
+def test_validator_reports_errors(tmp_path):
+    ses = make_session(tmp_path / "data")
+    ses.close()
+    export_bids(ses, tmp_path / "bids")
+    (tmp_path / "bids" / "dataset_description.json").unlink()
+    (tmp_path / "bids" / "sub-P007" / "ses-01" / "emg" / "stray_file.txt").write_text("x")
+    report = validate_bids(tmp_path / "bids")
+    assert not report.ok
+    codes = {e.code for e in report.errors}
+    assert "MISSING_DATASET_DESCRIPTION" in codes
+    with pytest.raises(BIDSValidationError, match="BIDS validator error"):
+        report.raise_for_errors()
+
+
+def test_export_without_recordings_is_an_error(tmp_path):
+    with Session(tmp_path / "data", "01") as ses:
+        ses.note("no streams")
+    with pytest.raises(BIDSExportError, match="no recording labelled 'emg' or 'eeg'"):
+        export_bids(ses, tmp_path / "bids")
+
+
+@needs_validator
+def test_live_recording_exports_and_validates(tmp_path):
+    """End to end: LSL outlet → Session.record → pulses logged → BIDS → validator."""
+    name = f"bids-live-{uuid.uuid4().hex[:8]}"
+    info = pylsl.StreamInfo(name, "EMG", 1, FS_HZ, pylsl.cf_float32, uuid.uuid4().hex)
+    outlet = pylsl.StreamOutlet(info)
+    with Session(tmp_path / "data", "02") as ses:
+        rec = ses.record(name, "emg", duplicate_wait_s=0.0)
+        end = time.monotonic() + 3.0
+        while not outlet.have_consumers() and time.monotonic() < end:
+            time.sleep(0.01)
+        t_start = pylsl.local_clock()
+        for k in range(20):  # 2 s of data, a pulse every 200 ms
+            outlet.push_chunk(np.full((200, 1), k, dtype=np.float32),
+                              t_start + (k + 1) * 0.1)
+            if k % 2 == 1:
+                ses.log_pulse(time_s=t_start + k * 0.1, intensity_percent=60, index=k // 2)
+        end = time.monotonic() + 3.0
+        while rec.n_samples < 4000 and time.monotonic() < end:
+            time.sleep(0.01)
+    out = export_bids(ses, tmp_path / "bids")
+    assert out.n_pulses == 10
+    assert validate_bids(tmp_path / "bids").errors == []

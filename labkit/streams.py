@@ -203,12 +203,12 @@ def connect_stream(
                               f"{exc}") from exc
         if picks is not None:
             picks = [picks] if isinstance(picks, str) else list(picks)
-            missing = [p for p in picks if p not in stream.ch_names]
+            available = list(stream.ch_names)
+            missing = [p for p in picks if p not in available]
             if missing:
                 stream.disconnect()
                 raise StreamError(
-                    f"LSL stream {name!r} has no channel(s) {missing}; channels: "
-                    f"{list(stream.ch_names)}"
+                    f"LSL stream {name!r} has no channel(s) {missing}; channels: {available}"
                 )
             stream.pick(picks)
     return stream

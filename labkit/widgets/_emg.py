@@ -32,7 +32,9 @@ class MEPTrial:
     amplitude_uv : float
         Peak-to-peak amplitude inside the MEP window, µV.
     background_uv : float
-        RMS of the EMG from -100 ms (or the sweep start) to 0 ms, µV.
+        RMS of the EMG from -100 ms (or the sweep start) to -1 ms, µV. The last
+        millisecond is left out: the pulse sample is rounded to the amplifier's grid, so
+        the start of the TMS artifact can fall a fraction of a sample before 0.
     pulse_time_s : float
         LSL time of the pulse.
     """
@@ -54,7 +56,7 @@ class EMGSource(Protocol):
 def measure(
     times_ms: np.ndarray, emg_uv: np.ndarray, window_ms: tuple[float, float], pulse_time_s: float
 ) -> MEPTrial:
-    """Peak-to-peak in ``window_ms`` and background RMS in ``[-100, 0)`` ms.
+    """Peak-to-peak in ``window_ms`` and background RMS in ``[-100, -1)`` ms.
 
     Parameters
     ----------
@@ -74,7 +76,7 @@ def measure(
     emg_uv = np.asarray(emg_uv, float)
     in_win = (times_ms >= window_ms[0]) & (times_ms <= window_ms[1])
     amplitude = float(np.ptp(emg_uv[in_win])) if np.any(in_win) else float("nan")
-    pre = (times_ms >= -100.0) & (times_ms < 0.0)
+    pre = (times_ms >= -100.0) & (times_ms < -1.0)
     background = float(np.sqrt(np.mean(emg_uv[pre] ** 2))) if np.any(pre) else float("nan")
     return MEPTrial(times_ms, emg_uv, amplitude, background, pulse_time_s)
 

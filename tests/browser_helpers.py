@@ -1,0 +1,156 @@
+"""Helpers of the real-browser test: a throw-away JupyterLab server and a headless Chromium.
+
+The server runs from this virtualenv on 127.0.0.1, on a free port, with a random token,
+on a temporary copy of the notebooks, and with its own config/runtime/settings/workspace
+folders so that nothing from the user's Jupyter set-up leaks in (or is changed).
+Chromium is Debian's ``/usr/bin/chromium`` driven by Playwright for Python; a browser
+download by Playwright is never attempted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+CHROMIUM = os.environ.get("LABKIT_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic",
+]
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago on 127.0.0.1."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _quiet_lab_settings(settings_dir: Path) -> None:
+    """No news toasts and no update checks (there is no internet, and toasts cover buttons)."""
+    target = settings_dir / "@jupyterlab" / "apputils-extension"
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "notification.jupyterlab-settings").write_text(
+        json.dumps({"fetchNews": "false", "checkForUpdates": False})
+    )
+
+
+class LabServer:
+    """A running JupyterLab; ``url(path)`` gives an authenticated address."""
+
+    def __init__(self, proc: subprocess.Popen, port: int, token: str, root: Path, log: Path):
+        self.proc, self.port, self.token, self.root, self.log = proc, port, token, root, log
+
+    def url(self, path: str = "lab") -> str:
+        sep = "&" if "?" in path else "?"
+        return f"http://127.0.0.1:{self.port}/{path.lstrip('/')}{sep}token={self.token}"
+
+    def log_tail(self, n_chars: int = 4000) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-n_chars:]
+        except OSError:
+            return ""
+
+
+@contextmanager
+def jupyter_lab(notebooks: list[Path], workdir: Path, *, timeout_s: float = 60.0):
+    """Start JupyterLab on a copy of ``notebooks`` inside ``workdir``; stop it on exit."""
+    root = workdir / "notebooks"
+    root.mkdir(parents=True, exist_ok=True)
+    for nb in notebooks:
+        shutil.copy2(nb, root / nb.name)
+    for sub in ("config", "runtime", "settings", "workspaces"):
+        (workdir / sub).mkdir(exist_ok=True)
+    _quiet_lab_settings(workdir / "settings")
+    port, token = free_port(), secrets.token_hex(16)
+    env = dict(os.environ)
+    env.update({
+        "JUPYTER_CONFIG_DIR": str(workdir / "config"),
+        "JUPYTER_RUNTIME_DIR": str(workdir / "runtime"),
+        "JUPYTERLAB_SETTINGS_DIR": str(workdir / "settings"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(workdir / "workspaces"),
+        "JUPYTER_PLATFORM_DIRS": "1",
+        "PYTHONHASHSEED": "0",
+        "MPLBACKEND": "Agg",
+    })
+    log = workdir / "jupyterlab.log"
+    cmd = [
+        sys.executable, "-m", "jupyterlab",
+        "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
+        "--ServerApp.open_browser=False", f"--ServerApp.root_dir={root}",
+        "--LabApp.news_url=", "--ServerApp.terminals_enabled=False",
+    ]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:  # CI containers run as root
+        cmd.append("--allow-root")
+    with open(log, "wb") as log_file:
+        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log_file,
+                                stderr=subprocess.STDOUT)
+    server = LabServer(proc, port, token, root, log)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"JupyterLab exited ({proc.returncode}):\n{server.log_tail()}")
+            try:
+                with urllib.request.urlopen(server.url("api/status"), timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"JupyterLab not up after {timeout_s:.0f} s:\n"
+                                   f"{server.log_tail()}")
+            time.sleep(0.3)
+        yield server
+    finally:
+        _shutdown(server)
+
+
+def _shutdown(server: LabServer) -> None:
+    """Ask the server to stop (it shuts its kernels down), then make sure it did."""
+    try:
+        req = urllib.request.Request(server.url("api/shutdown"), method="POST", data=b"")
+        urllib.request.urlopen(req, timeout=5).close()
+    except OSError:
+        pass
+    try:
+        server.proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.proc.terminate()
+        try:
+            server.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            server.proc.kill()
+            server.proc.wait(timeout=5)
+
+
+def launch_chromium(playwright):
+    """Debian's Chromium, headless, with no network side-traffic."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+                                      headless=True)
+
+
+def run_all_cells(page) -> None:
+    """Run > Run All Cells from JupyterLab's menu bar."""
+    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+    page.locator('.lm-Menu-item[data-command="runmenu:run-all"]').click()
+
+
+def screenshot(page, name: str) -> Path:
+    """Full-page screenshot under ``test-artifacts/``."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path

@@ -87,6 +87,14 @@ class Magstim(Stimulator):
         first = self._read_exact(1, command)
         if first == b"?":
             return first
+        try:
+            return self._read_rest(command, first, expected)
+        except StimulatorTimeoutError as exc:
+            raise StimulatorProtocolError(
+                f"short reply: the unit stopped after {first!r}... ({exc.args[0]})",
+                command=command, reply=first) from exc
+
+    def _read_rest(self, command: bytes, first: bytes, expected: int | None) -> bytes:
         second = self._read_exact(1, command)
         if second in (b"?", b"S"):
             return first + second + self._read_exact(1, command)

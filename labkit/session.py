@@ -26,6 +26,7 @@ import platform
 import re
 import sys
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -296,6 +297,17 @@ class SessionLog:
         Returns the current time in seconds; LSL ``local_clock`` by default.
     opener : callable | None
         ``opener(path) -> AppendFile``; tests use it to simulate a full disk.
+    on_error : callable | None
+        Called with the :class:`SessionLogError` when a background write
+        (:meth:`append_nowait`) fails; a synchronous :meth:`append` raises instead.
+
+    Notes
+    -----
+    :meth:`append` returns after ``fsync`` (0.2 ms median, a few ms at p99 on ext4; see
+    ``benchmarks/bench_recording.py``). Code on a timing-critical path (a pulse loop)
+    can use :meth:`append_nowait`: the line is queued in order and a writer thread
+    writes and fsyncs queued lines together (group commit) within milliseconds, so a
+    ``kill -9`` can lose only lines queued in that window.
     """
 
     def __init__(
@@ -304,22 +316,80 @@ class SessionLog:
         *,
         clock: Callable[[], float] = local_clock,
         opener: Callable[[Path], AppendFile] | None = None,
+        on_error: Callable[[SessionLogError], Any] | None = None,
     ) -> None:
         self.path = Path(path)
         self._clock = clock
-        self._lock = threading.Lock()
+        self._on_error = on_error
+        self._seq_lock = threading.Lock()  # seq numbers and queue order
+        self._io_lock = threading.Lock()  # writing and syncing
+        self._pending: deque[bytes] = deque()
+        self._wake = threading.Condition(threading.Lock())
+        self._writer: threading.Thread | None = None
         records, torn = _split_log(self.path)
         if torn:
             size = self.path.stat().st_size
             os.truncate(self.path, size - torn)
         self._seq = records[-1].seq + 1 if records else 0
-        self._file = (opener or AppendFile)(self.path)
+        self._file: AppendFile | None = (opener or AppendFile)(self.path)
         self.failed = False
+        self.error: SessionLogError | None = None
         if torn:
             self.append("fault", what="torn last line removed on reopen", bytes_dropped=torn)
 
+    def _enqueue(self, kind: str, time_s: float | None, payload: dict) -> LogRecord:
+        if not isinstance(kind, str) or not _KIND_PATTERN.match(kind):
+            raise ValueError(
+                f"log kind must be a lower-case identifier (e.g. one of {KNOWN_KINDS}), "
+                f"got {kind!r}"
+            )
+        with self._seq_lock:
+            if self.failed or self._file is None:
+                why = f" ({self.error})" if self.error is not None else ""
+                raise SessionLogError(f"{self.path}: log is closed; cannot log '{kind}'{why}")
+            t = float(self._clock() if time_s is None else time_s)
+            record = LogRecord(self._seq, t, kind, payload)
+            try:
+                line = json.dumps(
+                    {"seq": record.seq, "time_s": t, "kind": kind, "payload": payload},
+                    default=_json_default, allow_nan=False, ensure_ascii=False,
+                )
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"payload of '{kind}' is not JSON serialisable: {exc}") from exc
+            self._pending.append((line + "\n").encode("utf-8"))
+            self._seq += 1
+            return record
+
+    def _drain(self, kind: str) -> None:
+        """Write and fsync everything queued; caller holds ``_io_lock``."""
+        if self.failed:
+            raise self.error
+        if not self._pending:
+            return
+        chunks = []
+        while self._pending:
+            chunks.append(self._pending.popleft())
+        try:
+            self._file.write(b"".join(chunks))
+            self._file.sync()
+        except (OSError, AttributeError) as exc:
+            what = "disk full" if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) \
+                else "I/O error"
+            self.error = SessionLogError(
+                f"{self.path}: {what} while logging '{kind}' ({exc}); stop stimulation"
+            )
+            self.error.__cause__ = exc
+            self.failed = True
+            if self._file is not None:
+                try:
+                    self._file.close()
+                except OSError:
+                    pass
+            self._file = None
+            raise self.error from exc
+
     def append(self, kind: str, *, time_s: float | None = None, **payload: Any) -> LogRecord:
-        """Write one event and fsync it before returning.
+        """Write one event and fsync it (and anything queued before it) before returning.
 
         Parameters
         ----------
@@ -340,48 +410,66 @@ class SessionLog:
         SessionLogError
             The write or fsync failed (e.g. disk full). The log is then closed.
         """
-        if not isinstance(kind, str) or not _KIND_PATTERN.match(kind):
-            raise ValueError(
-                f"log kind must be a lower-case identifier (e.g. one of {KNOWN_KINDS}), "
-                f"got {kind!r}"
-            )
-        with self._lock:
-            if self.failed or self._file is None:
-                raise SessionLogError(f"{self.path}: log is closed; cannot log '{kind}'")
-            t = float(self._clock() if time_s is None else time_s)
-            record = LogRecord(self._seq, t, kind, payload)
+        record = self._enqueue(kind, time_s, payload)
+        with self._io_lock:
+            self._drain(kind)
+        return record
+
+    def append_nowait(self, kind: str, *, time_s: float | None = None,
+                      **payload: Any) -> LogRecord:
+        """Queue one event for the writer thread and return at once (see class notes).
+
+        Raises :class:`SessionLogError` if an earlier background write failed.
+        """
+        record = self._enqueue(kind, time_s, payload)
+        if self._writer is None:
+            self._writer = threading.Thread(target=self._write_loop, name="labkit-log-writer",
+                                            daemon=True)
+            self._writer.start()
+        with self._wake:
+            self._wake.notify()
+        return record
+
+    def _write_loop(self) -> None:
+        while True:
+            with self._wake:
+                if not self._pending and self._file is not None:
+                    self._wake.wait(0.1)
+            if self._file is None and not self._pending:
+                return
+            if not self._pending:
+                continue
             try:
-                line = json.dumps(
-                    {"seq": record.seq, "time_s": t, "kind": kind, "payload": payload},
-                    default=_json_default, allow_nan=False, ensure_ascii=False,
-                )
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"payload of '{kind}' is not JSON serialisable: {exc}") from exc
-            try:
-                self._file.write((line + "\n").encode("utf-8"))
-                self._file.sync()
-            except OSError as exc:
-                self.failed = True
-                what = "disk full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "I/O error"
-                try:
-                    self._file.close()
-                except OSError:
-                    pass
-                self._file = None
-                raise SessionLogError(
-                    f"{self.path}: {what} while logging '{kind}' ({exc}); stop stimulation"
-                ) from exc
-            self._seq += 1
-            return record
+                with self._io_lock:
+                    self._drain("queued event")
+            except SessionLogError as err:
+                if self._on_error is not None:
+                    try:
+                        self._on_error(err)
+                    except Exception:  # noqa: BLE001, S110 - a callback must not kill the writer
+                        pass
+                return
+
+    def flush(self) -> None:
+        """Write and fsync every queued event now (raises :class:`SessionLogError`)."""
+        with self._io_lock:
+            if self._file is not None or self._pending:
+                self._drain("queued event")
 
     def close(self) -> None:
-        """Close the file (everything is already synced)."""
-        with self._lock:
-            if self._file is not None:
-                try:
-                    self._file.close()
-                finally:
-                    self._file = None
+        """Write what is queued, then close the file."""
+        with self._io_lock:
+            try:
+                if self._file is not None and not self.failed:
+                    self._drain("queued event")
+            finally:
+                if self._file is not None:
+                    try:
+                        self._file.close()
+                    finally:
+                        self._file = None
+        with self._wake:
+            self._wake.notify()
 
     @property
     def closed(self) -> bool:
@@ -536,7 +624,8 @@ class Session:
             body = {"name": str(protocol)}
         return self.log.append("protocol", protocol=body, **extra)
 
-    def log_pulse(self, pulse: PulseEvent | None = None, **params: Any) -> LogRecord:
+    def log_pulse(self, pulse: PulseEvent | None = None, *, nowait: bool = False,
+                  **params: Any) -> LogRecord:
         """Log one delivered pulse at its own time.
 
         Parameters
@@ -547,7 +636,11 @@ class Session:
             Further parameters, e.g. ``intensity_rmt_percent``, ``protocol``,
             ``train_index``, ``pulse_in_train``; or the whole pulse without ``pulse``
             (then ``time_s`` and ``intensity_percent`` are required).
+        nowait : bool
+            Queue the line for the log's writer thread instead of waiting for fsync
+            (for tight pulse loops; see :meth:`SessionLog.append_nowait`).
         """
+        append = self.log.append_nowait if nowait else self.log.append
         if pulse is not None:
             body = {
                 "intensity_percent": pulse.intensity_percent, "device": pulse.device,
@@ -559,11 +652,11 @@ class Session:
                 body["ipi_ms"] = pulse.ipi_ms
             body.update(pulse.extra)
             body.update(params)
-            return self.log.append("pulse", time_s=pulse.time_s, **body)
+            return append("pulse", time_s=pulse.time_s, **body)
         if "time_s" not in params or "intensity_percent" not in params:
             raise ValueError("log_pulse without a PulseEvent needs time_s and intensity_percent")
         time_s = params.pop("time_s")
-        return self.log.append("pulse", time_s=time_s, **params)
+        return append("pulse", time_s=time_s, **params)
 
     def log_threshold(self, threshold_percent: float, *, method: str, kind: str = "rmt",
                       n_pulses: int | None = None, **extra: Any) -> LogRecord:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import time
 
 import pytest
 
@@ -194,6 +195,45 @@ def test_disk_full_while_logging_raises_and_keeps_earlier_lines(tmp_path):
     assert recs[0].payload == {"text": "first"}
     assert all(r.kind in ("note", "pulse") for r in recs)
     assert path.read_bytes()[-1:] != b"\n"  # the cut really happened mid-line
+
+
+def test_nowait_appends_keep_order_and_reach_disk(tmp_path):
+    path = tmp_path / "log.jsonl"
+    log = SessionLog(path, clock=FakeClock(1.0))
+    for i in range(50):
+        log.append_nowait("pulse", time_s=float(i), index=i)
+        if i % 10 == 9:
+            log.append("note", after=i)  # a synchronous append writes the queue first
+    deadline = 200
+    while len(read_log(path)) < 55 and deadline:
+        time.sleep(0.01)
+        deadline -= 1
+    recs = read_log(path)  # written by the writer thread without flush() or close()
+    assert [r.seq for r in recs] == list(range(55))
+    assert [r.payload["index"] for r in recs if r.kind == "pulse"] == list(range(50))
+    assert recs[10].kind == "note" and recs[10].payload == {"after": 9}
+    log.close()
+
+
+def test_background_write_failure_is_reported_and_blocks_further_logging(tmp_path):
+    errors = []
+    log = SessionLog(tmp_path / "log.jsonl", opener=lambda p: FullDiskFile(p, budget=100),
+                     on_error=errors.append)
+    for i in range(10):  # ~80 bytes each: the disk fills in the background
+        log.append_nowait("pulse", time_s=float(i), intensity_percent=50, index=i)
+    for _ in range(300):
+        if errors:
+            break
+        time.sleep(0.01)
+    assert errors and "disk full" in str(errors[0])
+    assert log.failed
+    with pytest.raises(SessionLogError, match="log is closed.*disk full"):
+        log.append_nowait("note")
+    with pytest.raises(SessionLogError, match="log is closed"):
+        log.append("note")
+    recs = read_log(tmp_path / "log.jsonl")  # whatever fitted, in order; the cut line is torn
+    assert len(recs) < 10
+    assert [(r.seq, r.payload["index"]) for r in recs] == [(i, i) for i in range(len(recs))]
 
 
 # -- the session -----------------------------------------------------------------------

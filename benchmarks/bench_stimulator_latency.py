@@ -35,8 +35,9 @@ class Vendor:
     start_emulator: Callable[[], SerialEmulator]
     open_driver: Callable[[str], object]
     query: Callable[[object], object]
-    #: Bytes of the timed command and of its reply (sizes the echo baseline).
-    message_bytes: int
+    #: Bytes of the timed command and of its reply (the reply size sizes the echo baseline).
+    command_bytes: int
+    reply_bytes: int
     baudrate: int
 
 
@@ -45,13 +46,13 @@ VENDORS: dict[str, Vendor] = {
         start_emulator=lambda: MagstimEmulator("200"),
         open_driver=lambda port: Magstim(port, keepalive=False).connect(),
         query=lambda stim: stim.status(),
-        message_bytes=3, baudrate=9600,
+        command_bytes=3, reply_bytes=3, baudrate=9600,
     ),
     "magstim-rapid2": Vendor(
         start_emulator=lambda: MagstimEmulator("rapid"),
         open_driver=lambda port: Rapid(port, keepalive=False).connect(),
         query=lambda stim: stim.status(),
-        message_bytes=6, baudrate=9600,
+        command_bytes=3, reply_bytes=6, baudrate=9600,  # x@
     ),
 }
 
@@ -107,7 +108,7 @@ def run(n: int) -> list[dict]:
     records = []
     for name, vendor in VENDORS.items():
         for transport in transports:
-            baseline = _echo_baseline(transport, vendor.message_bytes, vendor.baudrate, n)
+            baseline = _echo_baseline(transport, vendor.reply_bytes, vendor.baudrate, n)
             emulator = vendor.start_emulator()
             try:
                 address = emulator.url if transport == "url" else emulator.pty_path
@@ -125,8 +126,8 @@ def run(n: int) -> list[dict]:
                 # Computed, not measured: emulators deliver bytes instantly, a real line
                 # needs 10 bits per byte (8N1) for the command and for the reply.
                 "wire_ms_at_baud_computed": round(
-                    2 * vendor.message_bytes * 10 / vendor.baudrate * 1e3, 3),
-                "baseline": {"what": f"echo of {vendor.message_bytes} bytes, same transport",
+                    (vendor.command_bytes + vendor.reply_bytes) * 10 / vendor.baudrate * 1e3, 3),
+                "baseline": {"what": f"echo of {vendor.reply_bytes} bytes, same transport",
                              **_summary(baseline)},
             })
     return records

@@ -442,6 +442,29 @@ def _update_sessions_tsv(sub_dir: Path, sub: str, ses: str, facts: dict) -> None
     })
 
 
+def _labkit_version() -> str:
+    try:
+        return metadata.version("labkit")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _complete_sidecar(path: Path, facts: dict, info: dict) -> None:
+    """Add what the log knows to the ``_emg.json``/``_eeg.json`` written by mne-bids."""
+    if not path.exists():
+        return
+    sidecar = json.loads(path.read_text(encoding="utf-8"))
+    proto = facts["protocol"] if isinstance(facts["protocol"], dict) else {}
+    name = _get(proto, "name")
+    sidecar["TaskDescription"] = _get(proto, "description") or (
+        f"Repetitive TMS session (protocol {name})" if name else "TMS session")
+    sidecar["SoftwareVersions"] = f"labkit {_labkit_version()}; LSL stream '{info['name']}'"
+    amp = _get(facts["device"], "amplifier")
+    if amp:
+        sidecar["ManufacturersModelName"] = amp
+    _write_json(path, sidecar)
+
+
 def _update_bidsignore(root: Path) -> None:
     path = root / ".bidsignore"
     lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
@@ -451,16 +474,14 @@ def _update_bidsignore(root: Path) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def _complete_description(root: Path, name: str) -> None:
+def _complete_description(root: Path, name: str, license: str | None) -> None:
     path = root / "dataset_description.json"
     desc = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     if desc.get("Name") in (None, "", "[Unspecified]", " "):
         desc["Name"] = name
-    try:
-        version = metadata.version("labkit")
-    except metadata.PackageNotFoundError:
-        version = "unknown"
-    desc["GeneratedBy"] = [{"Name": "labkit", "Version": version,
+    if license:
+        desc["License"] = license
+    desc["GeneratedBy"] = [{"Name": "labkit", "Version": _labkit_version(),
                             "Description": "Closed-loop rTMS lab kit: session export"}]
     desc.setdefault("DatasetType", "raw")
     _write_json(path, desc)
@@ -518,6 +539,7 @@ def export_bids(
     line_freq_hz: float = 50.0,
     stimulator: dict | None = None,
     dataset_name: str = "labkit rTMS sessions",
+    license: str | None = None,
     overwrite: bool = True,
 ) -> BIDSExport:
     """Export one session (recordings + log) to a BIDS dataset.
@@ -537,6 +559,8 @@ def export_bids(
         ``stimulator``, ``coil_id``, ``target``, ``hemisphere``, ``pulse_waveform``.
     dataset_name : str
         ``Name`` in ``dataset_description.json``.
+    license : str | None
+        ``License`` in ``dataset_description.json`` (e.g. ``"CC0"``); the lab decides.
     overwrite : bool
         Replace files of this session that an earlier export wrote.
 
@@ -605,6 +629,7 @@ def export_bids(
                     **kwargs,
                 )
             result.data_files.append(Path(written.fpath))
+            _complete_sidecar(Path(written.fpath).with_suffix(".json"), facts, info)
             ev = written.copy().update(suffix="events", extension=".tsv")
             if rows:
                 columns = _event_columns(rows)
@@ -620,7 +645,7 @@ def export_bids(
                                     dict(stimulator or {}))
     _update_sessions_tsv(root / f"sub-{sub}", sub, ses, facts)
     _update_bidsignore(root)
-    _complete_description(root, dataset_name)
+    _complete_description(root, dataset_name, license)
     _write_readme(root, dataset_name)
     return result
 

@@ -143,14 +143,24 @@ def test_export_passes_official_validator(tmp_path):
     ses.close()
     export_bids(ses, tmp_path / "bids")
     second = make_session(tmp_path / "data", 2)  # another session of the same subject
+    write_fake_recording(second.recordings_dir / "emg-2",  # recorded again after a resume
+                         np.zeros((2, 4000)), T0 + 10.0, ch_names=["FDI", "APB"])
+    second.log_pulse(time_s=T0 + 11.0, intensity_percent=47, index=99)
     second.close()
-    export_bids(second, tmp_path / "bids")
+    out = export_bids(second, tmp_path / "bids", license="CC0")
+    assert [p.name for p in out.data_files] == ["sub-P007_ses-02_task-rtms_run-1_emg.edf",
+                                                "sub-P007_ses-02_task-rtms_run-2_emg.edf"]
+    assert out.n_pulses == 11  # 10 in run 1, 1 in run 2
+    run2 = exported_pulses(out.events_files[1])
+    assert [(r["pulse_index"], r["onset"]) for r in run2] == [("99", "1")]
     report = validate_bids(tmp_path / "bids")
     assert isinstance(report, ValidationReport)
     assert report.errors == [], [str(e) for e in report.errors]
     assert report.ok
     assert set(report.summary["dataTypes"]) == {"emg", "eeg"}
     assert report.summary["sessions"] == ["01", "02"]
+    assert not [w for w in report.warnings if w.sub_code in ("License", "TaskDescription",
+                                                             "SoftwareVersions")]
     sessions = (tmp_path / "bids" / "sub-P007" / "sub-P007_sessions.tsv").read_text()
     assert [line.split("\t")[0] for line in sessions.splitlines()[1:]] == ["ses-01", "ses-02"]
 

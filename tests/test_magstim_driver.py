@@ -55,6 +55,7 @@ class Scripted(SerialEmulator):
 
 
 STANDBY = _reply(b"Q\x89")
+DISARMED = _reply(b"E\x89")
 PARAMS_55 = _reply(b"J\x89055000000")
 
 
@@ -91,7 +92,7 @@ def emulators():
 # ----------------------------------------------------------------------------- exact exchanges
 def test_connect_set_close_exact_bytes(scripted):
     device = scripted([
-        (b"Q@n", STANDBY), (b"J@u", PARAMS_55),
+        (b"Q@n", STANDBY), (b"EAy", DISARMED), (b"J@u", PARAMS_55),
         (b"@050*", _reply(b"@\x89")),
         (b"EAy", _reply(b"E\x89")), (b"R@m", _reply(b"R\x09")),
     ])
@@ -105,7 +106,7 @@ def test_connect_set_close_exact_bytes(scripted):
 
 def test_crc_error_on_a_query_is_retried_once(scripted):
     device = scripted([
-        (b"Q@n", STANDBY), (b"J@u", PARAMS_55),
+        (b"Q@n", STANDBY), (b"EAy", DISARMED), (b"J@u", PARAMS_55),
         (b"F@y", b"F\x89250250\x00"), (b"F@y", _reply(b"F\x89250251")),
     ])
     with Magstim(device.url, keepalive=False) as stim:
@@ -117,7 +118,7 @@ def test_crc_error_on_a_query_is_retried_once(scripted):
 
 def test_second_crc_error_raises(scripted):
     device = scripted([
-        (b"Q@n", STANDBY), (b"J@u", PARAMS_55),
+        (b"Q@n", STANDBY), (b"EAy", DISARMED), (b"J@u", PARAMS_55),
         (b"F@y", b"F\x89250250\x00"), (b"F@y", b"F\x89250250\x00"),
     ])
     stim = Magstim(device.url, keepalive=False).connect()
@@ -128,7 +129,7 @@ def test_second_crc_error_raises(scripted):
 
 def test_fire_is_not_retried_after_a_bad_reply(scripted):
     device = scripted([
-        (b"Q@n", STANDBY), (b"J@u", PARAMS_55), (b"EHr", b"E\x8e\x00"),
+        (b"Q@n", STANDBY), (b"EAy", DISARMED), (b"J@u", PARAMS_55), (b"EHr", b"E\x8e\x00"),
     ])
     stim = Magstim(device.url, keepalive=False).connect()
     with pytest.raises(CRCError, match="EHr"):
@@ -144,7 +145,8 @@ def test_fire_is_not_retried_after_a_bad_reply(scripted):
     (_reply(b"@S"), SettingsConflictError), (b"@\x89", StimulatorProtocolError),
 ])
 def test_refusals_raise_specific_errors(scripted, reply, error):
-    device = scripted([(b"Q@n", STANDBY), (b"J@u", PARAMS_55), (b"@050*", reply)]
+    device = scripted([(b"Q@n", STANDBY), (b"EAy", DISARMED), (b"J@u", PARAMS_55),
+                       (b"@050*", reply)]
                       + ([(b"@050*", reply)] if error is StimulatorProtocolError else []))
     stim = Magstim(device.url, keepalive=False, timeout_s=0.2).connect()
     with pytest.raises(error, match=r"b'@050\*'"):
@@ -154,7 +156,7 @@ def test_refusals_raise_specific_errors(scripted, reply, error):
 
 @pytest.mark.parametrize("bad", [101, -5, 50.5, float("nan"), True, "60"])
 def test_bad_intensity_refused_before_anything_is_sent(scripted, bad):
-    device = scripted([(b"Q@n", STANDBY), (b"J@u", PARAMS_55)])
+    device = scripted([(b"Q@n", STANDBY), (b"EAy", DISARMED), (b"J@u", PARAMS_55)])
     stim = Magstim(device.url, keepalive=False).connect()
     with pytest.raises(ConfigError, match="percent must be an integer from 0 to 100"):
         stim.set_intensity(bad)
@@ -302,6 +304,17 @@ def test_silent_unit_latches_a_fault_through_the_keepalive(emulators):
     stim.close()
 
 
+def test_reconnect_after_a_dead_session_disarms(emulators):
+    emulator = emulators(arm_delay_s=0.0)
+    first = Magstim(emulator.url).connect()
+    first.arm()
+    first._stop_keepalive.set()
+    first._release_port()  # the process died: no goodbye
+    assert emulator.armed
+    with Magstim(emulator.url) as second:
+        assert not emulator.armed and not second.status().armed
+
+
 def test_garbage_never_kills_the_keepalive(emulators):
     emulator = emulators(seed=7)
     with Magstim(emulator.url) as stim:
@@ -337,7 +350,7 @@ def test_rapid_train_round_trip_announces_every_pulse(emulators):
             time.sleep(0.01)
     assert len(got) == 6 and heard == events and [e.index for e in events] == list(range(6))
     assert events[1].time_s - events[0].time_s == pytest.approx(0.05)
-    assert emulator.received[:3] == [b"Q@n", b"NDm", b"\\@c"]
+    assert emulator.received[:4] == [b"Q@n", b"EAy", b"NDm", b"\\@c"]
     assert mp.set_pulses(6, (9, 0, 0)) in emulator.received
 
 

@@ -163,7 +163,9 @@ class Magstim(Stimulator):
         return mp.remote_control(True)
 
     def _on_connect(self) -> None:
+        # Take control, then disarm: a (re)connected unit never stays armed from before.
         self._transact(self._remote_command())
+        self._transact(mp.DISARM)
         self._after_connect()
 
     def _after_connect(self) -> None:

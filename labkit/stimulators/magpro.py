@@ -37,6 +37,7 @@ import serial
 from labkit.clock import local_clock
 from labkit.errors import (
     ConfigError,
+    CRCError,
     InvalidDataError,
     StimulatorError,
     StimulatorProtocolError,
@@ -431,14 +432,25 @@ class MagPro(Stimulator):
                 self.unsolicited_errors += 1
 
     def _await(self, frame: bytes, name: str, expect: tuple[int, ...]):
-        """Read frames until one whose message id is in ``expect``; absorb the others."""
+        """Read frames until one whose message id is in ``expect``; absorb the others.
+
+        A bad CRC raises :class:`~labkit.errors.CRCError` at once. Malformed bytes (a stray
+        ``0xFE``, a wrong end byte) are skipped while the reply may still come; if it does
+        not, the last such problem is raised instead of a timeout.
+        """
         deadline = local_clock() + self.timeout_s
+        malformed: StimulatorProtocolError | None = None
         while True:
             try:
                 payload = self._extractor.next_payload()
+            except CRCError as exc:
+                raise CRCError(f"{getattr(exc, 'detail', exc)} (awaiting reply to {name})",
+                               command=frame, reply=exc.reply) from None
             except StimulatorProtocolError as exc:
-                raise type(exc)(f"{getattr(exc, 'detail', exc)} (awaiting reply to {name})",
-                                command=frame, reply=exc.reply) from None
+                malformed = StimulatorProtocolError(
+                    f"{getattr(exc, 'detail', exc)} (awaiting reply to {name})",
+                    command=frame, reply=exc.reply)
+                continue
             if payload is not None:
                 try:
                     reply = proto.parse_reply(payload)
@@ -455,6 +467,8 @@ class MagPro(Stimulator):
             remaining = deadline - local_clock()
             if remaining <= 0:
                 got = len(self._extractor)
+                if malformed is not None and not got:
+                    raise malformed
                 if got:
                     raise StimulatorProtocolError(
                         f"incomplete reply to {name}: {got} bytes of a frame after "

@@ -1,0 +1,612 @@
+"""Causal estimators of the instantaneous mu phase at the last sample of a window.
+
+Phase convention: radians in ``(-pi, pi]``, cosine convention (0 = positive peak,
+±pi = trough). Every estimator is pure: it sees only the samples it is given.
+
+Methods (``phase_now(window, fs, method=...)``):
+
+``"zrenner-ar"`` — the baseline, Zrenner et al. 2018 (Brain Stimul 11:374) as published
+in the phastimate reference implementation (bnplab/phastimate; Zrenner et al. 2020,
+NeuroImage 214:116761): demean; resample to 1 kHz; two-pass (zero-phase) FIR
+band-pass 8–13 Hz, order 128 (129-tap Hamming ``firwin``); drop ``edge`` = 64 samples
+at both ends; fit AR(30) by Yule–Walker (biased autocorrelation, Levinson recursion) on
+the rest; forward-predict ``edge + hilbert/2`` = 128 samples; Hilbert transform of the
+last 128 samples; the phase at the sample that corresponds to "now".
+
+``"kalman"`` (default) — a state-space oscillator tracker (after Matsuda & Komaki 2017,
+Neural Comput 29:332, and Wodeyar et al. 2021, eLife 10:e64612): the signal is modelled
+as a damped rotating 2-D oscillator at the mu frequency plus a slow first-order
+component (the 1/f drift) plus white noise, and a Kalman filter estimates the
+oscillator's state sample by sample; its angle is the phase *now*, with no band-pass
+filter delay and no prediction horizon. The mu frequency is the individual peak when
+given (``mu_hz``), else it is estimated from the window by a first Kalman pass (the mean
+phase advance, weighted by amplitude), and then kept adapting slowly. Input is reduced to
+~1 kHz by block means aligned on the last sample; the half-block delay is compensated.
+Two passes: backward (to start the forward pass from a settled state, and to estimate
+the frequency) then forward. Cost: O(n) with a 3-state filter; :class:`PhaseTracker`
+does the same per incoming sample for the real-time loop (microseconds per chunk).
+
+Model parameters of ``"kalman"`` (tuned on :mod:`labkit.sim.eeg` at 0 dB in-band SNR;
+see ``benchmarks/bench_phase.py``): oscillator bandwidth ``bw_hz`` (pole radius
+``exp(-pi*bw_hz/fs)``), slow-component corner ``slow_hz``, stationary variances of the
+slow component and of the observation noise relative to the oscillator
+(``slow_var``, ``obs_var``), frequency adaptation time constant ``freq_tau_s``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+from scipy.linalg import solve_toeplitz
+from scipy.signal import filtfilt, firwin, hilbert
+
+from labkit.errors import ConfigError
+
+__all__ = [
+    "METHODS",
+    "KalmanParams",
+    "PhaseTracker",
+    "estimate_mu_peak",
+    "kalman_phase",
+    "phase_and_freq",
+    "phase_now",
+    "time_to_phase",
+    "warm_up",
+    "zrenner_ar_phase",
+]
+
+METHODS = ("kalman", "zrenner-ar")
+
+# ---------------------------------------------------------------- Zrenner 2018 baseline
+ZRENNER = {
+    "fs_hz": 1000.0,  # working rate after resampling
+    "band_hz": (8.0, 13.0),  # FIR pass band
+    "fir_order": 128,  # FIR order (129 taps); edge = order / 2
+    "edge": 64,  # samples dropped at both ends after filtfilt
+    "ar_order": 30,  # Yule-Walker AR order
+    "hilbert": 128,  # samples in the Hilbert window; now = its middle
+}
+_FIR_CACHE: dict[tuple, np.ndarray] = {}
+
+
+def _block_mean_tail(x: np.ndarray, q: int) -> np.ndarray:
+    """Means of consecutive blocks of ``q`` samples, the last block ending on ``x[-1]``."""
+    n = (x.shape[0] // q) * q
+    return x[x.shape[0] - n :].reshape(-1, q).mean(axis=1)
+
+
+def _decimation_factor(fs: float, target_hz: float = 1000.0) -> int:
+    return max(1, int(round(fs / target_hz)))
+
+
+def _yule_walker(x: np.ndarray, order: int) -> np.ndarray:
+    """AR coefficients ``a`` (x[n] = sum_k a[k] x[n-1-k]) from the biased autocorrelation."""
+    n = x.shape[0]
+    r = np.correlate(x, x, mode="full")[n - 1 : n + order] / n
+    if r[0] <= 0:
+        return np.zeros(order)
+    return solve_toeplitz(r[:order], r[1 : order + 1])
+
+
+def zrenner_ar_phase(window: np.ndarray, fs: float) -> tuple[float, float]:
+    """Zrenner 2018 AR forward-prediction phase (and frequency) at the last sample.
+
+    Parameters
+    ----------
+    window : ndarray, shape (n_times,)
+        Spatially filtered EEG ending "now" (500 ms recommended).
+    fs : float
+        Sampling rate, Hz.
+
+    Returns
+    -------
+    phase_rad : float
+        Phase at the last sample, cosine convention.
+    freq_hz : float
+        Mean instantaneous frequency over the Hilbert window (for prediction).
+    """
+    p = ZRENNER
+    q = _decimation_factor(fs, p["fs_hz"])
+    fs_w = fs / q
+    x = _block_mean_tail(np.asarray(window, dtype=np.float64), q)
+    x = x - x.mean()
+    key = (p["fir_order"], fs_w)
+    if key not in _FIR_CACHE:
+        _FIR_CACHE[key] = firwin(p["fir_order"] + 1, p["band_hz"], pass_zero=False, fs=fs_w)
+    b = _FIR_CACHE[key]
+    edge, hw = p["edge"], p["hilbert"]
+    if x.shape[0] <= max(3 * b.shape[0], 2 * edge + p["ar_order"] + 1):
+        raise ConfigError(
+            f"window too short for zrenner-ar: {x.shape[0]} samples at {fs_w:g} Hz, "
+            f"need > {max(3 * b.shape[0], 2 * edge + p['ar_order'] + 1)} (≈ 400 ms)",
+            field="window",
+        )
+    y = filtfilt(b, [1.0], x)[edge:-edge]
+    a = _yule_walker(y, p["ar_order"])
+    n_pred = edge + hw // 2
+    ext = np.concatenate((y, np.zeros(n_pred)))
+    _ar_predict(ext, a, y.shape[0])
+    seg = hilbert(ext[-hw:])
+    now = hw // 2 - 1
+    phase = float(np.angle(seg[now]))
+    # the block mean delays "now" by (q - 1) / 2 input samples: advance the phase
+    dph = np.angle(seg[now + 1 :] * np.conj(seg[now:-1]))
+    freq = float(np.clip(np.mean(dph) * fs_w / (2 * np.pi), 1.0, fs_w / 2))
+    phase += 2 * np.pi * freq * (q - 1) / (2 * fs)
+    return _wrap(phase), freq
+
+
+@njit(cache=True, nogil=True)
+def _ar_predict(ext, a, n0):
+    order = a.shape[0]
+    for i in range(n0, ext.shape[0]):
+        acc = 0.0
+        for k in range(order):
+            acc += a[k] * ext[i - 1 - k]
+        ext[i] = acc
+
+
+def _wrap(phase: float) -> float:
+    return float(math.atan2(math.sin(phase), math.cos(phase)))
+
+
+# ---------------------------------------------------------------- Kalman oscillator
+class KalmanParams:
+    """Parameters of the oscillator Kalman tracker (see module docstring).
+
+    Parameters
+    ----------
+    bw_hz : float
+        Oscillator bandwidth, Hz.
+    slow_hz : float
+        Corner of the slow (1/f drift) component, Hz.
+    slow_var : float
+        Stationary variance of the slow component relative to the oscillator.
+    obs_var : float
+        Observation-noise variance (per 1 kHz sample) relative to the oscillator.
+    freq_tau_s : float
+        Time constant of the frequency adaptation, s (``inf`` = fixed frequency).
+    work_hz : float
+        Working rate after block-mean reduction, Hz.
+    """
+
+    def __init__(
+        self,
+        bw_hz: float = 1.0,
+        slow_hz: float = 1.0,
+        slow_var: float = 10.0,
+        obs_var: float = 30.0,
+        freq_tau_s: float = 1.0,
+        work_hz: float = 1000.0,
+    ):
+        self.bw_hz = float(bw_hz)
+        self.slow_hz = float(slow_hz)
+        self.slow_var = float(slow_var)
+        self.obs_var = float(obs_var)
+        self.freq_tau_s = float(freq_tau_s)
+        self.work_hz = float(work_hz)
+
+    def as_array(self, fs_w: float) -> np.ndarray:
+        """``[r, rho, q_x, q_s, r_v, alpha]`` for the kernel at working rate ``fs_w``."""
+        r = math.exp(-math.pi * self.bw_hz / fs_w)
+        rho = math.exp(-2 * math.pi * self.slow_hz / fs_w)
+        alpha = 0.0 if not np.isfinite(self.freq_tau_s) else 1.0 / (self.freq_tau_s * fs_w)
+        return np.array(
+            [r, rho, 1 - r * r, self.slow_var * (1 - rho * rho), self.obs_var, alpha]
+        )
+
+
+DEFAULT_PARAMS = KalmanParams()
+
+
+@njit(cache=True, nogil=True)
+def _kalman_run(y, prm, state, cov, omega_io, skip=0):
+    """Run the oscillator Kalman filter over ``y``; ``state`` (3,), ``cov`` (3, 3) and
+    ``omega_io`` ([omega, amp2_mean, prev_x1, prev_x2]) are updated in place.
+
+    Returns the sum of amplitude-weighted phase advances and the sum of weights over
+    samples ``n >= skip`` (for the frequency estimate of a first pass).
+    """
+    r, rho, q_x, q_s, r_v, alpha = prm[0], prm[1], prm[2], prm[3], prm[4], prm[5]
+    omega = omega_io[0]
+    amp2m = omega_io[1]
+    px1 = omega_io[2]
+    px2 = omega_io[3]
+    s0, x1, x2 = state[0], state[1], state[2]
+    P = cov
+    F = np.zeros((3, 3))
+    T = np.zeros((3, 3))
+    sw = 0.0
+    swd = 0.0
+    for n in range(y.shape[0]):
+        c = r * math.cos(omega)
+        s = r * math.sin(omega)
+        F[0, 0] = rho
+        F[1, 1] = c
+        F[1, 2] = -s
+        F[2, 1] = s
+        F[2, 2] = c
+        # predict
+        ps = rho * s0
+        p1 = c * x1 - s * x2
+        p2 = s * x1 + c * x2
+        for i in range(3):
+            for j in range(3):
+                acc = 0.0
+                for k in range(3):
+                    acc += F[i, k] * P[k, j]
+                T[i, j] = acc
+        for i in range(3):
+            for j in range(3):
+                acc = 0.0
+                for k in range(3):
+                    acc += T[i, k] * F[j, k]
+                P[i, j] = acc
+        P[0, 0] += q_s
+        P[1, 1] += q_x
+        P[2, 2] += q_x
+        # update with y = s + x1 + v
+        h0 = P[0, 0] + P[1, 0]
+        h1 = P[0, 1] + P[1, 1]
+        h2 = P[0, 2] + P[1, 2]
+        S = h0 + h1 + r_v
+        k0 = h0 / S
+        k1 = h1 / S
+        k2 = h2 / S
+        e = y[n] - ps - p1
+        s0 = ps + k0 * e
+        x1 = p1 + k1 * e
+        x2 = p2 + k2 * e
+        for j in range(3):
+            hj = P[0, j] + P[1, j]
+            P[0, j] -= k0 * hj
+            P[1, j] -= k1 * hj
+            P[2, j] -= k2 * hj
+        # frequency: amplitude-weighted phase advance
+        a2 = x1 * x1 + x2 * x2
+        pa2 = px1 * px1 + px2 * px2
+        if a2 > 0.0 and pa2 > 0.0:
+            d = math.atan2(x2 * px1 - x1 * px2, x1 * px1 + x2 * px2)
+            if n >= skip:
+                # weight by amplitude (not its square: the square correlates with the
+                # image-frequency ripple of the phase increments and biases the mean)
+                wa = math.sqrt(a2)
+                sw += wa
+                swd += wa * d
+            amp2m += 0.001 * (a2 - amp2m)
+            if alpha > 0.0 and amp2m > 0.0:
+                g = alpha * min(a2 / amp2m, 4.0)
+                omega += g * (d - omega)
+        px1 = x1
+        px2 = x2
+    state[0] = s0
+    state[1] = x1
+    state[2] = x2
+    omega_io[0] = omega
+    omega_io[1] = amp2m
+    omega_io[2] = px1
+    omega_io[3] = px2
+    return swd, sw
+
+
+@njit(cache=True, nogil=True)
+def _corrected_phase(prm, state, cov, omega):
+    """Phase of the oscillator state with the image-frequency leak removed.
+
+    A real rhythm ``cos(theta)`` is ``(e^{i theta} + e^{-i theta}) / 2``; the steady-state
+    filter passes a little of the negative-frequency half, so ``z = x1 + i x2`` equals
+    ``a u + b conj(u)`` with ``u = A e^{i theta}`` and ``a``, ``b`` from the filter's
+    transfer function at ``omega``. Solving for ``u`` removes the ``sin(2 theta)``-shaped
+    bias (several degrees at 8 Hz otherwise).
+    """
+    r, rho, q_x, q_s, r_v = prm[0], prm[1], prm[2], prm[3], prm[4]
+    c = r * math.cos(omega)
+    s = r * math.sin(omega)
+    F = np.array([[rho, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
+    Pp = F @ cov @ F.T
+    Pp[0, 0] += q_s
+    Pp[1, 1] += q_x
+    Pp[2, 2] += q_x
+    H = np.array([1.0, 1.0, 0.0])
+    ph = Pp @ H
+    K = ph / (ph[0] + ph[1] + r_v)
+    A = F - np.outer(K, H @ F)
+    M = np.eye(3).astype(np.complex128) - A.astype(np.complex128) * np.exp(-1j * omega)
+    T = np.linalg.solve(M, K.astype(np.complex128))
+    a = 0.5 * (T[1] + 1j * T[2])
+    b = 0.5 * (np.conj(T[1]) + 1j * np.conj(T[2]))
+    z = state[1] + 1j * state[2]
+    u = (np.conj(a) * z - b * np.conj(z)) / (abs(a) ** 2 - abs(b) ** 2)
+    return math.atan2(u.imag, u.real), abs(u)
+
+
+def _initial_cov() -> np.ndarray:
+    return np.diag([10.0, 1.0, 1.0])
+
+
+def kalman_phase(
+    window: np.ndarray,
+    fs: float,
+    mu_hz: float | None = None,
+    params: KalmanParams = DEFAULT_PARAMS,
+) -> tuple[float, float]:
+    """Oscillator-Kalman phase and frequency at the last sample of ``window``.
+
+    Parameters
+    ----------
+    window : ndarray, shape (n_times,)
+        Spatially filtered EEG ending "now".
+    fs : float
+        Sampling rate, Hz.
+    mu_hz : float, optional
+        Individual mu peak frequency; estimated from the window when omitted.
+    params : KalmanParams
+        Model parameters.
+
+    Returns
+    -------
+    phase_rad, freq_hz : float
+    """
+    q = _decimation_factor(fs, params.work_hz)
+    fs_w = fs / q
+    y = _block_mean_tail(np.asarray(window, dtype=np.float64), q)
+    scale = float(np.std(y))
+    if not scale > 0:
+        raise ConfigError("window is constant or empty: no phase to estimate", field="window")
+    y = (y - y.mean()) / scale
+    prm = params.as_array(fs_w)
+    # pass 1, backward in time at a fixed frequency: a converged state for the start of
+    # the window (no start-up transient in pass 2) and, when mu_hz is not given, the
+    # amplitude-weighted mean frequency over the part where the filter has settled
+    probe = prm.copy()
+    probe[5] = 0.0
+    f_start = 10.5 if mu_hz is None else float(mu_hz)
+    omega_io = np.array([2 * np.pi * f_start / fs_w, 1.0, 0.0, 0.0])
+    state = np.zeros(3)
+    cov = _initial_cov()
+    swd, sw = _kalman_run(y[::-1].copy(), probe, state, cov, omega_io, y.shape[0] // 3)
+    if mu_hz is None:
+        # two backward passes: the second one runs at the first one's estimate, which
+        # removes most of the pull towards the starting frequency
+        for _ in range(2):
+            f0 = swd / sw * fs_w / (2 * np.pi) if sw > 0 else 10.5
+            mu_hz = float(np.clip(f0, 7.0, 14.0))
+            omega_io = np.array([2 * np.pi * mu_hz / fs_w, 1.0, 0.0, 0.0])
+            state = np.zeros(3)
+            cov = _initial_cov()
+            swd, sw = _kalman_run(y[::-1].copy(), probe, state, cov, omega_io, y.shape[0] // 3)
+    # time reversal mirrors the oscillator: (x1, x2) -> (x1, -x2)
+    state[2] = -state[2]
+    cov[2, :2] = -cov[2, :2]
+    cov[:2, 2] = -cov[:2, 2]
+    # pass 2, forward from that state
+    omega_io = np.array([2 * np.pi * mu_hz / fs_w, 1.0, state[1], state[2]])
+    _kalman_run(y, prm, state, cov, omega_io)
+    freq = omega_io[0] * fs_w / (2 * np.pi)
+    ph, _ = _corrected_phase(prm, state, cov, omega_io[0])
+    phase = ph + 2 * np.pi * freq * (q - 1) / (2 * fs)
+    return _wrap(phase), float(freq)
+
+
+class PhaseTracker:
+    """Real-time oscillator-Kalman phase tracker, updated with every incoming sample.
+
+    Feed the spatially filtered signal chunk by chunk with :meth:`update`; read
+    :attr:`phase` (radians at the last sample fed, cosine convention), :attr:`freq_hz`
+    and :attr:`amplitude` (same units as the input). Input is reduced to ~1 kHz by block
+    means; the samples of an incomplete block wait for the next chunk and the phase is
+    advanced to the last sample fed.
+
+    Parameters
+    ----------
+    fs : float
+        Input sampling rate, Hz.
+    mu_hz : float
+        Individual mu peak frequency, Hz (starting point of the frequency adaptation).
+    scale_uv : float
+        Typical amplitude of the input (e.g. its SD in µV); the model's noise levels
+        are relative to it. Only the ratio matters, so a rough value is enough.
+    params : KalmanParams
+        Model parameters.
+    """
+
+    def __init__(
+        self,
+        fs: float,
+        mu_hz: float = 10.5,
+        scale_uv: float = 10.0,
+        params: KalmanParams = DEFAULT_PARAMS,
+    ):
+        if not fs > 0:
+            raise ConfigError(f"must be positive, got {fs!r}", field="fs")
+        if not 4.0 <= mu_hz <= 30.0:
+            raise ConfigError(f"must be in 4–30 Hz, got {mu_hz!r}", field="mu_hz")
+        self.fs = float(fs)
+        self.q = _decimation_factor(fs, params.work_hz)
+        self.fs_w = self.fs / self.q
+        self._prm = params.as_array(self.fs_w)
+        self._scale = float(scale_uv)
+        self._state = np.zeros(3)
+        self._cov = _initial_cov()
+        self._omega = np.array([2 * np.pi * mu_hz / self.fs_w, 1.0, 0.0, 0.0])
+        self._pending = np.zeros(self.q)
+        self._n_pending = 0
+        self._block = np.zeros(0)
+
+    def update(self, samples: np.ndarray) -> float:
+        """Feed new samples (1-D); return the phase at the last one."""
+        x = np.asarray(samples, dtype=np.float64).ravel()
+        if self.q == 1:
+            y = x / self._scale
+        else:
+            buf = np.concatenate((self._pending[: self._n_pending], x))
+            n_full = (buf.shape[0] // self.q) * self.q
+            y = buf[:n_full].reshape(-1, self.q).mean(axis=1) / self._scale
+            rest = buf.shape[0] - n_full
+            self._pending[:rest] = buf[n_full:]
+            self._n_pending = rest
+        if y.shape[0]:
+            _kalman_run(y, self._prm, self._state, self._cov, self._omega)
+        return self.phase
+
+    @property
+    def freq_hz(self) -> float:
+        """Current mu frequency estimate, Hz."""
+        return float(self._omega[0] * self.fs_w / (2 * np.pi))
+
+    @property
+    def amplitude(self) -> float:
+        """Current oscillator amplitude, input units."""
+        _, amp = _corrected_phase(self._prm, self._state, self._cov, self._omega[0])
+        return float(amp * self._scale)
+
+    @property
+    def phase(self) -> float:
+        """Phase at the last sample fed (radians, cosine convention)."""
+        # the last completed block's mean sits (q - 1)/2 samples before its end, and
+        # pending samples lie beyond it
+        lag = (self.q - 1) / 2 + self._n_pending
+        ph, _ = _corrected_phase(self._prm, self._state, self._cov, self._omega[0])
+        ph += self._omega[0] * lag / self.q
+        return _wrap(ph)
+
+
+# ---------------------------------------------------------------- public API
+def _check_window(window, fs) -> np.ndarray:
+    x = np.asarray(window, dtype=np.float64)
+    if x.ndim != 1:
+        raise ConfigError(f"must be 1-D (n_times,), got shape {x.shape}", field="window")
+    if not np.all(np.isfinite(x)):
+        raise ConfigError("contains NaN or inf", field="window")
+    if not (isinstance(fs, int | float | np.number) and fs > 0):
+        raise ConfigError(f"must be a positive sampling rate in Hz, got {fs!r}", field="fs")
+    if x.shape[0] < 0.2 * fs:
+        raise ConfigError(
+            f"has {x.shape[0]} samples ({1000 * x.shape[0] / fs:.0f} ms); need >= 200 ms "
+            "(500 ms recommended)",
+            field="window",
+        )
+    return x
+
+
+def phase_and_freq(
+    window: np.ndarray, fs: float, method: str = "kalman", mu_hz: float | None = None
+) -> tuple[float, float]:
+    """Phase (radians) at the last sample and the mu frequency (Hz) by ``method``."""
+    x = _check_window(window, fs)
+    if method == "kalman":
+        return kalman_phase(x, float(fs), mu_hz)
+    if method == "zrenner-ar":
+        return zrenner_ar_phase(x, float(fs))
+    raise ConfigError(f"must be one of {list(METHODS)}, got {method!r}", field="method")
+
+
+def phase_now(
+    window: np.ndarray, fs: float, method: str = "kalman", mu_hz: float | None = None
+) -> float:
+    """Instantaneous mu phase at the last sample of ``window``.
+
+    Parameters
+    ----------
+    window : ndarray, shape (n_times,)
+        Spatially filtered EEG (e.g. Hjorth C3), ending "now"; 500 ms recommended,
+        at least 200 ms (``"zrenner-ar"`` needs about 400 ms).
+    fs : float
+        Sampling rate, Hz.
+    method : {"kalman", "zrenner-ar"}
+        Estimator (see the module docstring); ``"zrenner-ar"`` is the published baseline.
+    mu_hz : float, optional
+        Individual mu peak frequency (``"kalman"`` only); estimated when omitted.
+
+    Returns
+    -------
+    float
+        Phase in radians, ``(-pi, pi]``, cosine convention (0 = peak, ±pi = trough).
+    """
+    return phase_and_freq(window, fs, method, mu_hz)[0]
+
+
+def time_to_phase(
+    window: np.ndarray,
+    fs: float,
+    target_rad: float,
+    method: str = "kalman",
+    mu_hz: float | None = None,
+) -> float:
+    """Seconds from the last sample of ``window`` until the phase next reaches ``target_rad``.
+
+    The phase is extrapolated at the estimated mu frequency, so the result lies in
+    ``[0, 1 / freq)``.
+
+    Parameters
+    ----------
+    window, fs, method, mu_hz
+        As for :func:`phase_now`.
+    target_rad : float
+        Target phase, radians, cosine convention (``pi`` = trough, 0 = peak).
+
+    Returns
+    -------
+    float
+        Time to the target phase, s.
+    """
+    phase, freq = phase_and_freq(window, fs, method, mu_hz)
+    return float(((target_rad - phase) % (2 * np.pi)) / (2 * np.pi * freq))
+
+
+def warm_up() -> None:
+    """Compile the phase kernels on a tiny input."""
+    prm = DEFAULT_PARAMS.as_array(1000.0)
+    _kalman_run(np.zeros(4), prm, np.zeros(3), _initial_cov(), np.array([0.06, 1.0, 0.0, 0.0]))
+    _corrected_phase(prm, np.ones(3), _initial_cov(), 0.06)
+    _ar_predict(np.zeros(8), np.zeros(2), 2)
+
+
+def estimate_mu_peak(
+    data: np.ndarray, fs: float, band_hz: tuple[float, float] = (8.0, 13.0)
+) -> float:
+    """Individual mu peak frequency from a resting recording (≥ 20 s recommended).
+
+    Welch spectrum (2 s Hann segments, 50 % overlap); the 1/f background is removed by a
+    straight-line fit of log power against log frequency over 2–40 Hz excluding 7–14 Hz;
+    the peak of the residual inside ``band_hz`` is refined by a parabola through the
+    three highest bins.
+
+    Parameters
+    ----------
+    data : ndarray, shape (n_times,)
+        Spatially filtered EEG (e.g. Hjorth C3).
+    fs : float
+        Sampling rate, Hz.
+    band_hz : tuple of float
+        Search band, Hz.
+
+    Returns
+    -------
+    float
+        Peak frequency, Hz.
+    """
+    from scipy.signal import welch
+
+    x = np.asarray(data, dtype=np.float64)
+    nper = int(2 * fs)
+    if x.ndim != 1 or x.shape[0] < 2 * nper:
+        raise ConfigError(
+            f"needs a 1-D recording of at least 4 s ({2 * nper} samples), got shape {x.shape}",
+            field="data",
+        )
+    f, p = welch(x, fs, nperseg=nper)
+    fit = (f >= 2) & (f <= 40) & ((f < 7) | (f > 14))
+    coef = np.polyfit(np.log(f[fit]), np.log(p[fit]), 1)
+    resid = np.log(p[1:]) - np.polyval(coef, np.log(f[1:]))
+    f = f[1:]
+    inb = np.flatnonzero((f >= band_hz[0]) & (f <= band_hz[1]))
+    k = inb[np.argmax(resid[inb])]
+    if 0 < k < f.shape[0] - 1:
+        y0, y1, y2 = resid[k - 1], resid[k], resid[k + 1]
+        den = y0 - 2 * y1 + y2
+        shift = 0.5 * (y0 - y2) / den if den != 0 else 0.0
+        return float(f[k] + np.clip(shift, -0.5, 0.5) * (f[1] - f[0]))
+    return float(f[k])

@@ -577,6 +577,13 @@ def export_bids(
     import mne
     import mne_bids
 
+    try:
+        import edfio  # noqa: F401 - mne-bids writes EDF through it
+    except ImportError as exc:
+        raise BIDSExportError(
+            "BIDS export writes EDF (the only EMG format mne-bids supports) and needs the "
+            "'edfio' package: pip install edfio"
+        ) from exc
     ses_path, sub, ses, task = _session_parts(session)
     records = read_log(ses_path)
     facts = _session_facts(records)

@@ -167,7 +167,8 @@ class RecordingInfo(dict):
 
     Keys: ``name``, ``type``, ``source_id``, ``sfreq`` (nominal Hz, 0 for irregular),
     ``ch_names``, ``units``, ``ch_types``, ``channel_format``, ``n_samples`` (complete
-    samples read back), ``torn_bytes`` (bytes of an incomplete tail that were ignored).
+    samples read back), ``torn_bytes`` (bytes of an incomplete tail that were ignored),
+    ``n_gaps`` and ``max_gap_s`` (holes in the time axis, numeric streams).
     """
 
     @property
@@ -561,7 +562,9 @@ def read_recording(path: str | os.PathLike) -> tuple[Any, np.ndarray, RecordingI
     timestamps : ndarray, shape (n_times,)
         LSL ``local_clock`` time of every sample, in seconds.
     info : RecordingInfo
-        The header plus ``n_samples`` and ``torn_bytes``.
+        The header plus ``n_samples``, ``torn_bytes``, and ``n_gaps`` / ``max_gap_s``
+        (time steps longer than 1.5 sample periods: samples the amplifier or the
+        network dropped; :func:`to_raw` does not fill them).
     """
     path = Path(path)
     info = _read_header(path)
@@ -578,7 +581,18 @@ def read_recording(path: str | os.PathLike) -> tuple[Any, np.ndarray, RecordingI
     stamps = np.frombuffer(time_bytes, dtype="<f8", count=n).copy()
     info["n_samples"] = n
     info["torn_bytes"] = torn
+    info.update(_gap_summary(stamps, float(info["sfreq"])))
     return data.T.astype(np.float64), stamps, info
+
+
+def _gap_summary(stamps: np.ndarray, sfreq: float) -> dict[str, Any]:
+    """Count holes in the time axis: steps longer than 1.5 sample periods."""
+    if sfreq <= 0 or len(stamps) < 2:
+        return {"n_gaps": 0, "max_gap_s": 0.0}
+    steps = np.diff(stamps)
+    holes = steps > 1.5 / sfreq
+    return {"n_gaps": int(holes.sum()),
+            "max_gap_s": float(steps[holes].max()) if holes.any() else 0.0}
 
 
 def to_raw(

@@ -145,6 +145,23 @@ def test_torn_tail_is_dropped_and_reported(tmp_path):
     assert data.shape == (2, 100)  # the row without a timestamp is dropped too
     assert info["torn_bytes"] == 8 + 3
     np.testing.assert_array_equal(data[0], np.arange(100))
+    assert info["n_gaps"] == 0
+
+
+def test_gaps_in_time_axis_are_reported(tmp_path):
+    name = _unique("rec-gap")
+    outlet = _emg_outlet(name)
+    rec = StreamRecorder(name, tmp_path / "emg", duplicate_wait_s=0.0)
+    assert _wait_for(outlet.have_consumers)
+    t = pylsl.local_clock()
+    block = np.zeros((100, 2), dtype=np.float32)
+    outlet.push_chunk(block, t + 0.099)
+    outlet.push_chunk(block, t + 0.349)  # 150 samples (0.15 s) never arrived
+    assert _wait_for(lambda: rec.n_samples >= 200)
+    rec.stop()
+    info = read_recording(tmp_path / "emg")[2]
+    assert info["n_gaps"] == 1
+    assert info["max_gap_s"] == pytest.approx(0.151, abs=1e-6)
 
 
 def test_existing_recording_is_not_overwritten(tmp_path):

@@ -350,3 +350,16 @@ def test_close_disarms(emulator):
     driver.close()
     assert not emulator.enabled and not driver.connected
     driver.close()  # twice is fine
+
+
+def test_train_markers_arrive_while_idle_through_keepalive(emulator):
+    events = []
+    with MagPro(emulator.url, markers=events.append) as driver:
+        driver.set_intensity(45)
+        driver.arm()
+        driver.set_train(10, 5, 1, 1)
+        driver.start_train()
+        # No further calls: the keep-alive's status polls pick up the unit's reports.
+        assert _wait_for(lambda: len(events) == 5, 2.5)
+    assert [e.intensity_percent for e in events] == [45.0] * 5
+    assert [e.index for e in events] == list(range(5))

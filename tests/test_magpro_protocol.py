@@ -370,3 +370,26 @@ def test_fuzz_every_frame_recovered_from_noisy_stream(items, chunk):
         while (payload := ex.next_payload()) is not None:
             found.append(payload)
     assert found == [p for _, p in items]
+
+
+_info = st.builds(proto.UnitInfo, st.sampled_from(proto.MODELS), st.sampled_from(proto.MODES),
+                  st.sampled_from(proto.WAVEFORMS), st.booleans())
+_byte = st.integers(0, 255)
+_replies = st.one_of(
+    st.builds(proto.StatusReply, _info, st.integers(0, 2**24 - 1), _byte, _byte, _byte, _byte),
+    st.builds(proto.Status2Reply, _info, st.integers(0, 2**24 - 1), _byte, _byte, _byte, _byte,
+              _byte, _byte, _byte, _byte, st.sampled_from(sorted(proto.PAGES.values())),
+              st.booleans()),
+    st.builds(proto.AmplitudeReply, st.integers(0, 100), st.integers(0, 100), _info),
+    st.builds(proto.DidtReply, _byte, _byte, _info),
+    st.builds(proto.PageReply, st.sampled_from(sorted(proto.PAGES.values())), st.booleans(),
+              _info),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_replies)
+def test_reply_encode_parse_round_trip(reply):
+    ex = proto.FrameExtractor()
+    ex.feed(proto.build_frame(reply.to_payload()))
+    assert proto.parse_reply(ex.next_payload()) == reply

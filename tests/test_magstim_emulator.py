@@ -7,6 +7,8 @@ import time
 
 import pytest
 import serial
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import labkit.sim  # noqa: F401  (registers the labkitsim:// URL scheme)
 from labkit.clock import local_clock
@@ -249,3 +251,31 @@ def test_pty_speaks_like_a_serial_port():
         assert emulator.url.startswith("labkitsim://")
     finally:
         emulator.stop()
+
+
+@pytest.fixture(scope="module")
+def fuzz_target():
+    emulator = MagstimEmulator("rapid", pty=False, arm_delay_s=0.0)
+    port = serial.serial_for_url(emulator.url, timeout=0.3)
+    yield emulator, Raw(port)
+    port.close()
+    emulator.stop()
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(noise=st.binary(min_size=1, max_size=30))
+def test_line_noise_never_breaks_the_emulator(fuzz_target, noise):
+    emulator, raw = fuzz_target
+    emulator.handle_bytes(noise)  # raises nothing, whatever arrives
+    with emulator._lock:
+        emulator._buffer.clear()  # what the partial-command timeout would do
+    assert raw.ask(b"Q@n", 3)[:1] == b"Q"  # and it still answers
+    assert emulator._threads[0].is_alive()
+
+
+def test_fixed_argument_commands_reject_other_data(make):
+    emulator, raw = make()
+    raw.ask(b"Q@n", 3)
+    assert raw.ask(mp.frame("J!"), 3) == _reply(b"J?")
+    assert raw.ask(mp.frame("NX"), 3) == _reply(b"N?")

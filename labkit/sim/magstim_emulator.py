@@ -44,6 +44,8 @@ _MODEL_COMMANDS = {
 }
 #: Commands answered even without remote control (queries).
 _QUERIES = set("QJ\\FNIx")
+#: Commands whose only valid data character is fixed.
+_FIXED_ARGUMENTS = {c: b"@" for c in "RJ\\FIxYZ^_b"} | {"N": b"D"}
 #: Seconds after which a half-received command is dropped.
 _PARTIAL_TIMEOUT_S = 0.5
 #: Coil temperature above which the unit refuses to arm, °C.
@@ -264,6 +266,10 @@ class MagstimEmulator(SerialEmulator):
         rapid = self.model == "rapid"
         if char == "Q":
             self._remote_on(body)
+            return
+        fixed = _FIXED_ARGUMENTS.get(char)
+        if fixed is not None and body != fixed:
+            self._refuse(char, "?")
             return
         if not self.remote_control and char not in _QUERIES and message[:2] != b"EA":
             self._refuse(char, "S")

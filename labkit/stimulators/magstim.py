@@ -148,15 +148,10 @@ class Magstim(Stimulator):
         self._discard_input()
 
     def _remember_status(self, command: bytes, reply: bytes) -> None:
-        if command[:1] in (b"N",):
+        if command[:1] == b"N":
             return
-        try:
-            rapid = self._rapid() and len(reply) >= 4 and command[:1] not in (
-                b"Q", b"R", b"E", b"@", b"J", b"F", b"I")
-            self.last_status = mp.status_from_bytes(
-                reply[1], reply[2] if rapid else None, raw=reply)
-        except IndexError:  # pragma: no cover - check_reply guarantees 3 bytes
-            pass
+        rapid = self._rapid() and chr(command[0]) in mp.RAPID_STATUS_COMMANDS and len(reply) >= 4
+        self.last_status = mp.status_from_bytes(reply[1], reply[2] if rapid else None, raw=reply)
 
     # ------------------------------------------------------------------ lifecycle hooks
     def _remote_command(self) -> bytes:

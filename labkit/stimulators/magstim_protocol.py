@@ -219,6 +219,8 @@ def set_duration(duration_s: object, version: Version) -> bytes:
 #: Reply length of the single-output/BiStim commands, by command character.
 _REPLY_LENGTHS = {"Q": 3, "R": 3, "E": 3, "@": 3, "A": 3, "C": 3, "Y": 3, "Z": 3,
                   "J": 12, "F": 9, "I": 6}
+#: Command characters whose Rapid reply carries the Rapid-status byte after the status.
+RAPID_STATUS_COMMANDS = "\\BD[^_bx"
 #: Rapid-only commands answered with instrument + Rapid status (4 bytes).
 _RAPID_REPLY_LENGTHS = {"B": 4, "D": 4, "[": 4, "^": 4, "_": 4, "b": 4, "x": 6}
 

@@ -517,6 +517,11 @@ class Session:
         BIDS task label (letters and digits).
     clock : callable
         Time source for the log (LSL ``local_clock`` by default).
+    on_fault : callable | None
+        Called with the error when storage fails in a background thread: a recorder's
+        :class:`~labkit.recording.RecordingError` / ``LowDiskSpaceError`` or a queued log
+        write's :class:`SessionLogError`. A protocol runner passes its stop here so that
+        stimulation stops before data is lost. Runs in that thread; keep it short.
     log_opener : callable | None
         Passed to :class:`SessionLog` (tests: simulated full disk).
 
@@ -536,6 +541,7 @@ class Session:
         *,
         task: str = "rtms",
         clock: Callable[[], float] = local_clock,
+        on_fault: Callable[[LabkitError], Any] | None = None,
         log_opener: Callable[[Path], AppendFile] | None = None,
         _mode: str = "any",
     ) -> None:
@@ -562,7 +568,9 @@ class Session:
         if _mode == "resume" and not existed:
             raise SessionError(f"{self.path}: no session to resume (no {LOG_FILE})")
         self.recordings_dir.mkdir(parents=True, exist_ok=True)
-        self.log = SessionLog(self.log_path, clock=clock, opener=log_opener)
+        self.on_fault = on_fault
+        self.log = SessionLog(self.log_path, clock=clock, opener=log_opener,
+                              on_error=self._fault)
         self.recorders: dict[str, StreamRecorder] = {}
         self._clock = clock
         ids = {"subject_id": self.subject_id, "session_id": self.session_id, "task": task}
@@ -571,6 +579,10 @@ class Session:
         else:
             self.log.append("session_start", **ids)
             self.log_versions()
+
+    def _fault(self, err: LabkitError) -> None:
+        if self.on_fault is not None:
+            self.on_fault(err)
 
     @staticmethod
     def _next_session_number(subject_dir: Path) -> str:
@@ -730,6 +742,7 @@ class Session:
                 pass
             if user_cb is not None:
                 user_cb(err)
+            self._fault(err)
 
         rec = StreamRecorder(source, target, on_error=on_error, **kwargs)
         self.recorders[label] = rec

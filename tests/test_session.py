@@ -236,6 +236,24 @@ def test_background_write_failure_is_reported_and_blocks_further_logging(tmp_pat
     assert [(r.seq, r.payload["index"]) for r in recs] == [(i, i) for i in range(len(recs))]
 
 
+def test_session_on_fault_hears_background_log_failure(tmp_path):
+    faults = []
+    Session(tmp_path, "01", 1).close()
+    ses = Session.resume(tmp_path, "01", 1, on_fault=faults.append,
+                         log_opener=lambda p: FullDiskFile(p, budget=400))
+    for i in range(10):
+        try:
+            ses.log_pulse(time_s=float(i), intensity_percent=50, index=i, nowait=True)
+        except SessionLogError:
+            break
+    for _ in range(300):
+        if faults:
+            break
+        time.sleep(0.01)
+    assert faults and isinstance(faults[0], SessionLogError)
+    assert "stop stimulation" in str(faults[0])
+
+
 # -- the session -----------------------------------------------------------------------
 def test_session_layout_and_start_records(tmp_path):
     with Session(tmp_path, "P007", clock=FakeClock(7.0)) as s:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -44,6 +45,8 @@ __all__ = [
     "describe_stream",
     "epochs_around_pulses",
     "local_clock",
+    "needs_clocksync",
+    "parse_pulse_markers",
     "raw_from_stream",
     "resolve_stream",
 ]
@@ -73,6 +76,22 @@ def describe_stream(info: pylsl.StreamInfo) -> str:
         f"host={info.hostname()!r} sfreq={info.nominal_srate():g} "
         f"channels={info.channel_count()}"
     )
+
+
+def needs_clocksync(info: pylsl.StreamInfo) -> bool:
+    """True when the stream comes from another host, whose clock must be synchronised.
+
+    On the same host every outlet stamps with the same ``local_clock()``; applying LSL's
+    clock correction there would only add its estimation noise (tens of µs), enough to
+    move a pulse to the neighbouring sample at 5 kHz.
+    """
+    return info.hostname() != socket.gethostname()
+
+
+def _proc_flags(info: pylsl.StreamInfo, clocksync: bool | None) -> int:
+    if clocksync is None:
+        clocksync = needs_clocksync(info)
+    return pylsl.proc_clocksync if clocksync else pylsl.proc_none
 
 
 def resolve_stream(
@@ -154,7 +173,7 @@ def connect_stream(
     picks: Sequence[str] | str | None = None,
     timeout_s: float = 5.0,
     acquisition_delay_s: float = 0.001,
-    processing_flags: Sequence[str] = ("clocksync",),
+    processing_flags: Sequence[str] | None = None,
 ) -> Any:
     """Connect an mne-lsl ``StreamLSL`` to the one stream ``name`` (+ ``source_id``).
 
@@ -174,9 +193,10 @@ def connect_stream(
         Resolve and connect timeout, s.
     acquisition_delay_s : float
         StreamLSL polling period, s.
-    processing_flags : sequence of str
-        liblsl post-processing (``"clocksync"``, ``"dejitter"``, ...). Clock sync only by
-        default: dejittering would re-time the amplifier's exact sample clock.
+    processing_flags : sequence of str | None
+        liblsl post-processing (``"clocksync"``, ``"dejitter"``, ...). None: clock sync
+        only for a stream from another host (see :func:`needs_clocksync`), nothing for a
+        local one; never dejitter by default (it would re-time an exact sample clock).
 
     Returns
     -------
@@ -193,11 +213,15 @@ def connect_stream(
     if not bufsize_s > 0:
         raise StreamError(f"connect_stream: bufsize_s = {bufsize_s!r} must be > 0")
     info = resolve_stream(name, source_id=source_id, stype=stype, timeout_s=timeout_s)
+    if processing_flags is None:
+        flags = ["clocksync"] if needs_clocksync(info) else None
+    else:
+        flags = list(processing_flags) or None
     with _quiet_mne():
         stream = StreamLSL(bufsize_s, name=name, stype=info.type(), source_id=info.source_id())
         try:
             stream.connect(acquisition_delay=acquisition_delay_s,
-                           processing_flags=list(processing_flags), timeout=timeout_s)
+                           processing_flags=flags, timeout=timeout_s)
         except Exception as exc:
             raise StreamError(f"could not connect to LSL stream {describe_stream(info)}: "
                               f"{exc}") from exc
@@ -252,7 +276,7 @@ class PulseMarkerInlet:
                               f"({describe_stream(info)})")
         self.info = info
         self._inlet = pylsl.StreamInlet(info, max_buflen=max_buffer_s,
-                                        processing_flags=pylsl.proc_clocksync)
+                                        processing_flags=_proc_flags(info, None))
         self._inlet.open_stream(timeout=timeout_s)
         self.other: list[tuple[float, str]] = []
 
@@ -471,8 +495,9 @@ class LowLatencyInlet:
         counted in ``overflow_samples``).
     timeout_s : float
         Resolve/open timeout, s.
-    clocksync : bool
-        Apply LSL clock synchronisation to timestamps (needed across machines).
+    clocksync : bool | None
+        Apply LSL clock synchronisation to timestamps (needed across machines). None:
+        only for a stream from another host (:func:`needs_clocksync`).
 
     Attributes
     ----------
@@ -489,7 +514,7 @@ class LowLatencyInlet:
         stype: str | None = None,
         max_samples: int = 8192,
         timeout_s: float = 5.0,
-        clocksync: bool = True,
+        clocksync: bool | None = None,
         max_buffer_s: int = 2,
     ) -> None:
         if max_samples < 1:
@@ -498,7 +523,7 @@ class LowLatencyInlet:
         if self.info.channel_format() == pylsl.cf_string:
             raise StreamError(f"LowLatencyInlet needs a numeric stream; {name!r} is a marker "
                               "stream")
-        flags = pylsl.proc_clocksync if clocksync else pylsl.proc_none
+        flags = _proc_flags(self.info, clocksync)
         self._inlet = pylsl.StreamInlet(self.info, max_buflen=max_buffer_s, max_chunklen=0,
                                         processing_flags=flags)
         self._inlet.open_stream(timeout=timeout_s)

@@ -247,3 +247,29 @@ def test_eeg_amplifier_streams_source_with_artifact_and_true_phase():
     # 10 ms after the pulse the artifact is gone
     after = zero + int(0.011 * FS)
     np.testing.assert_allclose(data[1:, after:], 0.0, atol=1e-6)
+
+
+def test_eeg_amplifier_with_mu_source_artifact_and_phase_modulated_meps():
+    eeg = pytest.importorskip("labkit.sim.eeg")
+    source = eeg.MuEEGSource(seed=4)
+    subject = VirtualSubject(seed=4, eeg=source)  # as labkit.sim.rig wires it
+    with EEGAmplifier(source, noise_uv=0.0, **_names("eeg-mu")) as amp:
+        assert amp.channels == tuple(source.channel_names)
+        inlet = LowLatencyInlet(amp.name, source_id=amp.source_id, clocksync=False,
+                                max_samples=20000)
+        time.sleep(0.1)
+        d = _discharge(80.0)
+        amp(d)
+        resp = subject.respond(d)
+        _wait_until(lambda: amp.samples_pushed > amp.sample_index(d.time_s) + 100)
+        time.sleep(0.05)
+        data, stamps = inlet.pull()
+        inlet.close()
+    pulse = amp.sample_index(d.time_s)
+    assert resp.phase_rad == pytest.approx(source.true_phase(pulse))
+    assert resp.excitability == pytest.approx(-3.0 * math.cos(resp.phase_rad))
+    row = int(np.flatnonzero(np.round((stamps - amp.t0) * FS) == pulse)[0])
+    c3 = data[:, 0]
+    before = np.abs(c3[row - 200:row]).max()
+    assert abs(c3[row]) > 20 * before  # the artifact towers over the EEG at the pulse
+    assert before < 500.0

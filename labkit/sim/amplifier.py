@@ -201,6 +201,9 @@ class _LSLAmplifier:
     def _background(self, first: int, n: int) -> np.ndarray:
         raise NotImplementedError
 
+    def _place(self, discharge: Discharge, pulse: int) -> None:
+        """Hook run under the lock when a discharge is placed (before later samples)."""
+
     def __call__(self, discharge: Discharge) -> None:
         """Receive one coil discharge and place its signals in the stream."""
         if self.t0 is None or self._thread is None:
@@ -219,15 +222,16 @@ class _LSLAmplifier:
                     RuntimeWarning, stacklevel=2,
                 )
             self._pending.extend(adds)
+            self._place(discharge, pulse)
             self.placed.append((discharge, pulse))
 
     # -- push thread ----------------------------------------------------------------------
     def _render(self, first: int, n: int) -> np.ndarray:
         """Samples [first, first + n) as (n_channels, n) µV, with pending additions."""
-        data = self._background(first, n)
         end = first + n
         keep = []
-        with self._lock:
+        with self._lock:  # discharges are placed either wholly before or after this block
+            data = self._background(first, n)
             for start, arr in self._pending:
                 stop = start + arr.shape[1]
                 lo, hi = max(start, first), min(stop, end)
@@ -369,9 +373,11 @@ class EEGAmplifier(_LSLAmplifier):
     ----------
     source : object | None
         EEG generator with ``generate(n_samples) -> (n_channels, n_samples)`` µV, called
-        with consecutive blocks, and optionally ``true_phase(sample_index)`` (rad) and
-        ``channels`` / ``fs`` attributes (checked against this amplifier's). None: white
-        noise of ``noise_uv`` only.
+        with consecutive blocks, and optionally ``true_phase(sample_index)`` (rad),
+        ``add_pulse(sample_index, scale)`` (the source then draws the TMS artifact itself,
+        scale = intensity / 100 %MSO) and ``channels`` / ``channel_names`` / ``fs``
+        attributes (checked against this amplifier's), e.g.
+        :class:`labkit.sim.eeg.MuEEGSource`. None: white noise of ``noise_uv`` only.
     name, source_id : str | None
         LSL stream name and source id; random when None.
     fs : float
@@ -419,8 +425,10 @@ class EEGAmplifier(_LSLAmplifier):
                 f"EEGAmplifier fs = {fs} Hz does not match the source's {src_fs} Hz"
             )
         if channels is None:
-            channels = tuple(getattr(source, "channels", None) or getattr(
-                source, "ch_names", None) or EEG_CHANNELS)
+            channels = tuple(
+                getattr(source, "channels", None) or getattr(source, "channel_names", None)
+                or getattr(source, "ch_names", None) or EEG_CHANNELS
+            )
         super().__init__(
             name=name, source_id=source_id, fs=fs, chunk_ms=chunk_ms, channels=channels,
             latency_ms=latency_ms, seed=seed,
@@ -447,6 +455,13 @@ class EEGAmplifier(_LSLAmplifier):
         super().stop()
         register_eeg_clock(self.source, None)
 
+    def _place(self, discharge: Discharge, pulse: int) -> None:
+        add_pulse = getattr(self.source, "add_pulse", None)
+        if add_pulse is not None:
+            # the source models its own artifact (labkit.sim.eeg.MuEEGSource), scaled
+            # with the intensity: 100 %MSO = the source's template
+            add_pulse(pulse, float(discharge.intensity_percent) / 100.0)
+
     def phase_at(self, time_s: float) -> float | None:
         """True phase of the source (rad, cosine convention) at LSL time ``time_s``."""
         getter = getattr(self.source, "true_phase", None)
@@ -469,6 +484,8 @@ class EEGAmplifier(_LSLAmplifier):
     def _additions(self, discharge: Discharge, pulse: int) -> list[tuple[int, np.ndarray]]:
         if pulse < 0:
             return []
+        if hasattr(self.source, "add_pulse"):
+            return []  # the source draws the artifact itself: see _place
         art = tms_artifact(discharge.intensity_percent, self.fs,
                            gain_uv_per_percent=self.artifact_gain_uv_per_percent,
                            tau_ms=2.0, duration_ms=10.0)

@@ -134,7 +134,7 @@ def test_auto_disarm_when_armed_and_idle(make):
         raw.ask(b"Q@n", 3)  # keep control; only the missing pulse disarms
         time.sleep(0.05)
     assert not emulator.armed and emulator.remote_control
-    assert 0.35 <= time.monotonic() - start <= 0.6
+    assert 0.35 <= time.monotonic() - start <= 0.8
 
 
 def test_coil_warms_with_pulses_and_cools(make):
@@ -209,7 +209,8 @@ def test_rapid_train_emits_one_discharge_per_pulse_at_frequency(make):
     time.sleep(0.1)
     assert len(got) == 5 == emulator.pulses_delivered
     gaps = [b.time_s - a.time_s for a, b in zip(got, got[1:], strict=False)]
-    assert all(0.035 <= gap <= 0.08 for gap in gaps), gaps
+    assert all(0.02 <= gap <= 0.1 for gap in gaps), gaps  # paced at 20 Hz
+    assert got[-1].time_s - got[0].time_s == pytest.approx(0.2, abs=0.04)  # no drift
     assert raw.ask(b"EHr", 3) == _reply(b"ES")  # post-train wait
 
 

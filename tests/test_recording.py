@@ -202,6 +202,28 @@ def test_disk_full_stops_cleanly_keeps_data_and_signals(tmp_path):
     FullDiskFile.budgets = {}
 
 
+def test_session_recorder_disk_full_logs_fault_and_calls_on_fault(tmp_path):
+    from labkit.session import Session
+
+    name = _unique("rec-sesfull")
+    outlet = _emg_outlet(name)
+    FullDiskFile.budgets = {"data.f32": 100 * 8}
+    faults: list = []
+    with Session(tmp_path, "01", on_fault=faults.append) as ses:
+        rec = ses.record(name, "emg", duplicate_wait_s=0.0, file_opener=FullDiskFile)
+        assert _wait_for(outlet.have_consumers)
+        _push_counter(outlet, 500)
+        assert _wait_for(lambda: faults, 5.0)
+        assert rec.failed
+    FullDiskFile.budgets = {}
+    assert isinstance(faults[0], RecordingError) and "disk full" in str(faults[0])
+    fault = ses.events("fault")[0].payload
+    assert fault["recording"] == "emg" and "disk full" in fault["error"]
+    stop = ses.events("recording_stop")[0].payload
+    assert stop == {"recording": "emg", "n_samples": rec.n_samples, "failed": True}
+    assert read_recording(ses.recordings()["emg"])[0].shape == (2, 100)
+
+
 def test_second_stream_with_same_name_is_refused(tmp_path):
     name = _unique("rec-spoof")
     real_id, spoof_id = uuid.uuid4().hex, uuid.uuid4().hex

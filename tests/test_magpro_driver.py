@@ -63,6 +63,8 @@ def _session(driver: MagPro, emulator: MagProEmulator):
     assert status.serial_number == emulator.serial_number
     assert (status.model, status.enabled, status.coil_type) == ("X100", False, 60)
     assert status.raw[:3] == b"\xfe\x09\x00" and len(status.raw) == 13
+    assert status.raw == proto.build_frame(
+        proto.StatusReply(**emulator._status_fields()).to_payload())
     driver.set_intensity(60)
     assert emulator.amplitude_percent == 60
     driver.arm()
@@ -300,7 +302,9 @@ def test_emulator_ignores_bad_crc_and_resyncs_on_garbage(emulator):
 def test_garbage_before_reply_is_skipped(stim, emulator, monkeypatch):
     monkeypatch.setattr(emulator, "reply",
                         lambda data: SerialEmulator.reply(emulator, b"\x00\xfe\x05\x13" + data))
-    assert stim.status().serial_number == emulator.serial_number
+    status = stim.status()
+    assert status.serial_number == emulator.serial_number
+    assert status.raw[:3] == b"\xfe\x09\x00" and len(status.raw) == 13  # garbage not kept
 
 
 def test_unsolicited_messages_are_absorbed(stim, emulator):

@@ -147,6 +147,7 @@ class MagPro(Stimulator):
         self._train_pulses_seen = 0
         #: Unsolicited frames that failed to parse (counted, then skipped).
         self.unsolicited_errors = 0
+        self._last_reply_frame = b""
 
     # ------------------------------------------------------------------ public API
     @property
@@ -194,11 +195,11 @@ class MagPro(Stimulator):
         frame = proto.status_command()
         with self._lock:
             reply = self._transact(frame, "status (0x00)", (proto.Message.STATUS,))
-            didt = self._didt
+            didt, raw = self._didt, self._last_reply_frame
         info = reply.info
         return MagProStatus(
             armed=info.enabled, ready=info.enabled, remote_control=True, error=False,
-            raw=proto.build_frame(reply.to_payload()), model=info.model, mode=info.mode,
+            raw=raw, model=info.model, mode=info.mode,
             waveform=info.waveform, enabled=info.enabled, serial_number=reply.serial_number,
             coil_temperature_c=reply.coil_temperature_c, coil_type=reply.coil_type,
             amplitude_a_percent=reply.amplitude_a_percent,
@@ -442,7 +443,7 @@ class MagPro(Stimulator):
         malformed: StimulatorProtocolError | None = None
         while True:
             try:
-                payload = self._extractor.next_payload()
+                raw = self._extractor.next_frame()
             except CRCError as exc:
                 raise CRCError(f"{getattr(exc, 'detail', exc)} (awaiting reply to {name})",
                                command=frame, reply=exc.reply) from None
@@ -451,7 +452,8 @@ class MagPro(Stimulator):
                     f"{getattr(exc, 'detail', exc)} (awaiting reply to {name})",
                     command=frame, reply=exc.reply)
                 continue
-            if payload is not None:
+            if raw is not None:
+                payload = raw[2:-2]
                 try:
                     reply = proto.parse_reply(payload)
                 except StimulatorProtocolError as exc:
@@ -462,6 +464,7 @@ class MagPro(Stimulator):
                     continue
                 self._absorb(reply)
                 if payload[0] in expect:
+                    self._last_reply_frame = raw
                     return reply
                 continue
             remaining = deadline - local_clock()

@@ -24,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 
 from labkit.clock import local_clock
-from labkit.errors import ConfigError, LabkitError
+from labkit.errors import ConfigError, LabkitError, SettingsConflictError
 from labkit.protocols.model import Protocol
 from labkit.protocols.schedule import PulseSchedule
 from labkit.safety.check import (
@@ -443,14 +443,19 @@ class ProtocolRunner:
                 stim.arm(wait=False)
             else:
                 stim.arm()
+        return self._wait_ready(self._stop_flag)
+
+    def _wait_ready(self, wake: threading.Event) -> bool:
+        """Poll the unit until ready (True) or ``wake`` is set (False)."""
+        stim = self.stimulator
         deadline = local_clock() + self.arm_timeout_s
-        while not self._stop_flag.is_set():
+        while not wake.is_set():
             if stim.status().ready:
                 return True
             if local_clock() > deadline:
                 raise LabkitError(f"{type(stim).__name__} not ready {self.arm_timeout_s:g} s "
-                                  "after arming")
-            self._stop_flag.wait(0.02)
+                                  "after arming or after its last train")
+            wake.wait(0.02)
         return False
 
     def _safe_disarm(self) -> None:
@@ -525,7 +530,6 @@ class ProtocolRunner:
             self._record(schedule, i, event.time_s, late_ms, timing="software")
 
     def _deliver_hardware(self, schedule: PulseSchedule) -> None:
-        stim = self.stimulator
         kind = self._hardware_kind()
         t = self.protocol.timing
         n = len(schedule)
@@ -539,19 +543,17 @@ class ProtocolRunner:
                 if not self._handle_interrupt(schedule):
                     return
                 continue
+            if not self._wait_ready(self._wake):  # a Rapid recharges after each train
+                if not self._handle_interrupt(schedule):
+                    return
+                continue
             frequency_hz = t.frequency_hz
             count = end - i
-            with self._device_lock:
-                if self._stop_flag.is_set():
+            start_s = self._trigger_train(kind, frequency_hz, count)
+            if start_s is None:
+                if not self._handle_interrupt(schedule):
                     return
-                if kind == "rapid":
-                    stim.set_train(frequency_hz, count)
-                    events = stim.fire_train()
-                    start_s = events[0].time_s if events else local_clock()
-                else:
-                    iti_s = max(0.1, min(300.0, t.inter_train_interval_s))
-                    stim.set_train(frequency_hz, count, 1, iti_s)
-                    start_s = stim.start_train()
+                continue
             self._log("train", {"train": train, "first_index": i, "pulses": count,
                                 "frequency_hz": frequency_hz, "time_s": start_s,
                                 "timing": "device"})
@@ -571,6 +573,33 @@ class ProtocolRunner:
                     return
             # the device paced the train; the schedule keeps the next train's start
             self._t0 = max(self._t0, start_s - float(schedule.times_s[i]))
+
+    def _trigger_train(self, kind: str, frequency_hz: float, count: int) -> float | None:
+        """Configure and start one device-timed train; ``None`` when interrupted.
+
+        A unit still resting after its previous train answers "conflicts with settings";
+        that is retried every 20 ms (the pause only grows) up to ``arm_timeout_s``.
+        """
+        stim = self.stimulator
+        t = self.protocol.timing
+        deadline = local_clock() + self.arm_timeout_s
+        while True:
+            with self._device_lock:
+                if self._stop_flag.is_set():
+                    return None
+                try:
+                    if kind == "rapid":
+                        stim.set_train(frequency_hz, count)
+                        events = stim.fire_train()
+                        return events[0].time_s if events else local_clock()
+                    iti_s = max(0.1, min(300.0, t.inter_train_interval_s))
+                    stim.set_train(frequency_hz, count, 1, iti_s)
+                    return stim.start_train()
+                except SettingsConflictError:
+                    if local_clock() > deadline:
+                        raise
+            if self._wake.wait(0.02):
+                return None
 
     def _record(self, schedule: PulseSchedule, i: int, time_s: float, late_ms: float | None,
                 *, timing: str) -> None:

@@ -1,0 +1,239 @@
+"""ProtocolRunner against the byte-level Magstim emulator: safety gate, pulse log, pause,
+resume, stop (disarm within 100 ms), pre-pulse check, device train mode, dry run."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import labkit.sim  # noqa: F401 - registers the labkitsim:// URL scheme
+from labkit.clock import local_clock
+from labkit.errors import SafetyError
+from labkit.protocols import Protocol
+from labkit.runner import ProtocolRunner, wait_until
+from labkit.safety import SafetyLimits, SafetyOverride
+from labkit.sim.magstim_emulator import MagstimEmulator
+from labkit.stimulators.magstim import Magstim, Rapid
+
+RMT = 50.0
+
+
+def rtms(frequency_hz: float = 10, per_train: int = 10, trains: int = 2, iti_s: float = 0.3,
+         rel: float = 90) -> Protocol:
+    return Protocol.model_validate({
+        "name": "test-rtms", "description": "short test protocol", "references": ["test"],
+        "target": "M1", "coil": "figure-of-eight", "total_pulses": per_train * trains,
+        "intensity": {"unit": "% RMT", "value": rel},
+        "timing": {"bursts_per_train": per_train, "inter_burst_interval_ms": 1000 / frequency_hz,
+                   "trains": trains, "inter_train_interval_s": iti_s},
+    })
+
+
+class Log:
+    """A thread-safe session-log stand-in."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict]] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, kind: str, payload: dict) -> None:
+        with self._lock:
+            self.events.append((kind, payload))
+
+    def of(self, kind: str) -> list[dict]:
+        with self._lock:
+            return [p for k, p in self.events if k == kind]
+
+    def kinds(self) -> list[str]:
+        with self._lock:
+            return [k for k, _ in self.events if k != "pulse"]
+
+
+def wait_for(predicate, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.005)
+
+
+@pytest.fixture
+def rig():
+    emulator = MagstimEmulator("200", pty=False, arm_delay_s=0.05, recharge_s=0.0)
+    stim = Magstim(emulator.url).connect()
+    yield emulator, stim
+    stim.close()
+    emulator.stop()
+
+
+@pytest.fixture
+def rapid_rig():
+    emulator = MagstimEmulator("rapid", pty=False, arm_delay_s=0.05, recharge_s=0.0)
+    stim = Rapid(emulator.url).connect()
+    yield emulator, stim
+    stim.close()
+    emulator.stop()
+
+
+def test_runs_and_logs_every_pulse_with_time_and_intensity(rig):
+    emulator, stim = rig
+    log = Log()
+    runner = ProtocolRunner(stim, rtms(), RMT, log=log, progress=False)
+    assert runner.run() == "finished"
+    pulses = log.of("pulse")
+    assert len(pulses) == 20 == emulator.pulses_delivered == runner.pulses_delivered
+    assert [p["index"] for p in pulses] == list(range(20))
+    assert {p["intensity_percent"] for p in pulses} == {45}  # 90 % of 50 % MSO
+    assert emulator.intensity_percent == 45
+    times = np.array([p["time_s"] for p in pulses])
+    within = np.diff(times)[np.r_[0:9, 10:19]]
+    assert np.all(np.abs(within - 0.1) < 0.02)  # 10 Hz inside trains
+    assert times[10] - times[9] == pytest.approx(0.1 + 0.3, abs=0.02)  # train end + 0.3 s
+    assert [p["train"] for p in pulses] == [0] * 10 + [1] * 10
+    assert log.kinds() == ["safety", "run", "train", "train", "finish"]
+    assert not emulator.armed
+
+
+def test_unsafe_protocol_is_refused_before_arming(rig):
+    emulator, stim = rig
+    log = Log()
+    sent_before = len(emulator.received)
+    runner = ProtocolRunner(stim, rtms(20, per_train=40, rel=120), RMT, log=log, progress=False)
+    with pytest.raises(SafetyError, match=r"row 20 Hz, column 120 %"):
+        runner.run()
+    assert runner.state == "failed"
+    assert not any(frame.startswith(b"EB") for frame in emulator.received[sent_before:])
+    assert not any(frame.startswith(b"@") for frame in emulator.received[sent_before:])
+    assert log.of("safety")[0]["ok"] is False and log.of("pulse") == []
+    with pytest.raises(SafetyError):
+        ProtocolRunner(stim, rtms(20, per_train=40, rel=120), RMT, progress=False).start()
+
+
+def test_stop_during_a_train_disarms_within_100_ms(rig):
+    emulator, stim = rig
+    log = Log()
+    runner = ProtocolRunner(stim, rtms(per_train=50, trains=1), RMT, log=log, progress=False)
+    runner.start()
+    wait_for(lambda: len(log.of("pulse")) >= 5)
+    assert emulator.armed
+    t0 = local_clock()
+    runner.stop(wait=False)
+    wait_for(lambda: not emulator.armed, timeout_s=1.0)
+    elapsed = local_clock() - t0
+    assert elapsed < 0.1, f"disarmed after {elapsed * 1000:.1f} ms"
+    assert runner.join(2.0) == "stopped"
+    delivered = emulator.pulses_delivered
+    time.sleep(0.3)
+    assert emulator.pulses_delivered == delivered < 50
+    assert len(log.of("pulse")) == delivered
+    assert log.of("stop")[0]["reason"] == "user"
+
+
+def test_pause_disarms_and_resume_never_shortens_an_interval(rig):
+    emulator, stim = rig
+    log = Log()
+    runner = ProtocolRunner(stim, rtms(per_train=10, trains=2), RMT, log=log, progress=False)
+    runner.start()
+    wait_for(lambda: len(log.of("pulse")) >= 4)
+    runner.pause("subject moved")
+    wait_for(lambda: runner.state == "paused")
+    assert not emulator.armed
+    held = emulator.pulses_delivered
+    time.sleep(0.3)
+    assert emulator.pulses_delivered == held
+    runner.resume()
+    assert runner.join(5.0) == "finished"
+    times = np.array([p["time_s"] for p in log.of("pulse")])
+    assert len(times) == 20 == emulator.pulses_delivered
+    gaps = np.diff(times)
+    assert np.min(gaps) > 0.1 - 0.01  # shifted schedule: only fire-time jitter remains
+    assert gaps[held - 1] > 0.3  # the pause
+    assert log.of("pause")[0]["reason"] == "subject moved"
+    assert log.of("resume")[0]["next_index"] == held
+
+
+def test_pre_pulse_check_pauses_the_run(rig):
+    emulator, stim = rig
+    log = Log()
+    broken = threading.Event()
+
+    def emg_alive(index: int):
+        return "EMG stream stopped" if index == 5 and not broken.is_set() else None
+
+    runner = ProtocolRunner(stim, rtms(), RMT, log=log, progress=False,
+                            pre_pulse_check=emg_alive)
+    runner.start()
+    wait_for(lambda: runner.state == "paused")
+    assert emulator.pulses_delivered == 5 and not emulator.armed
+    assert log.of("pause")[0]["reason"] == "EMG stream stopped"
+    broken.set()
+    runner.resume()
+    assert runner.join(5.0) == "finished" and emulator.pulses_delivered == 20
+
+
+def test_override_for_looser_limits_is_written_to_the_log(rig):
+    _, stim = rig
+    log = Log()
+    loose = SafetyLimits(max_pulses_per_session=4000)
+    refused = ProtocolRunner(stim, rtms(), RMT, limits=loose, progress=False)
+    assert not refused.dry_run(print_summary=False).ok
+    override = SafetyOverride(reason="protocol 7 amendment", approved_by="Dr. C")
+    runner = ProtocolRunner(stim, rtms(trains=1), RMT, limits=loose, override=override,
+                            log=log, progress=False)
+    assert runner.run() == "finished"
+    assert log.of("override")[0]["approved_by"] == "Dr. C"
+    assert log.kinds()[:2] == ["safety", "override"]
+
+
+def test_dry_run_does_not_touch_the_stimulator(capsys):
+    class Untouchable:
+        def _touched(self, *args, **kwargs):
+            raise AssertionError("dry run touched the stimulator")
+
+        arm = disarm = fire = set_intensity = status = set_train = fire_train = _touched
+
+    runner = ProtocolRunner(Untouchable(), rtms(), RMT, progress=False)
+    report = runner.dry_run()
+    assert report.ok and report.train_mode == "hardware"  # it has set_train + fire_train
+    out = capsys.readouterr().out
+    assert "schedule: 20 pulses in 2 train(s)" in out and "SAFE" in out
+    assert "45 % MSO" in out
+
+
+def test_device_train_mode_on_a_rapid(rapid_rig):
+    emulator, stim = rapid_rig
+    log = Log()
+    runner = ProtocolRunner(stim, rtms(), RMT, log=log, progress=False)
+    assert runner.train_mode == "hardware"
+    assert runner.run() == "finished"
+    assert emulator.pulses_delivered == 20
+    pulses = log.of("pulse")
+    assert len(pulses) == 20 and {p["timing"] for p in pulses} == {"device"}
+    assert [t["pulses"] for t in log.of("train")] == [10, 10]
+    assert any(frame.startswith(b"B0100") for frame in emulator.received)  # 10.0 Hz
+
+
+def test_software_timing_can_be_forced_on_a_rapid(rapid_rig):
+    emulator, stim = rapid_rig
+    runner = ProtocolRunner(stim, rtms(trains=1), RMT, progress=False, train_mode="software")
+    assert runner.run() == "finished" and emulator.pulses_delivered == 10
+
+
+def test_progress_bar_runs(rig, capsys):
+    _, stim = rig
+    runner = ProtocolRunner(stim, rtms(trains=1, per_train=5), RMT, progress=True)
+    assert runner.run() == "finished"
+    assert "5/5" in capsys.readouterr().err
+
+
+def test_wait_until_is_interruptible_and_on_time():
+    wake = threading.Event()
+    target = local_clock() + 0.05
+    assert wait_until(target, wake) is True
+    assert 0 <= local_clock() - target < 0.005
+    threading.Timer(0.05, wake.set).start()
+    t0 = local_clock()
+    assert wait_until(t0 + 10.0, wake) is False
+    assert local_clock() - t0 < 0.5

@@ -7,6 +7,9 @@ subject is the intensity at which P(peak-to-peak MEP >= 50 µV) = 0.5, computed 
 from the model. Each (subject, method) pair gets its own random stream, so methods do
 not share responses and the whole study is reproducible from one seed.
 
+Rows: every method with its defaults, plus ``bayesian_hits_only`` (the default method
+updating on hits and misses only) to show what the amplitudes contribute.
+
 Reported per method: mean and max pulses, median and 90th-percentile |error| (% MSO),
 bias (mean signed error, % MSO) and the fraction of hunts with no estimate. Relative
 frequency (Rossini-Rothwell) and ML-PEST run in the same study as baselines.
@@ -30,6 +33,16 @@ import numpy as np
 
 from labkit.sim.mep_model import StatisticalMEPModel, sample_population
 from labkit.threshold import METHODS, make_estimator
+
+#: Rows of the study: name -> (method of make_estimator, options).
+VARIANTS: dict[str, tuple[str, dict]] = {
+    "bayesian": ("bayesian", {}),
+    "bayesian_hits_only": ("bayesian", {"use_amplitudes": False}),
+    "mlpest": ("mlpest", {}),
+    "relative_frequency": ("relative_frequency", {}),
+    "stochastic": ("stochastic", {}),
+}
+assert set(METHODS) <= set(VARIANTS)
 
 #: Target of the default method (issue 3).
 TARGET = {"median_abs_error_percent": 1.5, "p90_abs_error_percent": 3.0, "mean_pulses": 15.0}
@@ -76,7 +89,7 @@ def summarise(errors: np.ndarray, pulses: np.ndarray) -> dict[str, float]:
 def run_study(
     n_subjects: int = 1000,
     seed: int = 2026,
-    methods: Sequence[str] = ("bayesian", "mlpest", "relative_frequency", "stochastic"),
+    methods: Sequence[str] = tuple(VARIANTS),
     start: int = 60,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, dict[str, float]]:
@@ -84,18 +97,20 @@ def run_study(
     population = sample_population(n_subjects, seed)
     truth = np.array([m.true_threshold_percent(50.0) for m in population])
     out: dict[str, dict[str, float]] = {}
-    for k, method in enumerate(methods):
+    for name in methods:
+        method, options = VARIANTS[name]
+        k = list(VARIANTS).index(name)  # stable stream per row, whatever rows are run
         t0 = time.perf_counter()
         est = np.empty(n_subjects)
         pulses = np.empty(n_subjects, dtype=int)
         for i, model in enumerate(population):
             rng = np.random.default_rng([seed, i, k])
-            est[i], pulses[i] = hunt(model, method, rng, start=start)
+            est[i], pulses[i] = hunt(model, method, rng, start=start, **options)
         summary = summarise(est - truth, pulses)
         summary["seconds"] = time.perf_counter() - t0
-        out[method] = summary
+        out[name] = summary
         if progress:
-            progress(f"{method}: {summary['seconds']:.1f} s")
+            progress(f"{name}: {summary['seconds']:.1f} s")
     return out
 
 
@@ -121,13 +136,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--subjects", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--start", type=int, default=60, help="first intensity, %% MSO")
-    parser.add_argument("--methods", nargs="*", default=list(METHODS))
+    parser.add_argument("--methods", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--json-only", action="store_true", help="no table, JSON lines only")
     args = parser.parse_args(argv)
     results = run_study(
         args.subjects, args.seed, args.methods, args.start,
         progress=lambda s: print(s, file=sys.stderr),
     )
-    print(format_table(results, args.subjects))
+    if not args.json_only:
+        print(format_table(results, args.subjects))
     baseline = results.get("relative_frequency", {})
     for name, r in results.items():
         record = {"benchmark": "threshold_study", "method": name, "subjects": args.subjects,

@@ -17,6 +17,7 @@ import numpy as np
 
 from labkit.clock import local_clock
 from labkit.errors import StreamError
+from labkit.mep import background_rms_uv, peak_to_peak_uv
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class MEPTrial:
     amplitude_uv : float
         Peak-to-peak amplitude inside the MEP window, µV.
     background_uv : float
-        RMS of the EMG from -100 ms (or the sweep start) to -1 ms, µV. The last
+        RMS of the demeaned EMG from -100 ms (or the sweep start) to -1 ms, µV. The last
         millisecond is left out: the pulse sample is rounded to the amplifier's grid, so
         the start of the TMS artifact can fall a fraction of a sample before 0.
     pulse_time_s : float
@@ -58,6 +59,8 @@ def measure(
 ) -> MEPTrial:
     """Peak-to-peak in ``window_ms`` and background RMS in ``[-100, -1)`` ms.
 
+    Both figures come from :mod:`labkit.mep` (``peak_to_peak_uv``, ``background_rms_uv``).
+
     Parameters
     ----------
     times_ms, emg_uv : numpy.ndarray
@@ -74,10 +77,10 @@ def measure(
     """
     times_ms = np.asarray(times_ms, float)
     emg_uv = np.asarray(emg_uv, float)
-    in_win = (times_ms >= window_ms[0]) & (times_ms <= window_ms[1])
-    amplitude = float(np.ptp(emg_uv[in_win])) if np.any(in_win) else float("nan")
-    pre = (times_ms >= -100.0) & (times_ms < -1.0)
-    background = float(np.sqrt(np.mean(emg_uv[pre] ** 2))) if np.any(pre) else float("nan")
+    amplitude = float(peak_to_peak_uv(emg_uv, times_ms, window_ms))
+    start_ms = max(-100.0, float(times_ms[0]))
+    background = (float(background_rms_uv(emg_uv, times_ms, (start_ms, -1.0)))
+                  if start_ms < -1.0 else float("nan"))
     return MEPTrial(times_ms, emg_uv, amplitude, background, pulse_time_s)
 
 
@@ -94,8 +97,9 @@ class StreamEpochs:
         Sweep extent around the pulse, ms.
     window_ms : (float, float)
         MEP window for the peak-to-peak amplitude, ms after the pulse.
-    scale_to_uv : float
-        Factor from stream units to µV (1.0 when the stream is in µV, 1e6 for volts).
+    scale_to_uv : float | None
+        Factor from stream units to µV; ``None`` reads it from the stream's channel units
+        (``get_channel_units()``: volts with a 10^k multiplier), else assumes µV.
     timeout_s : float
         How long to wait for the post-pulse data before raising
         :class:`~labkit.errors.StreamError`.
@@ -109,7 +113,7 @@ class StreamEpochs:
         pre_ms: float = 50.0,
         post_ms: float = 100.0,
         window_ms: tuple[float, float] = (15.0, 50.0),
-        scale_to_uv: float = 1.0,
+        scale_to_uv: float | None = None,
         timeout_s: float = 2.0,
     ) -> None:
         self.stream = stream
@@ -122,7 +126,8 @@ class StreamEpochs:
         self.pre_ms = float(pre_ms)
         self.post_ms = float(post_ms)
         self.window_ms = (float(window_ms[0]), float(window_ms[1]))
-        self.scale_to_uv = float(scale_to_uv)
+        self.scale_to_uv = (_stream_scale_to_uv(stream, self.channel) if scale_to_uv is None
+                            else float(scale_to_uv))
         self.timeout_s = float(timeout_s)
         #: Longest window asked of the stream (its ring buffer holds a few seconds).
         self.max_window_s = 4.0
@@ -147,6 +152,19 @@ class StreamEpochs:
         keep = (rel_ms >= -self.pre_ms) & (rel_ms <= self.post_ms)
         return measure(rel_ms[keep], data[0, keep] * self.scale_to_uv, self.window_ms,
                        pulse_time_s)
+
+
+def _stream_scale_to_uv(stream: Any, channel: str) -> float:
+    """µV per stream unit from mne-lsl's ``get_channel_units`` (1.0 if it is not there)."""
+    getter = getattr(stream, "get_channel_units", None)
+    if getter is None:
+        return 1.0
+    try:
+        units = getter(picks=[channel])
+        _unit, multiplier = units[0]
+        return float(10.0 ** (int(multiplier) + 6))
+    except Exception:
+        return 1.0
 
 
 def as_emg_source(source: Any, **options: Any) -> EMGSource:

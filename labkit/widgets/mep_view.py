@@ -164,15 +164,18 @@ class MEPCollector:
         Where sweeps go.
     on_error : callable | None
         Called with the exception when a sweep cannot be read.
+    on_trial : callable | None
+        Called with every :class:`MEPTrial` after it is drawn (e.g. to log it).
     """
 
-    def __init__(self, source, view: MEPView, on_error=None) -> None:
+    def __init__(self, source, view: MEPView, on_error=None, on_trial=None) -> None:
         import queue
 
         self.source = source
         self.view = view
         self.trials: list[MEPTrial] = []
         self._on_error = on_error
+        self._on_trial = on_trial
         self._queue: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="labkit-mep", daemon=True)
         self._thread.start()
@@ -203,6 +206,8 @@ class MEPCollector:
                 trial = self.source.epoch(time_s)
                 self.trials.append(trial)
                 self.view.add_trial(trial)
+                if self._on_trial is not None:
+                    self._on_trial(trial)
             except Exception as exc:
                 if self._on_error is not None:
                     self._on_error(exc)

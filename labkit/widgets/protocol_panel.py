@@ -9,6 +9,7 @@ With ``estop``, the emergency STOP also stops the runner (see :mod:`labkit.widge
 
 from __future__ import annotations
 
+import threading
 from html import escape
 from typing import Any
 
@@ -149,7 +150,10 @@ class ProtocolRunnerPanel(widgets.VBox):
     def check_safety(self) -> bool | None:
         """Run the runner's dry run and show the verdict; return ok (None if unknown)."""
         try:
-            report = self.runner.dry_run()
+            try:
+                report = self.runner.dry_run(print_summary=False)  # panels never print
+            except TypeError:
+                report = self.runner.dry_run()
         except Exception as exc:  # a refusal raised as an error is a verdict too
             self.verdict.value, self.ok = verdict_html(f"{type(exc).__name__}: {exc}")[0], False
             self.verdict.value = self.verdict.value.replace('data-ok="?"', 'data-ok="0"') \
@@ -175,9 +179,12 @@ class ProtocolRunnerPanel(widgets.VBox):
         """Resume a paused run."""
         self._call("resume")
 
-    def stop(self) -> None:
-        """Stop the run."""
-        self._call("stop")
+    def stop(self) -> threading.Thread:
+        """Stop the run from a helper thread (a runner's stop may wait for its thread)."""
+        thread = threading.Thread(target=self._call, args=("stop",), daemon=True,
+                                  name="labkit-protocol-stop")
+        thread.start()
+        return thread
 
     def refresh(self) -> None:
         """Copy the runner's progress and state into the widgets."""

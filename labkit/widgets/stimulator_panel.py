@@ -83,6 +83,9 @@ class StimulatorPanel(widgets.VBox):
         Share one STOP between panels; a new one is made by default.
     mep_options : dict | None
         Passed to :class:`~labkit.widgets._emg.StreamEpochs` (``channel``, ``window_ms``...).
+    on_mep : callable | None
+        Called (in the MEP thread) with every recorded :class:`~labkit.widgets.MEPTrial`,
+        e.g. ``lambda t: session.log_event("mep", amplitude_uv=t.amplitude_uv)``.
 
     Attributes
     ----------
@@ -101,6 +104,7 @@ class StimulatorPanel(widgets.VBox):
         poll_s: float | None = 0.5,
         estop: EmergencyStop | None = None,
         mep_options: dict | None = None,
+        on_mep: Callable[[Any], None] | None = None,
     ) -> None:
         self.stimulator = stimulator
         self._jobs = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="labkit-stim")
@@ -149,7 +153,8 @@ class StimulatorPanel(widgets.VBox):
             source = as_emg_source(emg_source, **(mep_options or {}))
             window = getattr(source, "window_ms", (15.0, 50.0))
             self.mep_view = MEPView(window_ms=window)
-            self.collector = MEPCollector(source, self.mep_view, on_error=self._report)
+            self.collector = MEPCollector(source, self.mep_view, on_error=self._report,
+                                          on_trial=on_mep)
         stimulator.add_pulse_listener(self._on_pulse)
 
         rows: list[widgets.Widget] = [

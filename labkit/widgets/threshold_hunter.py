@@ -124,7 +124,7 @@ class ThresholdHunter(widgets.VBox):
         self._refresh()
 
     def __repr__(self) -> str:
-        return f"<ThresholdHunter: {type(self.estimator).__name__}, {self.n_accepted} trials>"
+        return f"<ThresholdHunter: {type(self.estimator).__name__}>"
 
     # ------------------------------------------------------------------ public
     @property

@@ -17,7 +17,9 @@ Per trial (one row per pulse, :func:`mep_table`; the same table is the ``metadat
     sample after the blanking interval (and up to the end of ``window_ms``) from which the
     rectified EMG stays above ``mean + k * SD`` of the rectified pre-stimulus baseline
     (−100…0 ms) for at least ``onset_min_duration_ms``. Defaults ``k = 3``, 1 ms. NaN
-    when no onset is found.
+    when no onset is found. ``onset_method="cusum"`` uses a one-sided CUSUM instead
+    (Page 1954; as applied to EMG onsets by Staude et al. 2001, J Biomech 34:1425): see
+    :func:`onset_latency_cusum_ms`.
 ``background_rms_uv``, ``rejected``
     RMS of the demeaned EMG over ``baseline_ms`` (default −100…0 ms), µV, and whether it
     exceeds ``rms_limit_uv`` (default 20 µV; 10-20 µV is typical at rest).
@@ -51,6 +53,7 @@ __all__ = [
     "blank_artifact",
     "mep_epochs",
     "mep_table",
+    "onset_latency_cusum_ms",
     "onset_latency_ms",
     "parse_pulse_markers",
     "peak_to_peak_uv",
@@ -186,6 +189,44 @@ def onset_latency_ms(
         hit = np.flatnonzero(run)
         if hit.size:
             out[i] = times_ms[search[hit[0]]]
+    return out if np.ndim(epochs_uv) > 1 else out[0]
+
+
+def onset_latency_cusum_ms(
+    epochs_uv: np.ndarray,
+    times_ms: np.ndarray,
+    search_ms: tuple[float, float] = (5.0, 50.0),
+    baseline_ms: tuple[float, float] = (-100.0, 0.0),
+    drift_sd: float = 1.0,
+    h_sd: float = 10.0,
+) -> np.ndarray:
+    """Onset latency by a one-sided CUSUM on the rectified EMG, ms.
+
+    With ``r`` the rectified, baseline-demeaned EMG and ``m``, ``s`` the mean and SD of
+    ``r`` over the baseline, the statistic ``g[i] = max(0, g[i-1] + r[i] - m - drift_sd·s)``
+    runs over ``search_ms``; the alarm is the first ``g > h_sd·s`` and the onset is the
+    last sample before the alarm at which ``g`` was still 0 (the change point), plus one.
+
+    Returns
+    -------
+    ndarray
+        Latency per epoch, ms; NaN where no alarm is raised.
+    """
+    x = np.atleast_2d(np.asarray(epochs_uv, dtype=float))
+    base = _mask(times_ms, baseline_ms, "baseline_ms") & (times_ms < 0)
+    search = np.flatnonzero(_mask(times_ms, search_ms, "search_ms"))
+    out = np.full(x.shape[0], np.nan)
+    for i, row in enumerate(x):
+        rect = np.abs(row - row[base].mean())
+        m, s = rect[base].mean(), max(rect[base].std(), 1e-12)
+        g, last_zero = 0.0, search[0] - 1
+        for j in search:
+            g = max(0.0, g + rect[j] - m - drift_sd * s)
+            if g == 0.0:
+                last_zero = j
+            elif g > h_sd * s:
+                out[i] = times_ms[last_zero + 1]
+                break
     return out if np.ndim(epochs_uv) > 1 else out[0]
 
 
@@ -349,6 +390,8 @@ _DOC_PARAMS = """
         Onset threshold in baseline SDs (Hodges & Bui 1996).
     onset_min_duration_ms : float
         Time the rectified EMG must stay above threshold, ms.
+    onset_method : {"threshold", "cusum"}
+        Onset rule: Hodges & Bui threshold (default) or CUSUM.
     tmin_ms, tmax_ms : float
         Epoch limits around each pulse, ms (default −100, 100).
     time_offset_s : float
@@ -359,14 +402,22 @@ _DOC_PARAMS = """
 
 
 def _table(prep: _Prepared, window_ms, blank_ms, baseline_ms, rms_limit_uv, onset_k,
-           onset_min_duration_ms) -> pd.DataFrame:
+           onset_min_duration_ms, onset_method="threshold") -> pd.DataFrame:
     if not (np.isfinite(rms_limit_uv) and rms_limit_uv > 0):
         raise MEPInputError(f"rms_limit_uv must be > 0 µV, got {rms_limit_uv!r}")
     x = prep.epochs_uv[:, prep.channel, :]
     ptp = peak_to_peak_uv(x, prep.times_ms, window_ms)
     rms = background_rms_uv(x, prep.times_ms, baseline_ms)
     search = (max(blank_ms[1], 0.0), window_ms[1])
-    lat = onset_latency_ms(x, prep.times_ms, search, baseline_ms, onset_k, onset_min_duration_ms)
+    if onset_method == "threshold":
+        lat = onset_latency_ms(x, prep.times_ms, search, baseline_ms, onset_k,
+                               onset_min_duration_ms)
+    elif onset_method == "cusum":
+        lat = onset_latency_cusum_ms(x, prep.times_ms, search, baseline_ms)
+    else:
+        raise MEPInputError(
+            f"onset_method must be one of ['cusum', 'threshold'], got {onset_method!r}"
+        )
     return pd.DataFrame({
         "trial": np.arange(len(ptp)),
         "time_s": prep.times_s,
@@ -393,6 +444,7 @@ def mep_table(
     rms_limit_uv: float = 20.0,
     onset_k: float = 3.0,
     onset_min_duration_ms: float = 1.0,
+    onset_method: str = "threshold",
     tmin_ms: float = -100.0,
     tmax_ms: float = 100.0,
     time_offset_s: float = 0.0,
@@ -408,7 +460,7 @@ def mep_table(
                     tmax_ms=tmax_ms, blank_ms=blank_ms, time_offset_s=time_offset_s,
                     intensities_percent=intensities_percent)
     return _table(prep, window_ms, blank_ms, baseline_ms, rms_limit_uv, onset_k,
-                  onset_min_duration_ms)
+                  onset_min_duration_ms, onset_method)
 
 
 def mep_epochs(
@@ -424,6 +476,7 @@ def mep_epochs(
     rms_limit_uv: float = 20.0,
     onset_k: float = 3.0,
     onset_min_duration_ms: float = 1.0,
+    onset_method: str = "threshold",
     tmin_ms: float = -100.0,
     tmax_ms: float = 100.0,
     time_offset_s: float = 0.0,
@@ -437,7 +490,7 @@ def mep_epochs(
                     tmax_ms=tmax_ms, blank_ms=blank_ms, time_offset_s=time_offset_s,
                     intensities_percent=intensities_percent)
     table = _table(prep, window_ms, blank_ms, baseline_ms, rms_limit_uv, onset_k,
-                   onset_min_duration_ms)
+                   onset_min_duration_ms, onset_method)
     if isinstance(emg, mne.io.BaseRaw):
         info = emg.info.copy()
     else:

@@ -145,3 +145,11 @@ def test_errors():
         mep_table(emg, t_s, fs=FS, channel="APB")
     with pytest.raises(MEPInputError, match="intensities_percent has 2 values for 3 pulses"):
         mep_table(emg, t_s, fs=FS, intensities_percent=[50, 60])
+
+
+def test_cusum_onset_within_one_sample():
+    emg, t_s, _, lat_ms = synthetic(noise_uv=0.5)
+    table = mep_table(emg, t_s, fs=FS, onset_method="cusum")
+    assert np.all(np.abs(table["latency_ms"] - lat_ms) <= 1000.0 / FS + 1e-9)
+    with pytest.raises(MEPInputError, match="onset_method must be one of"):
+        mep_table(emg, t_s, fs=FS, onset_method="eyeball")

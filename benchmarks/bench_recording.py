@@ -9,6 +9,9 @@ Lines printed (one JSON object each):
   :class:`StreamRecorder` (fsync every 0.25 s), with a plain pylsl pull into memory
   (no disk) as the in-run baseline.
 - ``read_recording``: time to read the recording back.
+- ``kill9_loss``: a subprocess (``tests/helpers_crash.py``) streams, records and logs
+  pulses and is killed with SIGKILL; how much before the kill the recording, the marker
+  recording and the log end (the requirement is ≤ 1 s), over a few runs.
 
 Usage: ``python benchmarks/bench_recording.py [--n-log 300] [--seconds 60] [--dir DIR]``
 """
@@ -147,6 +150,41 @@ def bench_recorder(work: Path, seconds: float, n_ch: int = 8, fs: float = 5000.0
     ]
 
 
+def bench_kill9(work: Path, runs: int = 3) -> dict:
+    import signal
+    import subprocess
+    import sys
+
+    from labkit.recording import read_markers
+    from labkit.session import read_log
+
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(repo))
+    losses: dict[str, list[float]] = {"recording_s": [], "markers_s": [], "log_s": []}
+    for k in range(runs):
+        root = work / f"crash{k}"
+        proc = subprocess.Popen(
+            [sys.executable, str(repo / "tests" / "helpers_crash.py"), str(root),
+             f"bench-crash-{uuid.uuid4().hex[:6]}"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
+        proc.stdout.readline()
+        time.sleep(1.5 + 0.137 * k)
+        t_kill = pylsl.local_clock()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        ses = root / "sub-01" / "ses-01"
+        stamps = read_recording(ses / "recordings" / "emg")[1]
+        marks = read_markers(ses / "recordings" / "markers")[1]
+        pulses = read_log(ses, kind="pulse")
+        losses["recording_s"].append(t_kill - float(stamps[-1]))
+        losses["markers_s"].append(t_kill - float(marks[-1]))
+        losses["log_s"].append(t_kill - pulses[-1].time_s)
+    # the log and markers get a pulse every 100 ms, so up to 0.1 s is the pulse spacing
+    return {"bench": "kill9_loss", "runs": runs, "limit_s": 1.0,
+            "max_loss_s": {k: round(max(v), 4) for k, v in losses.items()},
+            "baseline_pulse_spacing_s": 0.1, "baseline_sample_period_s": 1 / 2000}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-log", type=int, default=300)
@@ -159,6 +197,7 @@ def main() -> None:
         print(json.dumps(bench_log(work, args.n_log)), flush=True)
         for line in bench_recorder(work, args.seconds):
             print(json.dumps(line), flush=True)
+        print(json.dumps(bench_kill9(work)), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

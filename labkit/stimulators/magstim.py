@@ -256,7 +256,14 @@ class Magstim(Stimulator):
         with self._lock:
             self._discard_input()
             time_s = self._write(mp.FIRE)
-            mp.check_reply(mp.FIRE, self._read_reply(mp.FIRE))
+            try:
+                mp.check_reply(mp.FIRE, self._read_reply(mp.FIRE))
+            except StimulatorProtocolError as exc:
+                if not isinstance(exc, (mp.InvalidCommandError, mp.InvalidDataError,
+                                        SettingsConflictError)):
+                    exc.add_note("The fire reply was corrupted: the pulse may have been "
+                                 "delivered. Check status() before firing again.")
+                raise
         return time_s
 
     def _current_intensity(self) -> float:

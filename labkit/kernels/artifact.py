@@ -5,7 +5,10 @@ mode with ``tmin = -pre / fs`` and ``tmax = post / fs``): for an onset at sample
 anchors are ``a = k - pre`` and ``b = k + post``; the samples strictly between them,
 ``a + 1 … b - 1``, are replaced, and the anchors themselves are kept. MNE replaces
 ``data[a:b]`` by ``interp1d`` between ``data[a]`` and ``data[b]``, which leaves
-``data[a]`` unchanged, so the two agree sample for sample.
+``data[a]`` unchanged, so the two agree sample for sample. (MNE converts times to
+samples with ``ceil(fs * t)``, so a time that is not exact in floating point can land
+one sample off: at 5 kHz ``tmin = -3 / fs`` gives ``-2`` samples. Here ``pre`` and
+``post`` are integers and exact.)
 
 ``"cubic"`` is a cubic Hermite segment between the anchors whose end slopes are the
 one-sided differences just outside the window (``data[a] - data[a-1]`` and
@@ -246,7 +249,10 @@ class StreamInterpolator:
     Each :meth:`process` call returns as many samples as it was given, delayed by
     :attr:`delay` samples (the first :attr:`delay` output samples are zeros). The delayed
     output equals :func:`interpolate` on the whole stream for every onset registered
-    before its right anchor ``onset + post + 1`` arrives.
+    before its right anchor ``onset + post + 1`` arrives. Overlapping windows (pulses
+    closer than ``pre + post`` samples, e.g. paired pulses) are merged as offline; a
+    merged window longer than ``pre + post`` needs ``extra_delay`` >= the extra length,
+    otherwise its start has already been output when it is repaired.
 
     Parameters
     ----------
@@ -256,14 +262,18 @@ class StreamInterpolator:
         Samples before/after each onset.
     method : {"linear", "cubic"}
         Interpolation method.
+    extra_delay : int
+        Additional delay, samples (for merged windows of close pulses).
     """
 
-    def __init__(self, n_channels: int, pre: int, post: int, method: str = "linear"):
+    def __init__(
+        self, n_channels: int, pre: int, post: int, method: str = "linear", extra_delay: int = 0
+    ):
         self.n_channels = check_int(n_channels, "n_channels", minimum=1)
         self.pre = check_int(pre, "pre")
         self.post = check_int(post, "post", minimum=1)
         self.method = check_choice(method, "method", METHODS)
-        self.delay = self.pre + self.post + 2
+        self.delay = self.pre + self.post + 2 + check_int(extra_delay, "extra_delay")
         self._tail = np.zeros((self.n_channels, self.delay + 2))
         self.n_seen = 0
         self._onsets: list[int] = []
@@ -280,11 +290,14 @@ class StreamInterpolator:
         work = np.concatenate((self._tail, chunk), axis=1)
         start = self.n_seen - keep
         end = self.n_seen + n
-        ready = [o for o in self._onsets if o + self.post + 1 < end]
-        if ready:
-            self._onsets = [o for o in self._onsets if o + self.post + 1 >= end]
-            starts, stops = merge_windows(ready, self.pre, self.post)
-            _repair(work, starts - start, stops - start, self.method == "cubic")
+        if self._onsets:
+            # repair a merged window only once its last right anchor has arrived
+            starts, stops = merge_windows(self._onsets, self.pre, self.post)
+            ready = stops + 1 < end
+            if np.any(ready):
+                _repair(work, starts[ready] - start, stops[ready] - start, self.method == "cubic")
+                last = stops[ready].max()
+                self._onsets = [o for o in self._onsets if o + self.post > last]
         self._tail = np.ascontiguousarray(work[:, -keep:])
         self.n_seen = end
         lo = work.shape[1] - self.delay - n

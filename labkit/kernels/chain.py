@@ -33,8 +33,9 @@ class CleaningChain:
         Spatial filter; none if omitted.
     detect_uv : float, optional
         If given, a sample whose amplitude exceeds this (any channel) and that is not
-        already inside a window starts a blanking window ``pre`` samples earlier (only
-        the not-yet-output part of it can be blanked).
+        already inside a window starts a blanking window: the sample before it is held
+        for ``pre + post - 1`` samples (a pulse nobody announced cannot be blanked
+        before it is seen).
     """
 
     def __init__(
@@ -64,8 +65,8 @@ class CleaningChain:
             hits = np.flatnonzero(amp)
             for i in hits:
                 t = self.blanker.n_seen + int(i)
-                if t >= self._last_detect + self.blanker.post:
-                    self.blanker.add_onset(t)
+                if t >= self._last_detect + self.blanker.pre + self.blanker.post:
+                    self.blanker.add_onset(t - 1 + self.blanker.pre)
                     self._last_detect = t
         out = self.blanker.process(chunk)
         if self.spatial is not None:

@@ -242,3 +242,33 @@ def test_stimulus_grid_and_limits():
         run(est, Oracle(80.0, np.random.default_rng(0)))  # threshold above the range
         xs = [tr.intensity_percent for tr in est.history]
         assert all(isinstance(x, int) and 30 <= x <= 70 for x in xs), method
+
+
+def test_history_frame_and_likelihood():
+    est = run(MLPest(start=60, max_trials=6), Oracle(50.0, np.random.default_rng(2)))
+    df = est.history_frame()
+    assert list(df.columns) == ["index", "intensity_percent", "amplitude_uv", "hit",
+                                "estimate_percent"]
+    assert len(df) == 6 and list(df["intensity_percent"]) == [t.intensity_percent
+                                                               for t in est.history]
+    lik = est.likelihood()
+    assert lik.max() == 1.0
+    assert est.t_grid[np.argmax(lik)] == pytest.approx(est.threshold, abs=0.1)
+
+
+def test_default_method_on_virtual_population():
+    # The statistical MEP model of the simulated rig (Goetz et al. structure); a small
+    # version of benchmarks/threshold_study.py.
+    from labkit.sim.mep_model import sample_population
+
+    errs, pulses = [], []
+    for i, model in enumerate(sample_population(30, seed=99)):
+        rng = np.random.default_rng([99, i])
+        est = make_estimator(start=60)
+        while not est.done:
+            x = est.next_intensity()
+            est.update(x, model.amplitude_uv(x, rng))
+        errs.append(est.threshold - model.true_threshold_percent())
+        pulses.append(est.n_trials)
+    assert np.median(np.abs(errs)) <= 1.5
+    assert np.mean(pulses) <= 17

@@ -15,6 +15,7 @@ are pure objects: no I/O, no clock and no global random state.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -210,6 +211,13 @@ class ThresholdEstimator(ABC):
         self._pending = None
         self._observe(x, amp, hit)
         self.history.append(Trial(len(self.history), x, amp, hit, float(self._estimate())))
+
+    def history_frame(self):
+        """The history as a :class:`pandas.DataFrame`, one row per trial."""
+        import pandas as pd
+
+        cols = ["index", "intensity_percent", "amplitude_uv", "hit", "estimate_percent"]
+        return pd.DataFrame([dataclasses.astuple(t) for t in self.history], columns=cols)
 
     def clip(self, intensity_percent: float) -> int:
         """Round to the 1 % grid and clip into ``[min_percent, max_percent]``."""

@@ -97,6 +97,10 @@ class MLPest(ThresholdEstimator):
         best = np.flatnonzero(ll >= ll.max() - 1e-9)
         return float(0.5 * (self.t_grid[best[0]] + self.t_grid[best[-1]]))
 
+    def likelihood(self) -> np.ndarray:
+        """Likelihood of the threshold on :attr:`t_grid`, scaled to a maximum of 1."""
+        return np.exp(self.loglik - self.loglik.max())
+
     def confidence_interval(self) -> tuple[float, float]:
         """Likelihood-ratio 95 % interval of the threshold, % MSO."""
         inside = np.flatnonzero(self.loglik >= self.loglik.max() - _LR_95)

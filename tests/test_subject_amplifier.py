@@ -273,3 +273,43 @@ def test_eeg_amplifier_with_mu_source_artifact_and_phase_modulated_meps():
     before = np.abs(c3[row - 200:row]).max()
     assert abs(c3[row]) > 20 * before  # the artifact towers over the EEG at the pulse
     assert before < 500.0
+
+
+def test_discharges_before_start_are_counted_and_keep_the_trial_sequence():
+    subject = VirtualSubject(seed=6)
+    amp = EMGAmplifier(subject)
+    amp(_discharge(70.0, 1.0))
+    assert amp.dropped_discharges == 1 and len(subject.responses) == 1
+    ref = VirtualSubject(seed=6).respond(_discharge(70.0, 1.0))
+    assert subject.responses[0].amplitudes_uv == ref.amplitudes_uv
+
+
+def test_pause_leaves_a_gap_and_restart_resumes_same_stream():
+    """Fault hooks for issue 7: a stalled amplifier, and an amplifier that comes back."""
+    subject = VirtualSubject(seed=0)
+    amp = EMGAmplifier(subject, noise_uv=1.0, **_names("emg-fault"))
+    amp.start()
+    try:
+        inlet = LowLatencyInlet(amp.name, source_id=amp.source_id, clocksync=False,
+                                max_samples=20000)
+        time.sleep(0.15)
+        amp.pause()
+        assert amp.paused
+        time.sleep(0.2)
+        amp.resume()
+        time.sleep(0.15)
+        _, stamps = inlet.pull()
+        gaps = np.diff(stamps)
+        assert gaps.max() > 0.15 and amp.samples_dropped >= 0.15 * FS
+        assert np.sum(gaps > 1.5 / FS) == 1  # one gap, otherwise contiguous
+        amp.stop()
+        assert not amp.running
+        amp.start()  # same name and source_id: the inlet recovers by itself
+        first_t0 = amp.t0
+        _wait_until(lambda: len(inlet.pull()[1]) > 0, timeout_s=5.0)
+        time.sleep(0.1)
+        _, stamps = inlet.pull()
+        assert stamps.size > 0 and stamps[0] >= first_t0 - 1e-9
+        inlet.close()
+    finally:
+        amp.stop()

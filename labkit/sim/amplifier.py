@@ -126,6 +126,8 @@ class _LSLAmplifier:
         self._outlet: pylsl.StreamOutlet | None = None
         self.t0: float | None = None
         self.samples_pushed = 0
+        self.samples_dropped = 0
+        self._paused = threading.Event()
         self.late_discharges = 0
         self.dropped_discharges = 0
         #: (discharge, pulse sample index) of every discharge placed in the stream.
@@ -169,6 +171,9 @@ class _LSLAmplifier:
             return
         self._outlet = pylsl.StreamOutlet(self.stream_info(), chunk_size=0, max_buffered=60)
         self._stop.clear()
+        self._paused.clear()
+        with self._lock:
+            self._pending = []
         self.t0 = local_clock()
         self._next = 0
         self._thread = threading.Thread(target=self._run, name=f"amp-{self.name}", daemon=True)
@@ -181,6 +186,22 @@ class _LSLAmplifier:
             self._stop.set()
             thread.join(timeout=2.0)
         self._outlet = None
+
+    def pause(self) -> None:
+        """Stop sending samples but keep the outlet (a stalled amplifier / cable fault).
+
+        Samples due while paused are never sent: readers see a gap in the timestamps.
+        """
+        self._paused.set()
+
+    def resume(self) -> None:
+        """Send samples again after :meth:`pause` (from the current time on)."""
+        self._paused.clear()
+
+    @property
+    def paused(self) -> bool:
+        """True while paused."""
+        return self._paused.is_set()
 
     @property
     def running(self) -> bool:
@@ -249,6 +270,13 @@ class _LSLAmplifier:
         max_chunk = max(int(self.fs * 0.1), 1)
         while not self._stop.is_set():
             due = int(math.floor((local_clock() - delay - self.t0) * self.fs)) + 1
+            if self._paused.is_set():
+                if due > self._next:
+                    n_drop = due - self._next
+                    self._render(self._next, n_drop)  # the signal goes on; nobody hears it
+                    self.samples_dropped += n_drop
+                self._stop.wait(period)
+                continue
             while due > self._next and not self._stop.is_set():
                 first = self._next
                 n = min(due - first, max_chunk)

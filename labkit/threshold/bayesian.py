@@ -107,6 +107,9 @@ class BayesianAdaptive(ThresholdEstimator):
         Stimuli before the SD rule may stop the hunt.
     false_hit_rate, lapse_rate : float
         Fixed guess and lapse rates ``g`` and ``l``.
+    use_amplitudes : bool
+        Update on the amplitudes (censored log-linear model, default) or on hits and
+        misses only.
     **kwargs
         ``mode``, ``criterion_uv``, ``min_percent``, ``max_percent``, ``max_trials``
         (default 25).

@@ -193,9 +193,7 @@ class KalmanParams:
         r = math.exp(-math.pi * self.bw_hz / fs_w)
         rho = math.exp(-2 * math.pi * self.slow_hz / fs_w)
         alpha = 0.0 if not np.isfinite(self.freq_tau_s) else 1.0 / (self.freq_tau_s * fs_w)
-        return np.array(
-            [r, rho, 1 - r * r, self.slow_var * (1 - rho * rho), self.obs_var, alpha]
-        )
+        return np.array([r, rho, 1 - r * r, self.slow_var * (1 - rho * rho), self.obs_var, alpha])
 
 
 DEFAULT_PARAMS = KalmanParams()

@@ -282,7 +282,9 @@ def test_chain_detects_unannounced_pulses():
     x = np.zeros((1, n))
     x[0, 2000:2010] = 5000.0
     chain = CleaningChain(1, pre=0, post=40, detect_uv=1000.0)
-    out = np.concatenate([chain.process(x[:, a : a + 10].copy()).copy() for a in range(0, n, 10)], 1)
+    out = np.concatenate(
+        [chain.process(x[:, a : a + 10].copy()).copy() for a in range(0, n, 10)], 1
+    )
     assert np.abs(out).max() == 0.0
 
 

@@ -70,9 +70,7 @@ class Flagger:
         Sample-to-sample jump threshold (µV per sample); ``inf`` (off) by default.
     """
 
-    def __init__(
-        self, n_channels: int, amplitude_uv: float = np.inf, gradient_uv: float = np.inf
-    ):
+    def __init__(self, n_channels: int, amplitude_uv: float = np.inf, gradient_uv: float = np.inf):
         self.n_channels = int(n_channels)
         self.amplitude_uv = _check_threshold(amplitude_uv, "amplitude_uv")
         self.gradient_uv = _check_threshold(gradient_uv, "gradient_uv")
@@ -89,8 +87,13 @@ class Flagger:
             self._a = np.zeros(n, np.bool_)
             self._g = np.zeros(n, np.bool_)
         _flags(
-            chunk, self.amplitude_uv, self.gradient_uv, self._prev, self._have_prev,
-            self._a, self._g,
+            chunk,
+            self.amplitude_uv,
+            self.gradient_uv,
+            self._prev,
+            self._have_prev,
+            self._a,
+            self._g,
         )
         self._have_prev = self._have_prev or n > 0
         return self._a, self._g

@@ -159,8 +159,9 @@ class MuEEGSource:
         self.channel_names = list(channel_names)
         missing = [c for c in CHANNELS if c not in self.channel_names]
         if missing:
-            raise ConfigError(f"must include {list(CHANNELS)}; missing {missing}",
-                              field="channel_names")
+            raise ConfigError(
+                f"must include {list(CHANNELS)}; missing {missing}", field="channel_names"
+            )
         self.seed = seed
         rng = np.random.default_rng(seed)
         n_ch = len(self.channel_names)
@@ -280,7 +281,8 @@ class MuEEGSource:
         self._pulses = [(o, s) for o, s in self._pulses if o + n_art > start]
         for onset, scale in self._pulses:
             if onset < end:
-                add_artifact(out, onset, self.artifact_template,
-                             scale * self.artifact_gains, offset=start)
+                add_artifact(
+                    out, onset, self.artifact_template, scale * self.artifact_gains, offset=start
+                )
         self.n_samples = end
         return out

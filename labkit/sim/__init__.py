@@ -10,7 +10,17 @@ import serial
 if "labkit.sim.urlhandlers" not in serial.protocol_handler_packages:
     serial.protocol_handler_packages.append("labkit.sim.urlhandlers")
 
+from labkit.sim.amplifier import EEGAmplifier, EMGAmplifier  # noqa: E402
+from labkit.sim.eeg import MuEEGSource  # noqa: E402
 from labkit.sim.events import Coil, Discharge  # noqa: E402
+from labkit.sim.magpro_emulator import MagProEmulator  # noqa: E402
+from labkit.sim.magstim_emulator import MagstimEmulator  # noqa: E402
+from labkit.sim.mep_model import StatisticalMEPModel, sample_population  # noqa: E402
+from labkit.sim.subject import VirtualSubject  # noqa: E402
 from labkit.sim.transport import SerialEmulator  # noqa: E402
 
-__all__ = ["Coil", "Discharge", "SerialEmulator"]
+__all__ = [
+    "Coil", "Discharge", "EEGAmplifier", "EMGAmplifier", "MagProEmulator", "MagstimEmulator",
+    "MuEEGSource", "SerialEmulator", "StatisticalMEPModel", "VirtualSubject",
+    "sample_population",
+]

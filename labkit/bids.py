@@ -8,7 +8,8 @@ What :func:`export_bids` writes for ``sub-<s>/ses-<n>``:
   (BIDS 1.11, supported by mne-bids ≥ 0.17 for EDF/BDF only), not disguised as EEG;
   EDF is used for both because it needs no extra writer beyond ``edfio``.
 - ``…_events.tsv`` (+ ``.json``): one row per pulse of the session log inside the
-  recording, ``trial_type`` ``tms_pulse``, exact onset (not rounded to a sample) and every
+  recording, ``trial_type`` ``tms_pulse``, exact onset (not rounded to a sample; the LSL
+  time mapped onto the file's sample axis through the recorded timestamps) and every
   logged parameter (``intensity_percent``, ``intensity_rmt_percent``, ``protocol``,
   ``train_index``…); missing values are ``n/a``.
 - ``nibs/…_nibs.tsv`` and ``…_nibs.json``: the stimulation set-up after the NIBS BIDS
@@ -264,16 +265,23 @@ def _write_json(path: Path, obj: dict) -> None:
     path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def _pulse_rows(pulses: list[LogRecord], first_s: float, last_s: float, sfreq: float
-                ) -> list[dict]:
+def _pulse_rows(pulses: list[LogRecord], stamps: np.ndarray, sfreq: float) -> list[dict]:
+    """Events rows for the pulses inside the recording.
+
+    The onset is placed on the file's time axis (sample index / nominal rate) by
+    interpolating the pulse's LSL time between the recorded sample timestamps, so that
+    amplifier clock drift or dropped samples do not shift pulses against the data.
+    """
     rows = []
+    index = np.arange(len(stamps), dtype=np.float64)
     for p in pulses:
-        onset = p.time_s - first_s
-        if p.time_s < first_s or p.time_s > last_s:
+        if p.time_s < stamps[0] or p.time_s > stamps[-1]:
             continue
+        position = float(np.interp(p.time_s, stamps, index))
+        onset = position / sfreq
         row: dict[str, Any] = {
             "onset": round(onset, 6), "duration": 0, "trial_type": PULSE_TRIAL_TYPE,
-            "sample": int(round(onset * sfreq)), "lsl_time_s": round(p.time_s, 6),
+            "sample": int(round(position)), "lsl_time_s": round(p.time_s, 6),
         }
         for key, value in p.payload.items():
             if isinstance(value, (dict, list)):
@@ -613,7 +621,7 @@ def export_bids(
                 stamps[0] - info.get("created_local_clock_s", stamps[0]))
             raw.set_meas_date(datetime.fromtimestamp(start_unix, tz=UTC))
             sfreq = raw.info["sfreq"]
-            rows = _pulse_rows(pulses, stamps[0], stamps[-1], sfreq)
+            rows = _pulse_rows(pulses, stamps, sfreq)
             for p in pulses:
                 if stamps[0] <= p.time_s <= stamps[-1]:
                     counted.add(p.seq)

@@ -34,7 +34,7 @@ needs_validator = pytest.mark.skipif(
 
 
 def write_fake_recording(path: Path, data_uv: np.ndarray, t0: float, *, stream_type="EMG",
-                         ch_names=None) -> None:
+                         ch_names=None, clock_ratio: float = 1.0) -> None:
     """Write a recording in labkit's on-disk format (what StreamRecorder produces)."""
     n_ch, n = data_uv.shape
     path.mkdir(parents=True)
@@ -48,7 +48,8 @@ def write_fake_recording(path: Path, data_uv: np.ndarray, t0: float, *, stream_t
     }
     (path / "header.json").write_text(json.dumps(header))
     (path / "data.f32").write_bytes(np.ascontiguousarray(data_uv.T, dtype="<f4").tobytes())
-    (path / "times.f64").write_bytes((t0 + np.arange(n) / FS_HZ).astype("<f8").tobytes())
+    stamps = t0 + np.arange(n) / FS_HZ * clock_ratio
+    (path / "times.f64").write_bytes(stamps.astype("<f8").tobytes())
 
 
 def make_session(root: Path, session: int = 1, *, eeg: bool = False,
@@ -116,6 +117,19 @@ def test_export_layout_events_and_sidecars(tmp_path):
     assert sessions[1].split("\t") == ["ses-01", "52", "6", "3", "11", "1"]
     desc = json.loads((root / "dataset_description.json").read_text())
     assert desc["GeneratedBy"][0]["Name"] == "labkit"
+
+
+def test_onsets_follow_recorded_timestamps_under_clock_drift(tmp_path):
+    ses = Session(tmp_path / "data", "01", 1)
+    # the amplifier's clock runs 1 % slow: 2000 samples span 2.02 s of LSL time
+    write_fake_recording(ses.recordings_dir / "emg", np.zeros((1, 20000)), T0,
+                         clock_ratio=1.01)
+    ses.log_pulse(time_s=T0 + 5000 / FS_HZ * 1.01, intensity_percent=50, index=0)
+    ses.close()
+    out = export_bids(ses, tmp_path / "bids")
+    (row,) = exported_pulses(out.events_files[0])
+    assert row["sample"] == "5000"
+    assert float(row["onset"]) == pytest.approx(5000 / FS_HZ, abs=1e-6)  # not 2.525 s
 
 
 def test_round_trip_through_mne_bids(tmp_path):

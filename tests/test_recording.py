@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -293,3 +294,16 @@ def test_kill_9_loses_at_most_one_second(tmp_path):
     values, mstamps, _ = read_markers(ses / "recordings" / "markers")
     assert len(values) >= len(pulses) - 10
     assert t_kill - mstamps[-1] <= 1.0
+    # the crashed session can be resumed (log repaired if torn) and exported
+    from labkit.bids import export_bids, validate_bids
+    from labkit.session import Session
+
+    with Session.resume(tmp_path, "01", "01") as resumed:
+        resumed.note("resumed after kill -9")
+    kinds = [r.kind for r in read_log(ses)]
+    assert kinds[-3:] == ["session_resume", "note", "session_end"]
+    out = export_bids(resumed, tmp_path / "bids")
+    assert out.n_pulses >= len(pulses) - 2  # pulses logged after the last sample are outside
+    if shutil.which("bids-validator-deno") or (Path(sys.executable).parent
+                                               / "bids-validator-deno").exists():
+        assert validate_bids(tmp_path / "bids").errors == []

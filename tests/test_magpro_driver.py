@@ -218,15 +218,19 @@ def test_train_delivers_right_count_at_right_rate(stim, emulator):
     assert all(d.intensity_percent == 50.0 for d in emulator.discharges)
     within = [b - a for a, b in zip(times[:-1], times[1:], strict=True) if b - a < 0.2]
     assert len(within) == 18
-    assert all(0.03 < dt < 0.08 for dt in within)           # 50 ms period, loose
-    gap = times[10] - times[9]
-    assert 0.25 < gap < 0.4                                  # ITI 0.3 s
+    # The emulator schedules on absolute times, so one late pulse (a loaded CI machine)
+    # shortens the next interval: check each interval loosely and the train span tightly.
+    assert all(0.005 < dt < 0.15 for dt in within)          # 50 ms period
+    assert 0.40 < times[9] - times[0] < 0.56                 # 9 periods = 0.45 s
+    assert 0.40 < times[19] - times[10] < 0.56
+    assert 0.2 < times[10] - times[9] < 0.45                 # ITI 0.3 s
+    assert 1.0 < times[19] - times[0] < 1.35                 # 2 × 0.45 s + 0.3 s = 1.2 s
     assert 0.0 <= times[0] - start_s < 0.1
     assert not stim.train_running()
     # Every pulse the unit reported became a marker on the train schedule.
     assert len(stim.events) == 20 and stim.pulse_count == 20
     offsets = [e.time_s - d.time_s for e, d in zip(stim.events, emulator.discharges, strict=True)]
-    assert max(abs(o) for o in offsets) < 0.03
+    assert max(abs(o) for o in offsets) < 0.1  # emulator thread lateness under load
     assert stim.events[10].extra == {"train": 1, "pulse_in_train": 0, "time_source": "schedule"}
 
 

@@ -392,6 +392,29 @@ def test_rapid_v9_keepalive_is_x_at(emulators):
     assert b"x@G" in emulator.received
 
 
+def test_rapid_enhanced_power_allows_110_single_pulses_only(emulators):
+    got: list[Discharge] = []
+    emulator = emulators("rapid", coil=got.append)
+    with Rapid(emulator.url) as stim:
+        with pytest.raises(ConfigError, match="0 to 100"):
+            stim.set_intensity(105)
+        stim.set_enhanced_power(True)
+        assert stim.status().enhanced_power and emulator.enhanced_power
+        stim.set_intensity(110)
+        with pytest.raises(ConfigError, match="0 to 110"):
+            stim.set_intensity(111)
+        with pytest.raises(SettingsConflictError, match="enhanced-power"):
+            stim.set_train(5, 10)
+        stim.arm()
+        assert stim.fire().intensity_percent == 110.0
+        stim.set_enhanced_power(False)
+        assert emulator.intensity_percent == 100 and stim._current_intensity() == 100.0
+        stim.set_train(5, 10)
+        with pytest.raises(SettingsConflictError, match="single pulses only"):
+            stim.set_enhanced_power(True)
+    assert got[0].intensity_percent == 110.0
+
+
 def test_rapid_unlock_code(emulators):
     emulator = emulators("rapid", unlock_code="A1b2")
     with pytest.raises(InvalidDataError, match="Q@n"):

@@ -41,6 +41,8 @@ def _reply(body: bytes) -> bytes:
     (mp.GET_SYSTEM_STATUS, b"x@G"),
     (mp.HIGH_RESOLUTION_ON, b"Y@f"),
     (mp.HIGH_RESOLUTION_OFF, b"Z@e"),
+    (mp.ENHANCED_POWER_ON, b"^@a"),
+    (mp.ENHANCED_POWER_OFF, b"_@`"),
     (mp.set_intensity(50), b"@050*"),
     (mp.set_intensity(50.0), b"@050*"),
     (mp.set_intensity(50, output="B"), b"A050)"),

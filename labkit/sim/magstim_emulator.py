@@ -326,6 +326,9 @@ class MagstimEmulator(SerialEmulator):
         elif char in "BD[":
             self._train_setting(char, body)
         elif char in "^_":
+            if char == "^" and self.repetitive:
+                self._refuse(char, "S")  # enhanced power is for single pulses only
+                return
             self.enhanced_power = char == "^"
             if not self.enhanced_power:
                 self.intensity_percent = min(self.intensity_percent, 100)
@@ -360,7 +363,7 @@ class MagstimEmulator(SerialEmulator):
 
     def _train_setting(self, char: str, body: bytes) -> None:
         value = self._digits(body)
-        if value is None or self.train_running:
+        if value is None or self.train_running or self.enhanced_power:
             self._refuse(char, "?" if value is None else "S")
             return
         if char == "B":

@@ -385,6 +385,7 @@ class Rapid(Magstim):
         self._frequency_hz = 0.0
         self._n_pulses = 0
         self._duration_s = 0.0
+        self.enhanced_power = False
 
     def _rapid(self) -> bool:
         return True
@@ -402,6 +403,11 @@ class Rapid(Magstim):
         self._frequency_hz = params.frequency_hz or 0.0
         self._n_pulses = params.n_pulses or 0
         self._duration_s = params.duration_s or 0.0
+        self.enhanced_power = isinstance(params.status, mp.RapidStatus) and \
+            params.status.enhanced_power
+
+    def _max_intensity(self) -> int:
+        return 110 if self.enhanced_power else 100
 
     def _keepalive(self) -> None:
         if self._version() >= mp.RAPID_V9:
@@ -435,11 +441,31 @@ class Rapid(Magstim):
         return self._duration_s > 0 and self._frequency_hz > 0
 
     def set_intensity(self, percent: int) -> None:
-        """Set the power (integer % MSO, 0–100), refusing it if the train would be unsafe."""
-        value = mp.check_whole_number(percent, name="percent", low=0, high=100, unit="% MSO")
+        """Set the power (integer % MSO, 0–100; 0–110 in enhanced-power mode).
+
+        Refused with :class:`~labkit.errors.SafetyError` if the configured train would
+        then exceed the frequency ceiling or the energy limit.
+        """
+        value = mp.check_whole_number(percent, name="percent", low=0,
+                                      high=self._max_intensity(), unit="% MSO")
         if self.repetitive:
             mp.check_train(value, self._frequency_hz, self._n_pulses, variant=self.variant)
         super().set_intensity(value)
+
+    def set_enhanced_power(self, enable: bool) -> None:
+        """Enhanced-power mode (``^@``/``_@``): single pulses up to 110 % MSO.
+
+        Only in single-pulse mode. Switching it off brings an intensity above 100 back
+        to 100 (the unit does the same).
+        """
+        if enable and self.repetitive:
+            raise SettingsConflictError(
+                "enhanced power is for single pulses only: call set_single_pulse() first",
+                command=mp.ENHANCED_POWER_ON)
+        with self._lock:
+            self._transact(mp.ENHANCED_POWER_ON if enable else mp.ENHANCED_POWER_OFF)
+            self.enhanced_power = bool(enable)
+            self._intensity_percent = min(self._intensity_percent, self._max_intensity())
 
     def set_train(self, frequency_hz: float, n_pulses: int) -> float:
         """Configure a train of ``n_pulses`` at ``frequency_hz`` (sends ``B``, ``D``, ``[``).
@@ -456,6 +482,10 @@ class Rapid(Magstim):
         ConfigError
             A value outside what the unit can encode.
         """
+        if self.enhanced_power:
+            raise SettingsConflictError(
+                "trains are not allowed in enhanced-power mode: set_enhanced_power(False) first",
+                command=b"B")
         version = self._version()
         f_cmd = mp.set_frequency(frequency_hz)
         n_cmd = mp.set_pulses(n_pulses, version)

@@ -147,6 +147,8 @@ GET_ERROR_CODE = frame("I@")
 GET_SYSTEM_STATUS = frame("x@")
 HIGH_RESOLUTION_ON = frame("Y@")
 HIGH_RESOLUTION_OFF = frame("Z@")
+ENHANCED_POWER_ON = frame("^@")
+ENHANCED_POWER_OFF = frame("_@")
 
 
 def set_intensity(percent: object, *, output: str = "A", maximum: int = 100) -> bytes:

@@ -1,0 +1,353 @@
+"""The :class:`Session`: ids, directory layout, log helpers and recorders together."""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import re
+import sys
+from collections.abc import Callable, Iterable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from labkit.clock import local_clock
+from labkit.errors import ConfigError, LabkitError
+from labkit.markers import PulseEvent
+from labkit.recording import AppendFile, RecordingError, StreamRecorder
+from labkit.session.ids import check_session_id, check_subject_id
+from labkit.session.log import (
+    LOG_FILE,
+    LogRecord,
+    SessionError,
+    SessionLog,
+    SessionLogError,
+    read_log,
+)
+
+RECORDINGS_DIR = "recordings"
+#: Allowed values of ``when`` for a pain rating.
+PAIN_WHEN = ("before", "after", "follow-up")
+#: Packages whose versions :meth:`Session.log_versions` records.
+VERSIONED_PACKAGES = (
+    "labkit", "numpy", "scipy", "numba", "mne", "mne-lsl", "pylsl", "pyserial", "pandas",
+    "pydantic", "mne-bids", "ipywidgets",
+)
+
+
+# -- versions -------------------------------------------------------------------------
+def package_versions(packages: Iterable[str] = VERSIONED_PACKAGES) -> dict[str, str | None]:
+    """Installed versions of ``packages`` (``None`` when not installed)."""
+    out: dict[str, str | None] = {}
+    for name in packages:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _validate_pain(nrs: Any, when: str) -> int:
+    if isinstance(nrs, bool) or not isinstance(nrs, (int, float)) or (
+        isinstance(nrs, float) and (math.isnan(nrs) or not nrs.is_integer())
+    ):
+        raise ConfigError(f"NRS must be an integer 0–10, got {nrs!r}", field="nrs")
+    if not 0 <= nrs <= 10:
+        raise ConfigError(f"NRS must be in 0–10, got {nrs}", field="nrs")
+    if when not in PAIN_WHEN:
+        raise ConfigError(f"must be one of {PAIN_WHEN}, got {when!r}", field="when")
+    return int(nrs)
+
+
+# -- the session ----------------------------------------------------------------------
+class Session:
+    """A pseudonymous session on disk: log, recordings, and a place for exports.
+
+    Parameters
+    ----------
+    root : str | os.PathLike
+        Data root (holds ``sub-*/ses-*``).
+    subject_id : str
+        Pseudonymous code (see :func:`check_subject_id`).
+    session_id : str | int | None
+        Session code; the next free number (``01``, ``02``...) when omitted.
+    task : str
+        BIDS task label (letters and digits).
+    clock : callable
+        Time source for the log (LSL ``local_clock`` by default).
+    on_fault : callable | None
+        Called with the error when storage fails in a background thread: a recorder's
+        :class:`~labkit.recording.RecordingError` / ``LowDiskSpaceError`` or a queued log
+        write's :class:`SessionLogError`. A protocol runner passes its stop here so that
+        stimulation stops before data is lost. Runs in that thread; keep it short.
+    log_opener : callable | None
+        Passed to :class:`SessionLog` (tests: simulated full disk).
+
+    Notes
+    -----
+    The constructor opens a new session or continues an existing one;
+    :meth:`open` insists on a new one and :meth:`resume` on an existing one. Use it as a
+    context manager: leaving the block stops the recorders and logs ``session_end``
+    (with the exception, if one escaped).
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        subject_id: str,
+        session_id: str | int | None = None,
+        *,
+        task: str = "rtms",
+        clock: Callable[[], float] = local_clock,
+        on_fault: Callable[[LabkitError], Any] | None = None,
+        log_opener: Callable[[Path], AppendFile] | None = None,
+        _mode: str = "any",
+    ) -> None:
+        self.root = Path(root)
+        self.subject_id = check_subject_id(subject_id)
+        if not re.fullmatch(r"[A-Za-z0-9]{1,32}", str(task)):
+            raise ConfigError(f"must be letters/digits (BIDS label), got {task!r}", field="task")
+        self.task = task
+        subject_dir = self.root / f"sub-{self.subject_id}"
+        if session_id is None:
+            if _mode == "resume":
+                raise SessionError("resume needs a session_id")
+            session_id = self._next_session_number(subject_dir)
+        self.session_id = check_session_id(session_id)
+        self.path = subject_dir / f"ses-{self.session_id}"
+        self.log_path = self.path / LOG_FILE
+        self.recordings_dir = self.path / RECORDINGS_DIR
+        existed = self.log_path.exists() and self.log_path.stat().st_size > 0
+        if _mode == "new" and existed:
+            raise SessionError(
+                f"{self.path}: session already exists; use Session.resume() to continue it "
+                "or choose another session_id"
+            )
+        if _mode == "resume" and not existed:
+            raise SessionError(f"{self.path}: no session to resume (no {LOG_FILE})")
+        self.recordings_dir.mkdir(parents=True, exist_ok=True)
+        self.on_fault = on_fault
+        self.log = SessionLog(self.log_path, clock=clock, opener=log_opener,
+                              on_error=self._fault)
+        self.recorders: dict[str, StreamRecorder] = {}
+        self._clock = clock
+        ids = {"subject_id": self.subject_id, "session_id": self.session_id, "task": task}
+        if existed:
+            self.log.append("session_resume", **ids)
+        else:
+            self.log.append("session_start", **ids)
+            self.log_versions()
+
+    def _fault(self, err: LabkitError) -> None:
+        if self.on_fault is not None:
+            self.on_fault(err)
+
+    @staticmethod
+    def _next_session_number(subject_dir: Path) -> str:
+        used = []
+        if subject_dir.is_dir():
+            for p in subject_dir.glob("ses-*"):
+                tail = p.name[4:]
+                if tail.isdigit():
+                    used.append(int(tail))
+        return f"{(max(used) + 1) if used else 1:02d}"
+
+    @classmethod
+    def open(cls, root: str | os.PathLike, subject_id: str, session_id: str | int | None = None,
+             **kwargs: Any) -> Session:
+        """Start a new session; refuse if that session already has a log."""
+        return cls(root, subject_id, session_id, _mode="new", **kwargs)
+
+    @classmethod
+    def resume(cls, root: str | os.PathLike, subject_id: str, session_id: str | int,
+               **kwargs: Any) -> Session:
+        """Continue an existing session (after a crash); its log is appended to."""
+        return cls(root, subject_id, session_id, _mode="resume", **kwargs)
+
+    # -- logging helpers --------------------------------------------------------------
+    def log_event(self, kind: str, **payload: Any) -> LogRecord:
+        """Log any event (see :meth:`SessionLog.append`)."""
+        return self.log.append(kind, **payload)
+
+    def note(self, text: str) -> LogRecord:
+        """Log a free-text note."""
+        return self.log.append("note", text=str(text))
+
+    def log_versions(self) -> LogRecord:
+        """Log package versions, Python and platform."""
+        return self.log.append(
+            "versions", packages=package_versions(), python=sys.version.split()[0],
+            platform=platform.platform(), machine=platform.machine(),
+        )
+
+    def log_device(self, **info: Any) -> LogRecord:
+        """Log stimulator/amplifier information (model, serial, firmware, port...)."""
+        return self.log.append("device", **info)
+
+    def log_protocol(self, protocol: Any, **extra: Any) -> LogRecord:
+        """Log the protocol: a dict, a pydantic model (``model_dump``) or its name."""
+        if hasattr(protocol, "model_dump"):
+            body = protocol.model_dump(mode="json")
+        elif isinstance(protocol, dict):
+            body = protocol
+        else:
+            body = {"name": str(protocol)}
+        return self.log.append("protocol", protocol=body, **extra)
+
+    def log_pulse(self, pulse: PulseEvent | None = None, *, nowait: bool = False,
+                  **params: Any) -> LogRecord:
+        """Log one delivered pulse at its own time.
+
+        Parameters
+        ----------
+        pulse : PulseEvent | None
+            The driver's pulse event (time, intensity, device, index, extra).
+        **params
+            Further parameters, e.g. ``intensity_rmt_percent``, ``protocol``,
+            ``train_index``, ``pulse_in_train``; or the whole pulse without ``pulse``
+            (then ``time_s`` and ``intensity_percent`` are required).
+        nowait : bool
+            Queue the line for the log's writer thread instead of waiting for fsync
+            (for tight pulse loops; see :meth:`SessionLog.append_nowait`).
+        """
+        append = self.log.append_nowait if nowait else self.log.append
+        if pulse is not None:
+            body = {
+                "intensity_percent": pulse.intensity_percent, "device": pulse.device,
+                "index": pulse.index,
+            }
+            if pulse.intensity_b_percent is not None:
+                body["intensity_b_percent"] = pulse.intensity_b_percent
+            if pulse.ipi_ms is not None:
+                body["ipi_ms"] = pulse.ipi_ms
+            body.update(pulse.extra)
+            body.update(params)
+            return append("pulse", time_s=pulse.time_s, **body)
+        if "time_s" not in params or "intensity_percent" not in params:
+            raise ValueError("log_pulse without a PulseEvent needs time_s and intensity_percent")
+        time_s = params.pop("time_s")
+        return append("pulse", time_s=time_s, **params)
+
+    def log_threshold(self, threshold_percent: float, *, method: str, kind: str = "rmt",
+                      n_pulses: int | None = None, **extra: Any) -> LogRecord:
+        """Log a motor threshold (``kind`` ``"rmt"`` or ``"amt"``) in % MSO."""
+        if not (isinstance(threshold_percent, (int, float)) and math.isfinite(threshold_percent)
+                and 0 < threshold_percent <= 100):
+            raise ConfigError(f"must be in (0, 100] % MSO, got {threshold_percent!r}",
+                              field="threshold_percent")
+        if kind not in ("rmt", "amt"):
+            raise ConfigError(f"must be 'rmt' or 'amt', got {kind!r}", field="kind")
+        return self.log.append("threshold", threshold_percent=float(threshold_percent),
+                               method=method, threshold_kind=kind, n_pulses=n_pulses, **extra)
+
+    def log_pain_rating(self, nrs: int, when: str = "before", **extra: Any) -> LogRecord:
+        """Log a 0–10 numeric rating scale pain score ``before``/``after``/``follow-up``."""
+        value = _validate_pain(nrs, when)
+        return self.log.append("pain_rating", nrs=value, when=when, **extra)
+
+    def log_adverse_event(self, event: str, *, severity: str = "mild",
+                          description: str = "", **extra: Any) -> LogRecord:
+        """Log an adverse event (seizure, syncope, headache...), severity mild/moderate/severe."""
+        if not isinstance(event, str) or not event.strip():
+            raise ConfigError("must name the event (e.g. 'headache')", field="event")
+        if severity not in ("mild", "moderate", "severe"):
+            raise ConfigError(f"must be mild, moderate or severe, got {severity!r}",
+                              field="severity")
+        return self.log.append("adverse_event", event=event.strip(), severity=severity,
+                               description=description, **extra)
+
+    def log_screening(self, answers: dict, *, eligible: bool, **extra: Any) -> LogRecord:
+        """Log screening answers and the verdict."""
+        return self.log.append("screening", answers=answers, eligible=bool(eligible), **extra)
+
+    def log_override(self, reason: str, **what: Any) -> LogRecord:
+        """Log a safety override; ``reason`` is required."""
+        if not isinstance(reason, str) or not reason.strip():
+            raise ConfigError("an override needs a written reason", field="reason")
+        return self.log.append("override", reason=reason.strip(), **what)
+
+    def log_fault(self, what: str, **extra: Any) -> LogRecord:
+        """Log a fault (stream lost, stimulator silent, disk full...)."""
+        return self.log.append("fault", what=what, **extra)
+
+    # -- recordings -------------------------------------------------------------------
+    def record(self, source: Any, name: str, **kwargs: Any) -> StreamRecorder:
+        """Start recording a stream into ``recordings/<name>`` (``name-2``... if taken).
+
+        Parameters
+        ----------
+        source : str | pylsl.StreamInfo | pylsl.StreamInlet
+            See :class:`labkit.recording.StreamRecorder`.
+        name : str
+            Short label, e.g. ``"emg"``, ``"eeg"``, ``"markers"``.
+        **kwargs
+            Passed to :class:`StreamRecorder` (``source_id``, ``on_error``...). A write
+            failure is also logged as a ``fault`` when the log still works.
+        """
+        if not re.fullmatch(r"[A-Za-z0-9_]{1,32}", name):
+            raise ConfigError(f"must be letters, digits or _, got {name!r}", field="name")
+        target, label, k = self.recordings_dir / name, name, 1
+        while target.exists():
+            k += 1
+            label = f"{name}-{k}"
+            target = self.recordings_dir / label
+        user_cb = kwargs.pop("on_error", None)
+
+        def on_error(err: RecordingError) -> None:
+            try:
+                self.log_fault("recording failed", recording=label, error=str(err))
+            except (SessionLogError, ValueError):
+                pass
+            if user_cb is not None:
+                user_cb(err)
+            self._fault(err)
+
+        rec = StreamRecorder(source, target, on_error=on_error, **kwargs)
+        self.recorders[label] = rec
+        self.log.append("recording_start", recording=label, stream=rec.info["name"],
+                        source_id=rec.info["source_id"], sfreq=rec.info["sfreq"],
+                        path=str(target.relative_to(self.path)))
+        return rec
+
+    def recordings(self) -> dict[str, Path]:
+        """All recording directories of this session (including earlier runs), by label."""
+        if not self.recordings_dir.is_dir():
+            return {}
+        return {p.name: p for p in sorted(self.recordings_dir.iterdir())
+                if (p / "header.json").exists()}
+
+    def events(self, kind: str | Iterable[str] | None = None) -> list[LogRecord]:
+        """The log read back (optionally only some kinds)."""
+        return read_log(self.log_path, kind=kind)
+
+    def stop_recordings(self) -> None:
+        """Stop every running recorder and log how many samples each wrote."""
+        for label, rec in list(self.recorders.items()):
+            rec.stop()
+            if not self.log.closed:
+                self.log.append("recording_stop", recording=label, n_samples=rec.n_samples,
+                                failed=rec.failed)
+            del self.recorders[label]
+
+    def close(self, *, error: BaseException | None = None) -> None:
+        """Stop recordings, log ``session_end`` and close the log."""
+        try:
+            self.stop_recordings()
+        finally:
+            if not self.log.closed:
+                end: dict[str, Any] = {}
+                if error is not None:
+                    end["error"] = f"{type(error).__name__}: {error}"
+                self.log.append("session_end", **end)
+            self.log.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        self.close(error=exc)
+
+    def __repr__(self) -> str:
+        return (f"Session(subject='{self.subject_id}', session='{self.session_id}', "
+                f"task='{self.task}', path='{self.path}')")

@@ -262,7 +262,9 @@ def check_reply(command: bytes, reply: bytes) -> bytes:
     """Validate a complete reply and return it.
 
     Checks, in order: empty reply, ``?`` (unknown command), CRC, echoed command
-    character, ``?`` / ``S`` in the status position.
+    character, ``?`` / ``S`` in the status position of a 3-byte reply. (As status bytes,
+    0x3F and 0x53 would mean *standby* and *armed* at once, which a unit never reports,
+    so the two readings cannot be confused.)
 
     Raises
     ------

@@ -324,7 +324,7 @@ def test_unsolicited_messages_are_absorbed(stim, emulator):
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(garbage=st.binary(min_size=1, max_size=24))
 def test_fuzz_garbage_on_line_raises_only_protocol_errors(emulator, garbage):
-    driver = MagPro(emulator.url, keepalive=False, timeout_s=0.15)
+    driver = MagPro(emulator.url, keepalive=False, timeout_s=0.3)
     driver.connect()
     try:
         emulator._to_url_host.write(garbage)

@@ -145,7 +145,7 @@ class MagPro(Stimulator):
         self.train_settings: proto.TrainSettings | None = None
         self._train_start_s: float | None = None
         self._train_pulses_seen = 0
-        #: Unsolicited frames that failed to parse (counted, then skipped).
+        #: Malformed or unparsable frames skipped on the line (counted, then ignored).
         self.unsolicited_errors = 0
         self._last_reply_frame = b""
 
@@ -448,6 +448,7 @@ class MagPro(Stimulator):
                 raise CRCError(f"{getattr(exc, 'detail', exc)} (awaiting reply to {name})",
                                command=frame, reply=exc.reply) from None
             except StimulatorProtocolError as exc:
+                self.unsolicited_errors += 1
                 malformed = StimulatorProtocolError(
                     f"{getattr(exc, 'detail', exc)} (awaiting reply to {name})",
                     command=frame, reply=exc.reply)

@@ -105,7 +105,7 @@ def zrenner_ar_phase(window: np.ndarray, fs: float) -> tuple[float, float]:
     phase_rad : float
         Phase at the last sample, cosine convention.
     freq_hz : float
-        Mean instantaneous frequency over the Hilbert window (for prediction).
+        Peak of the fitted AR spectrum in the pass band (for prediction).
     """
     p = ZRENNER
     q = _decimation_factor(fs, p["fs_hz"])
@@ -131,11 +131,18 @@ def zrenner_ar_phase(window: np.ndarray, fs: float) -> tuple[float, float]:
     seg = hilbert(ext[-hw:])
     now = hw // 2 - 1
     phase = float(np.angle(seg[now]))
+    freq = _ar_peak_hz(a, fs_w, p["band_hz"])
     # the block mean delays "now" by (q - 1) / 2 input samples: advance the phase
-    dph = np.angle(seg[now + 1 :] * np.conj(seg[now:-1]))
-    freq = float(np.clip(np.mean(dph) * fs_w / (2 * np.pi), 1.0, fs_w / 2))
     phase += 2 * np.pi * freq * (q - 1) / (2 * fs)
     return _wrap(phase), freq
+
+
+def _ar_peak_hz(a: np.ndarray, fs: float, band_hz: tuple[float, float]) -> float:
+    """Frequency of the AR spectrum's maximum within ``band_hz`` (0.05 Hz grid)."""
+    f = np.arange(band_hz[0], band_hz[1] + 1e-9, 0.05)
+    k = np.arange(1, a.shape[0] + 1)
+    denom = np.abs(1 - np.exp(-2j * np.pi * np.outer(f, k) / fs) @ a) ** 2
+    return float(f[np.argmin(denom)])
 
 
 @njit(cache=True, nogil=True)

@@ -264,6 +264,8 @@ class MuEEGSource:
         if n_samples < 0:
             raise ConfigError(f"must be >= 0, got {n_samples}", field="n_samples")
         n_ch = len(self.channel_names)
+        if n_samples == 0:
+            return np.zeros((n_ch, 0))
         start = self.n_samples
         idx = np.arange(start, start + n_samples)
         # drawn sample-major so that the stream does not depend on the chunk sizes

@@ -1,0 +1,143 @@
+"""Phase estimators: accuracy on sinusoids, convention, tracker, prediction, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from labkit.closedloop import PhaseTracker, estimate_mu_peak, phase_now, time_to_phase
+from labkit.errors import ConfigError
+from labkit.kernels import hjorth_weights
+from labkit.phase import kalman_phase, zrenner_ar_phase
+from labkit.sim.eeg import MuEEGSource
+
+FS = 5000.0
+FREQS = (8.0, 9.0, 10.5, 12.0, 13.0)
+PHASES = np.linspace(-np.pi, np.pi, 9)[:-1]
+
+
+def _sinusoid(freq_hz, phase_at_end, fs=FS, n=2500, amp=10.0):
+    t = (np.arange(n) - (n - 1)) / fs
+    return amp * np.cos(2 * np.pi * freq_hz * t + phase_at_end)
+
+
+def _err_deg(est, true):
+    return float(np.degrees(np.angle(np.exp(1j * (est - true)))))
+
+
+def _circ_sd_deg(err_rad):
+    r = abs(np.mean(np.exp(1j * np.asarray(err_rad))))
+    return float(np.degrees(np.sqrt(-2 * np.log(r))))
+
+
+@pytest.mark.parametrize("freq", FREQS)
+def test_default_method_within_5_degrees_on_clean_sinusoids(freq):
+    errs = [_err_deg(phase_now(_sinusoid(freq, p), FS), p) for p in PHASES]
+    assert max(abs(e) for e in errs) <= 5.0, errs
+
+
+@pytest.mark.parametrize("freq", FREQS)
+def test_kalman_with_known_peak_is_within_1_degree(freq):
+    errs = [_err_deg(phase_now(_sinusoid(freq, p), FS, mu_hz=freq), p) for p in PHASES]
+    assert max(abs(e) for e in errs) <= 1.0, errs
+
+
+@pytest.mark.parametrize("freq", FREQS)
+def test_zrenner_baseline_on_clean_sinusoids(freq):
+    """The published AR(30) baseline, faithful to its parameters.
+
+    On a noise-free sinusoid the Yule-Walker fit (biased autocorrelation of a rank-2
+    signal) gives a forward prediction that drifts over its 128-sample horizon: the
+    error reaches ~19° at 8 Hz and ~13° at 10.5 Hz, so the 5° goal holds only for the
+    default method. This test pins the baseline's measured behaviour.
+    """
+    errs = [_err_deg(phase_now(_sinusoid(freq, p), FS, method="zrenner-ar"), p) for p in PHASES]
+    assert max(abs(e) for e in errs) <= 20.0, errs
+    assert abs(np.mean(errs)) <= 10.0, errs
+
+
+def test_phase_convention_peak_zero_trough_pi():
+    assert abs(phase_now(_sinusoid(10.0, 0.0), FS)) < np.radians(5)
+    assert abs(abs(phase_now(_sinusoid(10.0, np.pi), FS)) - np.pi) < np.radians(5)
+    # rising zero crossing: cos(-pi/2)
+    assert abs(phase_now(_sinusoid(10.0, -np.pi / 2), FS) + np.pi / 2) < np.radians(5)
+
+
+def test_works_at_1khz_and_at_other_rates():
+    for fs in (1000.0, 2048.0):
+        x = _sinusoid(11.0, 1.0, fs=fs, n=int(0.5 * fs))
+        assert abs(_err_deg(phase_now(x, fs), 1.0)) < 5
+        assert abs(_err_deg(phase_now(x, fs, method="zrenner-ar"), 1.0)) < 20
+
+
+def test_estimated_frequency():
+    _, f = kalman_phase(_sinusoid(12.0, 0.3), FS)
+    assert abs(f - 12.0) < 0.1
+    _, f = zrenner_ar_phase(_sinusoid(9.0, 0.3), FS)
+    assert abs(f - 9.0) < 0.5
+
+
+@pytest.mark.parametrize(("phase", "target"), [(0.0, np.pi), (2.0, np.pi), (-1.0, 0.0)])
+def test_time_to_phase(phase, target):
+    freq = 10.0
+    expected = ((target - phase) % (2 * np.pi)) / (2 * np.pi * freq)
+    got = time_to_phase(_sinusoid(freq, phase), FS, target)
+    assert abs(got - expected) < 0.0015  # 1.5 ms ~ 5.4° at 10 Hz
+    assert 0 <= got < 1 / freq + 1e-3
+
+
+def test_tracker_locks_on_and_does_not_depend_on_chunking():
+    f, p0 = 9.3, 0.3
+    n = 40000  # starts 1.2 Hz off: the frequency loop (tau 1 s) settles in ~4 s
+    x = 10 * np.cos(2 * np.pi * f * np.arange(n) / FS + p0)
+    results = []
+    for chunk in (1, 7, 50):
+        tr = PhaseTracker(FS, mu_hz=10.5, scale_uv=10.0)
+        errs = []
+        for a in range(0, n, chunk):
+            ph = tr.update(x[a : a + chunk])
+            last = min(a + chunk, n) - 1
+            if last > 25000 and last % 50 == 49:
+                errs.append(_err_deg(ph, 2 * np.pi * f * last / FS + p0))
+        assert max(abs(e) for e in errs) < 3.0
+        assert abs(tr.freq_hz - f) < 0.1
+        assert abs(tr.amplitude - 10.0) < 0.5
+        results.append(tr.phase)
+    assert np.ptp(results) < 1e-6
+
+
+def test_beats_the_baseline_on_synthetic_eeg():
+    src = MuEEGSource(11, snr_db=5.0, mu_hz=10.0)
+    x = src.generate(int(FS * 20))
+    h = (hjorth_weights(src.channel_names) @ x)[0]
+    idx = np.random.default_rng(0).integers(int(FS), h.size, 60)
+    truth = src.true_phases(idx)
+    est_k = [phase_now(h[i - 2499 : i + 1], FS) for i in idx]
+    est_ar = [phase_now(h[i - 2499 : i + 1], FS, method="zrenner-ar") for i in idx]
+    sd_k = _circ_sd_deg(np.array(est_k) - truth)
+    sd_ar = _circ_sd_deg(np.array(est_ar) - truth)
+    assert sd_k < sd_ar, (sd_k, sd_ar)
+    assert sd_k < 60, sd_k
+
+
+def test_estimate_mu_peak():
+    src = MuEEGSource(5, snr_db=0.0, mu_hz=11.7)
+    h = (hjorth_weights(src.channel_names) @ src.generate(int(FS * 20)))[0]
+    assert abs(estimate_mu_peak(h, FS) - 11.7) < 0.3
+
+
+def test_errors_name_the_argument():
+    with pytest.raises(ConfigError, match="method.*'kalman', 'zrenner-ar'.*'hilbert'"):
+        phase_now(np.zeros(2500), FS, method="hilbert")
+    with pytest.raises(ConfigError, match="window.*1-D"):
+        phase_now(np.zeros((2, 2500)), FS)
+    with pytest.raises(ConfigError, match="window.*200 ms"):
+        phase_now(np.ones(100), FS)
+    with pytest.raises(ConfigError, match="window.*NaN"):
+        phase_now(np.full(2500, np.nan), FS)
+    with pytest.raises(ConfigError, match="window.*constant"):
+        phase_now(np.zeros(2500), FS)
+    with pytest.raises(ConfigError, match="fs"):
+        phase_now(np.ones(2500), -1.0)
+    with pytest.raises(ConfigError, match="mu_hz.*4–30"):
+        PhaseTracker(FS, mu_hz=50.0)

@@ -81,6 +81,16 @@ EVENT_COLUMNS: dict[str, dict[str, str]] = {
     "pulse_in_train": {"Description": "0-based pulse number within its train"},
     "burst_index": {"Description": "0-based burst number within its train"},
     "device": {"Description": "Stimulator driver class"},
+    "train": {"Description": "0-based train number within the protocol (runner)"},
+    "burst": {"Description": "0-based burst number within its train (runner)"},
+    "pulse_in_burst": {"Description": "0-based pulse number within its burst (runner)"},
+    "scheduled_s": {"Description": "Planned pulse time from the start of the run",
+                    "Units": "s"},
+    "late_ms": {"Description": "Delivery time minus planned time (software timing)",
+                "Units": "ms"},
+    "timing": {"Description": "Who timed the pulse: software loop or the stimulator's "
+                              "train mode"},
+    "sham": {"Description": "Sham stimulation"},
     "lsl_time_s": {"Description": "Pulse time on the LSL local_clock", "Units": "s"},
 }
 _EVENT_KEY_ALIASES = {"index": "pulse_index"}
@@ -265,10 +275,13 @@ def _write_json(path: Path, obj: dict) -> None:
     path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def _pulse_rows(pulses: list[LogRecord], stamps: np.ndarray, sfreq: float) -> list[dict]:
+def _pulse_rows(pulses: list[LogRecord], stamps: np.ndarray, sfreq: float,
+                rmt_percent: float | None = None) -> list[dict]:
     """Events rows for the pulses inside the recording.
 
-    The onset is placed on the file's time axis (sample index / nominal rate) by
+    ``intensity_rmt_percent`` is taken from the pulse when logged, else computed from
+    ``intensity_percent`` and the session's last logged RMT. The onset is placed on the
+    file's time axis (sample index / nominal rate) by
     interpolating the pulse's LSL time between the recorded sample timestamps, so that
     amplifier clock drift or dropped samples do not shift pulses against the data.
     """
@@ -290,6 +303,10 @@ def _pulse_rows(pulses: list[LogRecord], stamps: np.ndarray, sfreq: float) -> li
             if name in ("onset", "duration", "trial_type", "sample"):
                 name = f"pulse_{name}"
             row[name] = value
+        mso = row.get("intensity_percent")
+        if ("intensity_rmt_percent" not in row and rmt_percent
+                and isinstance(mso, (int, float)) and not isinstance(mso, bool)):
+            row["intensity_rmt_percent"] = round(100.0 * mso / rmt_percent, 1)
         rows.append(row)
     return rows
 
@@ -621,7 +638,7 @@ def export_bids(
                 stamps[0] - info.get("created_local_clock_s", stamps[0]))
             raw.set_meas_date(datetime.fromtimestamp(start_unix, tz=UTC))
             sfreq = raw.info["sfreq"]
-            rows = _pulse_rows(pulses, stamps, sfreq)
+            rows = _pulse_rows(pulses, stamps, sfreq, facts["rmt_percent"])
             for p in pulses:
                 if stamps[0] <= p.time_s <= stamps[-1]:
                     counted.add(p.seq)

@@ -132,6 +132,27 @@ def test_onsets_follow_recorded_timestamps_under_clock_drift(tmp_path):
     assert float(row["onset"]) == pytest.approx(5000 / FS_HZ, abs=1e-6)  # not 2.525 s
 
 
+def test_runner_style_pulses_via_sink_get_rmt_percent_and_described_columns(tmp_path):
+    ses = Session(tmp_path / "data", "01", 1)
+    write_fake_recording(ses.recordings_dir / "emg", np.zeros((1, 10000)), T0)
+    ses.log_threshold(40, method="MLPest")
+    for i in range(3):  # what labkit.runner.ProtocolRunner hands its log callback
+        ses.sink("pulse", {"index": i, "time_s": T0 + 1 + i * 0.1, "intensity_percent": 44,
+                           "train": 0, "burst": i, "pulse_in_burst": 0,
+                           "scheduled_s": i * 0.1, "late_ms": None, "timing": "software",
+                           "sham": False})
+    ses.sink("finish", {"pulses_delivered": 3})
+    ses.close()
+    out = export_bids(ses, tmp_path / "bids")
+    rows = exported_pulses(out.events_files[0])
+    assert [r["intensity_rmt_percent"] for r in rows] == ["110"] * 3  # 44 / 40
+    assert [r["burst"] for r in rows] == ["0", "1", "2"]
+    assert [r["late_ms"] for r in rows] == ["n/a"] * 3
+    assert [float(r["onset"]) for r in rows] == pytest.approx([1.0, 1.1, 1.2], abs=1e-6)
+    described = json.loads(out.events_files[0].with_suffix(".json").read_text())
+    assert described["late_ms"]["Units"] == "ms" and "runner" in described["burst"]["Description"]
+
+
 def test_round_trip_through_mne_bids(tmp_path):
     import mne_bids
 

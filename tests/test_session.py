@@ -125,14 +125,29 @@ def test_every_append_is_fsynced(tmp_path):
     assert files[0].syncs == 5
 
 
-def test_log_refuses_bad_kind_and_nan(tmp_path):
+def test_log_refuses_bad_kind_and_keeps_awkward_values(tmp_path):
+    import dataclasses
+
+    import numpy as np
+
+    @dataclasses.dataclass
+    class Verdict:
+        ok: bool
+        cell: tuple
+
     log = SessionLog(tmp_path / "log.jsonl")
     with pytest.raises(ValueError, match="lower-case identifier"):
         log.append("Pulse!")
-    with pytest.raises(ValueError, match="not JSON serialisable"):
-        log.append("note", value=float("nan"))
-    log.append("note", ok=True)
-    assert [r.seq for r in read_log(tmp_path / "log.jsonl")] == [0]
+    with pytest.raises(ValueError, match="time_s of 'note' must be finite"):
+        log.append("note", time_s=float("nan"))
+    rec = log.append("safety", value=float("nan"), peak=np.float32(1.5), n=np.int64(3),
+                     arr=np.arange(3), verdict=Verdict(True, (10, 90)), where=tmp_path,
+                     inf=-float("inf"))
+    back = read_log(tmp_path / "log.jsonl")
+    assert [r.seq for r in back] == [0]
+    assert back[0].payload == rec.payload == {
+        "value": "NaN", "peak": 1.5, "n": 3, "arr": [0, 1, 2],
+        "verdict": {"ok": True, "cell": [10, 90]}, "where": str(tmp_path), "inf": "-Infinity"}
 
 
 def test_torn_last_line_is_ignored_then_repaired_on_reopen(tmp_path):
@@ -321,6 +336,19 @@ def test_helpers_write_what_analysis_needs(tmp_path):
                              "protocol": "m1_10hz_1000"}
     assert s.events("threshold")[0].payload["threshold_percent"] == 48.0
     assert s.events("adverse_event")[0].payload["event"] == "headache"
+
+
+def test_sink_takes_time_from_payload_and_keeps_order(tmp_path):
+    with Session(tmp_path, "01", clock=FakeClock(5.0)) as s:
+        for i in range(20):
+            s.sink("pulse", {"index": i, "time_s": 10.0 + i, "intensity_percent": 40})
+        s.sink("finish", {"pulses_delivered": 20})  # synchronous: the pulses are on disk
+        on_disk = read_log(s.log_path)
+        assert [r.kind for r in on_disk[-21:]] == ["pulse"] * 20 + ["finish"]
+    pulses = s.events("pulse")
+    assert [p.time_s for p in pulses] == [10.0 + i for i in range(20)]
+    assert "time_s" not in pulses[0].payload
+    assert s.events("finish")[0].time_s == 5.0
 
 
 def test_exception_in_block_is_logged_at_session_end(tmp_path):

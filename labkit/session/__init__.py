@@ -42,6 +42,7 @@ from labkit.session.log import (
     SessionLog,
     SessionLogError,
     read_log,
+    to_jsonable,
 )
 
 __all__ = [
@@ -63,4 +64,5 @@ __all__ = [
     "check_subject_id",
     "package_versions",
     "read_log",
+    "to_jsonable",
 ]

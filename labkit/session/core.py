@@ -170,6 +170,20 @@ class Session:
         """Log any event (see :meth:`SessionLog.append`)."""
         return self.log.append(kind, **payload)
 
+    def sink(self, kind: str, payload: dict) -> LogRecord:
+        """``log(kind, payload)`` callback for producers such as the protocol runner.
+
+        A ``time_s`` in the payload becomes the record's time. ``pulse`` events are
+        queued for the log's writer thread (:meth:`SessionLog.append_nowait`) so that
+        fsync never delays the next pulse; every other kind is written and fsync'd
+        (after the queued pulses, in order) before returning.
+        """
+        body = dict(payload)
+        time_s = body.pop("time_s", None)
+        if kind == "pulse":
+            return self.log.append_nowait(kind, time_s=time_s, **body)
+        return self.log.append(kind, time_s=time_s, **body)
+
     def note(self, text: str) -> LogRecord:
         """Log a free-text note."""
         return self.log.append("note", text=str(text))

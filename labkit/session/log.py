@@ -10,14 +10,17 @@ other bad line, naming the file and line number.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
+import math
 import os
 import re
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -86,16 +89,36 @@ class LogRecord:
     payload: dict = field(default_factory=dict)
 
 
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
-        return obj.item()
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, (set, frozenset, tuple)):
-        return list(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+def to_jsonable(obj: Any) -> Any:
+    """Convert a payload to plain JSON values; never raises.
+
+    numpy scalars/arrays → numbers/lists, dataclasses → dicts, pydantic models →
+    ``model_dump(mode="json")``, enums → their value, paths/other objects → ``str``,
+    non-finite floats → ``"NaN"``, ``"Infinity"``, ``"-Infinity"`` (strict JSON has no
+    NaN; a log must not fail inside a pulse loop because a value was NaN).
+    """
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    if isinstance(obj, float):
+        if math.isfinite(obj):
+            return obj
+        return "NaN" if math.isnan(obj) else ("Infinity" if obj > 0 else "-Infinity")
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, Enum):
+        return to_jsonable(obj.value)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return to_jsonable(dataclasses.asdict(obj))
+    if hasattr(obj, "model_dump"):
+        try:
+            return to_jsonable(obj.model_dump(mode="json"))
+        except Exception:  # noqa: BLE001 - fall back to the text form
+            return str(obj)
+    if hasattr(obj, "tolist") and callable(obj.tolist):  # numpy scalars and arrays
+        return to_jsonable(obj.tolist())
+    return str(obj)
 
 
 def _parse_line(raw: bytes, path: Path, lineno: int) -> LogRecord:
@@ -232,14 +255,14 @@ class SessionLog:
                 why = f" ({self.error})" if self.error is not None else ""
                 raise SessionLogError(f"{self.path}: log is closed; cannot log '{kind}'{why}")
             t = float(self._clock() if time_s is None else time_s)
+            if not math.isfinite(t):
+                raise ValueError(f"time_s of '{kind}' must be finite, got {t}")
+            payload = to_jsonable(payload)
             record = LogRecord(self._seq, t, kind, payload)
-            try:
-                line = json.dumps(
-                    {"seq": record.seq, "time_s": t, "kind": kind, "payload": payload},
-                    default=_json_default, allow_nan=False, ensure_ascii=False,
-                )
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"payload of '{kind}' is not JSON serialisable: {exc}") from exc
+            line = json.dumps(
+                {"seq": record.seq, "time_s": t, "kind": kind, "payload": payload},
+                allow_nan=False, ensure_ascii=False,
+            )
             self._pending.append((line + "\n").encode("utf-8"))
             self._seq += 1
             return record
@@ -282,7 +305,7 @@ class SessionLog:
         time_s : float | None
             Event time (LSL clock); the clock's "now" when omitted.
         **payload
-            JSON-serialisable event data (numpy scalars/arrays are converted).
+            Event data, converted by :func:`to_jsonable` (numpy, dataclasses, NaN...).
 
         Returns
         -------

@@ -267,7 +267,8 @@ def test_eeg_amplifier_with_mu_source_artifact_and_phase_modulated_meps():
         inlet.close()
     pulse = amp.sample_index(d.time_s)
     assert resp.phase_rad == pytest.approx(source.true_phase(pulse))
-    assert resp.excitability == pytest.approx(-3.0 * math.cos(resp.phase_rad))
+    assert resp.excitability == pytest.approx(
+        -subject.phase_modulation_percent * math.cos(resp.phase_rad))
     row = int(np.flatnonzero(np.round((stamps - amp.t0) * FS) == pulse)[0])
     c3 = data[:, 0]
     before = np.abs(c3[row - 200:row]).max()

@@ -73,6 +73,8 @@ class MEPSection(_Strict):
     window_ms: tuple[float, float] = (15.0, 50.0)
     background_limit_uv: float = Field(default=20.0, gt=0, le=1000)
     criterion_uv: float = Field(default=50.0, gt=0, le=10000)
+    min_interval_s: float = Field(default=4.0, ge=0.1, le=60,
+                                  description="shortest time between single pulses")
 
     @field_validator("window_ms")
     @classmethod

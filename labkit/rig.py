@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import importlib
 import os
+import time
 from typing import Any
 
+from labkit.acquisition import MEPMeter, MEPTrial
+from labkit.clock import local_clock
 from labkit.errors import LabkitError
 from labkit.markers import PulseMarkerOutlet
 from labkit.profiles import DeviceProfile, load_profile
@@ -67,6 +70,9 @@ class Rig:
         self.markers = markers
         self.hardware = hardware
         self._closed = False
+        self._meter: MEPMeter | None = None
+        self._intensity_percent: int | None = None
+        self._last_pulse_s: float | None = None
 
     @property
     def subject(self) -> Any:
@@ -77,6 +83,45 @@ class Rig:
     def simulated(self) -> bool:
         """True when the rig runs on simulated hardware."""
         return self.hardware is not None
+
+    @property
+    def mep_meter(self) -> MEPMeter:
+        """Measures MEPs on the profile's channel, window and background limit."""
+        if self._meter is None:
+            mep = self.profile.mep
+            self._meter = MEPMeter(self.emg, mep.channel, window_ms=mep.window_ms,
+                                   rms_limit_uv=mep.background_limit_uv)
+        return self._meter
+
+    def pulse(self, intensity_percent: int) -> MEPTrial:
+        """Set the intensity, arm if needed, fire one pulse and measure its MEP.
+
+        Parameters
+        ----------
+        intensity_percent : int
+            Intensity, % MSO (whole number, validated by the driver).
+
+        Returns
+        -------
+        MEPTrial
+            The pulse and the MEP measured from the EMG stream.
+        """
+        stimulator = self.stimulator
+        if self._last_pulse_s is not None:
+            wait_s = self._last_pulse_s + self.profile.mep.min_interval_s - local_clock()
+            if wait_s > 0:
+                time.sleep(wait_s)
+        if intensity_percent != self._intensity_percent:
+            stimulator.set_intensity(intensity_percent)
+            self._intensity_percent = intensity_percent
+        if not stimulator.status().armed:
+            stimulator.arm()
+        wait_ready = getattr(stimulator, "wait_ready", None)
+        if wait_ready is not None:
+            wait_ready()
+        pulse = stimulator.fire()
+        self._last_pulse_s = pulse.time_s
+        return self.mep_meter.measure(pulse)
 
     def close(self) -> None:
         """Disarm and disconnect everything, then stop the simulated hardware."""

@@ -263,8 +263,16 @@ class Stimulator(ABC):
         return self._serial
 
     def _write(self, data: bytes) -> float:
-        """Write ``data`` (lock held); return ``local_clock()`` after the write."""
+        """Write ``data`` (lock held).
+
+        Returns
+        -------
+        float
+            ``local_clock()`` taken just before the write: the device acts on the command
+            only after its bytes arrive, so this time never lies after the discharge.
+        """
         port = self._port()
+        sent_s = local_clock()
         try:
             port.write(data)
             port.flush()
@@ -272,7 +280,7 @@ class Stimulator(ABC):
             self._latch(StimulatorError(f"writing {data!r} to {self.port!r} failed: {exc}"))
             raise self.fault from exc
         self._last_io_s = local_clock()
-        return self._last_io_s
+        return sent_s
 
     def _read_exact(self, n: int, command: bytes) -> bytes:
         """Read exactly ``n`` bytes or raise :class:`StimulatorTimeoutError`."""

@@ -92,7 +92,8 @@ def test_runs_and_logs_every_pulse_with_time_and_intensity(rig):
     assert np.all(np.abs(within - 0.1) < 0.02)  # 10 Hz inside trains
     assert times[10] - times[9] == pytest.approx(0.1 + 0.3, abs=0.02)  # train end + 0.3 s
     assert [p["train"] for p in pulses] == [0] * 10 + [1] * 10
-    assert log.kinds() == ["safety", "run", "train", "train", "finish"]
+    kinds = [k for k in log.kinds() if k != "realtime"]  # "realtime" only where permitted
+    assert kinds == ["safety", "run", "train", "train", "finish"]
     assert not emulator.armed
 
 
@@ -237,3 +238,15 @@ def test_wait_until_is_interruptible_and_on_time():
     t0 = local_clock()
     assert wait_until(t0 + 10.0, wake) is False
     assert local_clock() - t0 < 0.5
+
+
+def test_timing_priority_restores_the_interpreter_settings():
+    import sys
+
+    from labkit.runner import timing_priority
+
+    before = sys.getswitchinterval()
+    with timing_priority(switch_interval_s=0.0005, realtime=False) as rt:
+        assert sys.getswitchinterval() == pytest.approx(0.0005)
+        assert rt is False
+    assert sys.getswitchinterval() == before

@@ -376,7 +376,12 @@ NIBS_COLUMNS: dict[str, dict[str, str]] = {
     "sham": {"Description": "Sham stimulation"},
     "rmt_percent": {"Description": "Resting motor threshold", "Units": "% MSO"},
     "intensity_rmt_percent": {"Description": "Intensity relative to RMT", "Units": "% RMT"},
-    "intensity_percent": {"Description": "Intensity", "Units": "% MSO"},
+    "intensity_amt_percent": {"Description": "Intensity relative to active motor threshold",
+                              "Units": "% AMT"},
+    "intensity_percent": {"Description": "Median delivered intensity", "Units": "% MSO"},
+    "burst_rate_hz": {"Description": "Rate of bursts (of single pulses when one pulse per "
+                                     "burst) within a train", "Units": "Hz"},
+    "intra_burst_rate_hz": {"Description": "Pulse rate within a burst", "Units": "Hz"},
     "pulses_per_burst": {"Description": "Pulses in one burst"},
     "inter_pulse_interval_ms": {"Description": "Interval between pulses", "Units": "ms"},
     "bursts_per_train": {"Description": "Bursts in one train"},
@@ -388,9 +393,17 @@ NIBS_COLUMNS: dict[str, dict[str, str]] = {
 }
 
 
+def _rate_hz(interval_ms: Any) -> float | None:
+    if isinstance(interval_ms, (int, float)) and interval_ms > 0:
+        return round(1000.0 / interval_ms, 3)
+    return None
+
+
 def _nibs_row(facts: dict, rows_intensity: list[float], overrides: dict) -> dict:
     proto = facts["protocol"] if isinstance(facts["protocol"], dict) else {}
     dev = facts["device"]
+    planned = proto.get("intensity") if isinstance(proto.get("intensity"), dict) else {}
+    unit = str(planned.get("unit", "")).replace(" ", "").upper()
     row = {
         "stim_id": "stim1",
         "protocol": _get(proto, "name") or (facts["protocol"] if isinstance(
@@ -403,8 +416,13 @@ def _nibs_row(facts: dict, rows_intensity: list[float], overrides: dict) -> dict
         "pulse_waveform": _get(dev, "waveform") or _get(proto, "waveform"),
         "sham": _get(proto, "sham"),
         "rmt_percent": facts["rmt_percent"],
-        "intensity_rmt_percent": _get(proto, "intensity_rmt_percent", "intensity_percent_rmt"),
-        "intensity_percent": (float(np.median(rows_intensity)) if rows_intensity else None),
+        "intensity_rmt_percent": (planned.get("value") if unit == "%RMT" else _get(
+            proto, "intensity_rmt_percent", "intensity_percent_rmt")),
+        "intensity_amt_percent": planned.get("value") if unit == "%AMT" else None,
+        "intensity_percent": (float(np.median(rows_intensity)) if rows_intensity else (
+            planned.get("value") if unit == "%MSO" else None)),
+        "burst_rate_hz": _rate_hz(_get(proto, "inter_burst_interval_ms")),
+        "intra_burst_rate_hz": _rate_hz(_get(proto, "inter_pulse_interval_ms")),
         "pulses_per_burst": _get(proto, "pulses_per_burst"),
         "inter_pulse_interval_ms": _get(proto, "inter_pulse_interval_ms"),
         "bursts_per_train": _get(proto, "bursts_per_train"),
@@ -432,7 +450,8 @@ def _write_nibs(ses_dir: Path, stem: str, facts: dict, intensities: list[float],
         "ManufacturersModelName": row.get("stimulator"),
         "CoilID": row.get("coil_id"),
         "Target": row.get("target"),
-        "Protocol": facts["protocol"],
+        "Protocol": ({k: v for k, v in facts["protocol"].items() if k != "path"}
+                     if isinstance(facts["protocol"], dict) else facts["protocol"]),
         "ExtensionProposal": "BEP037 (NIBS, stimsys-tms); not yet part of BIDS",
         "GeneratedBy": "labkit",
     }

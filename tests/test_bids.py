@@ -153,6 +153,28 @@ def test_runner_style_pulses_via_sink_get_rmt_percent_and_described_columns(tmp_
     assert described["late_ms"]["Units"] == "ms" and "runner" in described["burst"]["Description"]
 
 
+def test_nibs_sidecar_from_a_shipped_protocol(tmp_path):
+    from labkit.protocols import load_protocol
+
+    protocol = load_protocol("m1_10hz_pain_1000")
+    ses = Session(tmp_path / "data", "01", 1)
+    write_fake_recording(ses.recordings_dir / "emg", np.zeros((1, 4000)), T0)
+    ses.log_protocol(protocol)
+    ses.log_threshold(50, method="MLPest")
+    ses.close()
+    out = export_bids(ses, tmp_path / "bids")
+    header, values = out.nibs_files[0].read_text().splitlines()
+    nibs = dict(zip(header.split("\t"), values.split("\t"), strict=True))
+    assert nibs["protocol"] == "m1_10hz_pain_1000" and nibs["target"] == "M1"
+    assert nibs["coil_id"] == "figure-of-eight" and nibs["sham"] == "false"
+    assert nibs["intensity_rmt_percent"] == "80" and nibs["burst_rate_hz"] == "10"
+    assert nibs["trains"] == "20" and nibs["inter_train_interval_s"] == "55"
+    assert nibs["pulses_planned"] == "1000" and nibs["rmt_percent"] == "50"
+    sidecar = json.loads(out.nibs_files[1].read_text())
+    assert "path" not in sidecar["Protocol"]  # no local paths in a shared dataset
+    assert sidecar["Protocol"]["references"]
+
+
 def test_round_trip_through_mne_bids(tmp_path):
     import mne_bids
 

@@ -19,6 +19,7 @@ import inspect
 import os
 import sys
 import threading
+import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,8 +39,18 @@ from labkit.safety.check import (
 )
 from labkit.safety.limits import SafetyLimits, SafetyOverride
 
-#: ``log(kind, payload)``: where every pulse and event of a run goes.
-LogFn = Callable[[str, dict], None]
+class EventLog(typing.Protocol):
+    """Where every pulse and event of a run goes: ``log(kind, payload)``.
+
+    :meth:`labkit.session.Session.sink` is one; so is ``lambda kind, payload: ...``.
+    A ``time_s`` in the payload is the event's LSL time.
+    """
+
+    def __call__(self, kind: str, payload: dict, /) -> None:  # pragma: no cover - protocol
+        ...
+
+
+LogFn = EventLog
 #: ``check(next_index) -> None | True`` to go on, ``False`` or a reason string to pause.
 PrePulseCheck = Callable[[int], "bool | str | None"]
 

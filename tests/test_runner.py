@@ -250,3 +250,20 @@ def test_timing_priority_restores_the_interpreter_settings():
         assert sys.getswitchinterval() == pytest.approx(0.0005)
         assert rt is False
     assert sys.getswitchinterval() == before
+
+
+def test_every_pulse_reaches_the_session_log(rig, tmp_path):
+    from labkit.session.core import Session
+
+    emulator, stim = rig
+    with Session.open(tmp_path, "P01", 1) as session:
+        runner = ProtocolRunner(stim, rtms(), RMT, log=session.sink, progress=False)
+        assert runner.run() == "finished"
+        records = session.events()
+    pulses = [r for r in records if r.kind == "pulse"]
+    assert len(pulses) == 20 == emulator.pulses_delivered
+    assert {r.payload["intensity_percent"] for r in pulses} == {45}
+    assert all(r.time_s > 0 for r in pulses)
+    kinds = [r.kind for r in records]
+    assert kinds.index("safety") < kinds.index("run") < kinds.index("pulse") < kinds.index(
+        "finish")

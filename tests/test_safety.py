@@ -238,18 +238,21 @@ def test_adverse_event_log_records_and_forwards():
     log = AdverseEventLog(log=lambda kind, payload: sink.append((kind, payload)))
     log.record("headache", "mild", 12.5, note="after session", action="none")
     assert not log.must_stop
-    log.record("seizure", "serious", 20.0, action="session stopped")
+    log.record("seizure", "severe", 20.0, action="session stopped", serious=True)
     assert log.must_stop and len(log) == 2
-    assert sink[0] == ("adverse_event", {"kind": "headache", "severity": "mild", "time_s": 12.5,
-                                         "note": "after session", "action": "none",
-                                         "resolved_s": None})
+    assert sink[0] == ("adverse_event", {"event": "headache", "severity": "mild",
+                                         "time_s": 12.5, "description": "after session",
+                                         "action": "none", "resolved_s": None,
+                                         "serious": False})
 
 
 def test_adverse_event_validation_names_allowed_values():
     log = AdverseEventLog()
     with pytest.raises(ConfigError, match="unknown adverse event 'nausea'; allowed: seizure"):
         log.record("nausea", "mild", 0.0)
-    with pytest.raises(ConfigError, match="always severity 'serious'"):
-        log.record("seizure", "mild", 0.0)
+    with pytest.raises(ConfigError, match="always a serious adverse event"):
+        log.record("seizure", "severe", 0.0)
+    with pytest.raises(ConfigError, match="unknown severity 'serious'; allowed: mild"):
+        log.record("headache", "serious", 0.0)
     with pytest.raises(ConfigError, match="resolved_s 1.0 is before time_s 2.0"):
         log.record("headache", "mild", 2.0, resolved_s=1.0)

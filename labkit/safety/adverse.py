@@ -15,8 +15,8 @@ AdverseEventKind = Literal[
 ]
 ADVERSE_EVENT_KINDS: tuple[str, ...] = get_args(AdverseEventKind)
 
-#: Severity grades; ``serious`` means it must be reported (seizure is always serious).
-Severity = Literal["mild", "moderate", "severe", "serious"]
+#: Severity grades (as in the session log). Seriousness (must be reported) is a separate flag.
+Severity = Literal["mild", "moderate", "severe"]
 SEVERITIES: tuple[str, ...] = get_args(Severity)
 
 
@@ -38,6 +38,8 @@ class AdverseEvent:
         What was done (stopped the session, paracetamol...).
     resolved_s : float | None
         When it resolved, s.
+    serious : bool
+        A serious adverse event (must be reported); a seizure always is.
     """
 
     kind: str
@@ -46,6 +48,7 @@ class AdverseEvent:
     note: str = ""
     action: str = ""
     resolved_s: float | None = None
+    serious: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in ADVERSE_EVENT_KINDS:
@@ -54,8 +57,9 @@ class AdverseEvent:
         if self.severity not in SEVERITIES:
             raise ConfigError(f"unknown severity {self.severity!r}; allowed: "
                               f"{', '.join(SEVERITIES)}", field="severity")
-        if self.kind == "seizure" and self.severity != "serious":
-            raise ConfigError("a seizure is always severity 'serious'", field="severity")
+        if self.kind == "seizure" and not self.serious:
+            raise ConfigError("a seizure is always a serious adverse event (serious=True)",
+                              field="serious")
         if self.kind == "other" and not self.note.strip():
             raise ConfigError("an 'other' adverse event needs a note", field="note")
         if self.resolved_s is not None and self.resolved_s < self.time_s:
@@ -64,8 +68,14 @@ class AdverseEvent:
 
     @property
     def stops_session(self) -> bool:
-        """Seizure, syncope and anything ``serious`` end the session."""
-        return self.kind in ("seizure", "syncope") or self.severity == "serious"
+        """Seizure, syncope, severe and serious events end the session."""
+        return self.kind in ("seizure", "syncope") or self.severity == "severe" or self.serious
+
+    def to_log(self) -> dict:
+        """Payload for ``log("adverse_event", ...)`` (field names of the session log)."""
+        return {"event": self.kind, "severity": self.severity, "time_s": self.time_s,
+                "description": self.note, "action": self.action,
+                "resolved_s": self.resolved_s, "serious": self.serious}
 
 
 class AdverseEventLog:
@@ -82,12 +92,13 @@ class AdverseEventLog:
         self._log = log
 
     def record(self, kind: str, severity: str, time_s: float, *, note: str = "",
-               action: str = "", resolved_s: float | None = None) -> AdverseEvent:
+               action: str = "", resolved_s: float | None = None,
+               serious: bool = False) -> AdverseEvent:
         """Validate, store and log one event; return it."""
-        event = AdverseEvent(kind, severity, float(time_s), note, action, resolved_s)
+        event = AdverseEvent(kind, severity, float(time_s), note, action, resolved_s, serious)
         self._events.append(event)
         if self._log is not None:
-            self._log("adverse_event", asdict(event))
+            self._log("adverse_event", event.to_log())
         return event
 
     @property

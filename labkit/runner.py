@@ -39,6 +39,7 @@ from labkit.safety.check import (
 )
 from labkit.safety.limits import SafetyLimits, SafetyOverride
 
+
 class EventLog(typing.Protocol):
     """Where every pulse and event of a run goes: ``log(kind, payload)``.
 

@@ -207,9 +207,11 @@ DEFAULT_PARAMS = KalmanParams()
 
 
 @njit(cache=True, nogil=True)
-def _kalman_run(y, prm, state, cov, omega_io, skip=0):
+def _kalman_run(y, prm, state, cov, omega_io, cov_upd, skip=0):
     """Run the oscillator Kalman filter over ``y``; ``state`` (3,), ``cov`` (3, 3) and
-    ``omega_io`` ([omega, amp2_mean, prev_x1, prev_x2]) are updated in place.
+    ``omega_io`` ([omega, amp2_mean, prev_x1, prev_x2]) are updated in place; ``cov_upd``
+    receives the covariance after the last measurement update (NaN samples are
+    predicted only), which :func:`_corrected_phase` needs.
 
     Returns the sum of amplitude-weighted phase advances and the sum of weights over
     samples ``n >= skip`` (for the frequency estimate of a first pass).
@@ -252,6 +254,12 @@ def _kalman_run(y, prm, state, cov, omega_io, skip=0):
         P[0, 0] += q_s
         P[1, 1] += q_x
         P[2, 2] += q_x
+        if math.isnan(y[n]):
+            # no measurement (blanked artifact): predict only
+            s0, x1, x2 = ps, p1, p2
+            px1 = x1
+            px2 = x2
+            continue
         # update with y = s + x1 + v
         h0 = P[0, 0] + P[1, 0]
         h1 = P[0, 1] + P[1, 1]
@@ -269,6 +277,9 @@ def _kalman_run(y, prm, state, cov, omega_io, skip=0):
             P[0, j] -= k0 * hj
             P[1, j] -= k1 * hj
             P[2, j] -= k2 * hj
+        for i in range(3):
+            for j in range(3):
+                cov_upd[i, j] = P[i, j]
         # frequency: amplitude-weighted phase advance
         a2 = x1 * x1 + x2 * x2
         pa2 = px1 * px1 + px2 * px2
@@ -371,7 +382,7 @@ def kalman_phase(
     omega_io = np.array([2 * np.pi * f_start / fs_w, 1.0, 0.0, 0.0])
     state = np.zeros(3)
     cov = _initial_cov()
-    swd, sw = _kalman_run(y[::-1].copy(), probe, state, cov, omega_io, y.shape[0] // 3)
+    swd, sw = _kalman_run(y[::-1].copy(), probe, state, cov, omega_io, cov.copy(), y.shape[0] // 3)
     if mu_hz is None:
         # two backward passes: the second one runs at the first one's estimate, which
         # removes most of the pull towards the starting frequency
@@ -381,14 +392,16 @@ def kalman_phase(
             omega_io = np.array([2 * np.pi * mu_hz / fs_w, 1.0, 0.0, 0.0])
             state = np.zeros(3)
             cov = _initial_cov()
-            swd, sw = _kalman_run(y[::-1].copy(), probe, state, cov, omega_io, y.shape[0] // 3)
+            swd, sw = _kalman_run(
+                y[::-1].copy(), probe, state, cov, omega_io, cov.copy(), y.shape[0] // 3
+            )
     # time reversal mirrors the oscillator: (x1, x2) -> (x1, -x2)
     state[2] = -state[2]
     cov[2, :2] = -cov[2, :2]
     cov[:2, 2] = -cov[:2, 2]
     # pass 2, forward from that state
     omega_io = np.array([2 * np.pi * mu_hz / fs_w, 1.0, state[1], state[2]])
-    _kalman_run(y, prm, state, cov, omega_io)
+    _kalman_run(y, prm, state, cov, omega_io, cov)
     freq = omega_io[0] * fs_w / (2 * np.pi)
     ph, _ = _corrected_phase(prm, state, cov, omega_io[0])
     phase = ph + 2 * np.pi * freq * (q - 1) / (2 * fs)
@@ -398,7 +411,8 @@ def kalman_phase(
 class PhaseTracker:
     """Real-time oscillator-Kalman phase tracker, updated with every incoming sample.
 
-    Feed the spatially filtered signal chunk by chunk with :meth:`update`; read
+    Feed the spatially filtered signal chunk by chunk with :meth:`update` (marking
+    blanked artifact samples as invalid, so that they are bridged by prediction); read
     :attr:`phase` (radians at the last sample fed, cosine convention), :attr:`freq_hz`
     and :attr:`amplitude` (same units as the input). Input is reduced to ~1 kHz by block
     means; the samples of an incomplete block wait for the next chunk and the phase is
@@ -435,14 +449,28 @@ class PhaseTracker:
         self._scale = float(scale_uv)
         self._state = np.zeros(3)
         self._cov = _initial_cov()
+        self._cov_upd = _initial_cov()
         self._omega = np.array([2 * np.pi * mu_hz / self.fs_w, 1.0, 0.0, 0.0])
         self._pending = np.zeros(self.q)
         self._n_pending = 0
         self._block = np.zeros(0)
 
-    def update(self, samples: np.ndarray) -> float:
-        """Feed new samples (1-D); return the phase at the last one."""
-        x = np.asarray(samples, dtype=np.float64).ravel()
+    def update(self, samples: np.ndarray, valid: np.ndarray | None = None) -> float:
+        """Feed new samples (1-D); return the phase at the last one.
+
+        Parameters
+        ----------
+        samples : ndarray, shape (n,)
+            New samples, input units.
+        valid : ndarray of bool, shape (n,), optional
+            False where a sample carries no information (blanked TMS artifact); the
+            tracker then only predicts (the oscillator keeps turning at its frequency),
+            for every ~1 kHz block that contains such a sample. NaN samples count as
+            invalid too.
+        """
+        x = np.array(samples, dtype=np.float64).ravel()
+        if valid is not None:
+            x[~np.asarray(valid, dtype=bool).ravel()] = np.nan
         if self.q == 1:
             y = x / self._scale
         else:
@@ -453,7 +481,7 @@ class PhaseTracker:
             self._pending[:rest] = buf[n_full:]
             self._n_pending = rest
         if y.shape[0]:
-            _kalman_run(y, self._prm, self._state, self._cov, self._omega)
+            _kalman_run(y, self._prm, self._state, self._cov, self._omega, self._cov_upd)
         return self.phase
 
     @property
@@ -464,7 +492,7 @@ class PhaseTracker:
     @property
     def amplitude(self) -> float:
         """Current oscillator amplitude, input units."""
-        _, amp = _corrected_phase(self._prm, self._state, self._cov, self._omega[0])
+        _, amp = _corrected_phase(self._prm, self._state, self._cov_upd, self._omega[0])
         return float(amp * self._scale)
 
     @property
@@ -473,7 +501,7 @@ class PhaseTracker:
         # the last completed block's mean sits (q - 1)/2 samples before its end, and
         # pending samples lie beyond it
         lag = (self.q - 1) / 2 + self._n_pending
-        ph, _ = _corrected_phase(self._prm, self._state, self._cov, self._omega[0])
+        ph, _ = _corrected_phase(self._prm, self._state, self._cov_upd, self._omega[0])
         ph += self._omega[0] * lag / self.q
         return _wrap(ph)
 
@@ -564,7 +592,14 @@ def time_to_phase(
 def warm_up() -> None:
     """Compile the phase kernels on a tiny input."""
     prm = DEFAULT_PARAMS.as_array(1000.0)
-    _kalman_run(np.zeros(4), prm, np.zeros(3), _initial_cov(), np.array([0.06, 1.0, 0.0, 0.0]))
+    _kalman_run(
+        np.zeros(4),
+        prm,
+        np.zeros(3),
+        _initial_cov(),
+        np.array([0.06, 1.0, 0.0, 0.0]),
+        _initial_cov(),
+    )
     _corrected_phase(prm, np.ones(3), _initial_cov(), 0.06)
     _ar_predict(np.zeros(8), np.zeros(2), 2)
 

@@ -106,6 +106,24 @@ def test_tracker_locks_on_and_does_not_depend_on_chunking():
     assert np.ptp(results) < 1e-6
 
 
+def test_tracker_bridges_a_blanked_artifact_by_prediction():
+    f = 10.0
+    n = 20000
+    x = 10 * np.cos(2 * np.pi * f * np.arange(n) / FS)
+    held = x.copy()
+    held[15000:15100] = held[14999]  # 20 ms sample-and-hold blanking
+    valid = np.ones(n, bool)
+    valid[15000:15100] = False
+    bridged = PhaseTracker(FS, mu_hz=f, scale_uv=10.0)
+    naive = PhaseTracker(FS, mu_hz=f, scale_uv=10.0)
+    for a in range(0, 15100, 5):
+        bridged.update(held[a : a + 5], valid[a : a + 5])
+        naive.update(held[a : a + 5])
+    truth = 2 * np.pi * f * 15099 / FS
+    assert abs(_err_deg(bridged.phase, truth)) < 3.0
+    assert abs(_err_deg(naive.phase, truth)) > 3 * abs(_err_deg(bridged.phase, truth))
+
+
 def test_beats_the_baseline_on_synthetic_eeg():
     src = MuEEGSource(11, snr_db=5.0, mu_hz=10.0)
     x = src.generate(int(FS * 20))

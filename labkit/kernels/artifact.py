@@ -122,19 +122,27 @@ def merge_windows(onsets, pre: int, post: int) -> tuple[np.ndarray, np.ndarray]:
         Anchor indices ``a`` and ``b`` of each merged window, sorted.
     """
     on = as_onsets(onsets)
-    if on.size == 0:
-        return np.empty(0, np.int64), np.empty(0, np.int64)
-    starts = on - pre
-    stops = on + post
-    keep_s = [starts[0]]
-    keep_e = [stops[0]]
-    for s, e in zip(starts[1:], stops[1:], strict=True):
-        if s < keep_e[-1]:
-            keep_e[-1] = max(keep_e[-1], e)
+    return _merge(on, int(pre), int(post))
+
+
+@njit(cache=True, nogil=True)
+def _merge(on, pre, post):
+    """Anchor pairs of the windows around sorted ``on``, overlapping ones merged."""
+    n = on.shape[0]
+    starts = np.empty(n, np.int64)
+    stops = np.empty(n, np.int64)
+    k = -1
+    for i in range(n):
+        s = on[i] - pre
+        e = on[i] + post
+        if k >= 0 and s < stops[k]:
+            if e > stops[k]:
+                stops[k] = e
         else:
-            keep_s.append(s)
-            keep_e.append(e)
-    return np.asarray(keep_s, np.int64), np.asarray(keep_e, np.int64)
+            k += 1
+            starts[k] = s
+            stops[k] = e
+    return starts[: k + 1].copy(), stops[: k + 1].copy()
 
 
 def interpolate(

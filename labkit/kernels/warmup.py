@@ -31,6 +31,7 @@ def warm_up() -> float:
     t0 = time.perf_counter()
     x = np.zeros((2, 16))
     on = np.array([8], np.int64)
+    artifact._merge(on, 2, 2)
     artifact._repair(x, on - 2, on + 2, False)
     artifact._repair(x, on - 2, on + 2, True)
     artifact._blank(x, on - 2, on + 2, 0, np.zeros(2))

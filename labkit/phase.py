@@ -484,6 +484,13 @@ class PhaseTracker:
             _kalman_run(y, self._prm, self._state, self._cov, self._omega, self._cov_upd)
         return self.phase
 
+    def time_to_phase(self, target_rad: float) -> float:
+        """Seconds from the last sample fed until the phase next reaches ``target_rad``.
+
+        Extrapolated at the current frequency estimate; in ``[0, 1 / freq_hz)``.
+        """
+        return float(((target_rad - self.phase) % (2 * np.pi)) / (2 * np.pi * self.freq_hz))
+
     @property
     def freq_hz(self) -> float:
         """Current mu frequency estimate, Hz."""

@@ -103,6 +103,10 @@ def test_tracker_locks_on_and_does_not_depend_on_chunking():
         assert abs(tr.freq_hz - f) < 0.1
         assert abs(tr.amplitude - 10.0) < 0.5
         results.append(tr.phase)
+        # next trough from the end of the stream
+        t_end = (n - 1) / FS
+        expected = ((np.pi - (2 * np.pi * f * t_end + p0)) % (2 * np.pi)) / (2 * np.pi * f)
+        assert abs(tr.time_to_phase(np.pi) - expected) < 0.001
     assert np.ptp(results) < 1e-6
 
 

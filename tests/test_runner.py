@@ -267,3 +267,50 @@ def test_every_pulse_reaches_the_session_log(rig, tmp_path):
     kinds = [r.kind for r in records]
     assert kinds.index("safety") < kinds.index("run") < kinds.index("pulse") < kinds.index(
         "finish")
+
+
+def test_device_train_mode_on_a_magpro():
+    from labkit.sim.magpro_emulator import MagProEmulator
+    from labkit.stimulators.magpro import MagPro
+
+    emulator = MagProEmulator(pty=False)
+    stim = MagPro(emulator.url).connect()
+    try:
+        log = Log()
+        runner = ProtocolRunner(stim, rtms(trains=1), RMT, log=log, progress=False)
+        assert runner.train_mode == "hardware"
+        assert runner.run() == "finished"
+        assert stim.pulse_count == 10 and len(log.of("pulse")) == 10
+        assert stim.train_settings is not None and stim.train_settings.pulses_in_train == 10
+    finally:
+        stim.close()
+        emulator.stop()
+
+
+def test_stop_during_a_device_train_disarms_and_ends_it(rapid_rig):
+    emulator, stim = rapid_rig
+    log = Log()
+    runner = ProtocolRunner(stim, rtms(per_train=50, trains=1), RMT, log=log, progress=False)
+    runner.start()
+    wait_for(lambda: emulator.pulses_delivered >= 5)
+    t0 = local_clock()
+    runner.stop(wait=False)
+    wait_for(lambda: not emulator.armed, timeout_s=1.0)
+    assert local_clock() - t0 < 0.1
+    assert runner.join(2.0) == "stopped"
+    delivered = emulator.pulses_delivered
+    time.sleep(0.25)
+    assert emulator.pulses_delivered == delivered < 50
+    assert len(log.of("pulse")) in (delivered - 1, delivered, delivered + 1)  # from the clock
+
+
+def test_stop_while_paused_ends_the_run(rig):
+    emulator, stim = rig
+    runner = ProtocolRunner(stim, rtms(), RMT, progress=False)
+    runner.start()
+    wait_for(lambda: emulator.pulses_delivered >= 2)
+    runner.pause()
+    wait_for(lambda: runner.state == "paused")
+    runner.stop()
+    assert runner.state == "stopped" and not emulator.armed
+    assert emulator.pulses_delivered < 20

@@ -1,0 +1,351 @@
+"""Small matplotlib figures shared by the notebooks.
+
+Every function is pure: it takes data (arrays, lists) and returns a new
+:class:`matplotlib.figure.Figure` built without :mod:`matplotlib.pyplot`, so nothing is
+drawn on a global figure and nothing is shown until the notebook displays the returned
+figure. Units are in the argument names (``_uv``, ``_ms``, ``_percent``).
+
+- :func:`plot_mep_overlay`: MEP sweeps (µV against ms), coloured by intensity.
+- :func:`plot_amplitude_per_pulse`: peak-to-peak amplitude of each pulse in order.
+- :func:`plot_staircase`: intensity per trial of a threshold hunt, hits and misses.
+- :func:`plot_threshold_density`: posterior (or likelihood) of the threshold.
+- :func:`plot_io_curve`: input-output curve with an optional fitted sigmoid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+
+from labkit.errors import LabkitError
+
+__all__ = [
+    "PlotInputError",
+    "plot_amplitude_per_pulse",
+    "plot_io_curve",
+    "plot_mep_overlay",
+    "plot_staircase",
+    "plot_threshold_density",
+]
+
+HIT_COLOR = "tab:red"
+MISS_COLOR = "tab:blue"
+TRUTH_COLOR = "tab:green"
+ESTIMATE_COLOR = "black"
+
+
+class PlotInputError(LabkitError, ValueError):
+    """Data given to a plotting helper has the wrong shape or length."""
+
+
+def _vector(values: object, name: str) -> np.ndarray:
+    out = np.asarray(values, dtype=float)
+    if out.ndim != 1:
+        raise PlotInputError(f"{name} must be one-dimensional, got shape {out.shape}")
+    return out
+
+
+def _same_length(n: int, values: object | None, name: str, what: str) -> np.ndarray | None:
+    if values is None:
+        return None
+    out = np.asarray(values)
+    if out.shape != (n,):
+        raise PlotInputError(f"{name} must have one value per {what} ({n}), got shape "
+                             f"{out.shape}")
+    return out
+
+
+def _new_figure(figsize: tuple[float, float]) -> tuple[Figure, object]:
+    fig = Figure(figsize=figsize, layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def plot_mep_overlay(
+    times_ms: Sequence[float],
+    waveforms_uv: Sequence[Sequence[float]],
+    intensity_percent: Sequence[float] | None = None,
+    *,
+    window_ms: tuple[float, float] | None = (15.0, 50.0),
+    xlim_ms: tuple[float, float] | None = (-20.0, 80.0),
+    title: str = "MEP overlay",
+) -> Figure:
+    """Overlay MEP sweeps, one line per pulse, coloured by intensity.
+
+    Parameters
+    ----------
+    times_ms : array_like, shape (n_times,)
+        Time from the pulse, ms.
+    waveforms_uv : array_like, shape (n_pulses, n_times)
+        EMG sweeps, µV.
+    intensity_percent : array_like, shape (n_pulses,), optional
+        Intensity of each pulse, % MSO: one colour per intensity, with a legend.
+    window_ms : tuple of float | None
+        MEP window to shade, ms.
+    xlim_ms : tuple of float | None
+        Visible time range, ms.
+    title : str
+        Axes title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    t = _vector(times_ms, "times_ms")
+    waves = np.asarray(waveforms_uv, dtype=float)
+    if waves.ndim != 2 or waves.shape[1] != t.size:
+        raise PlotInputError(
+            f"waveforms_uv must have shape (n_pulses, {t.size}) to match times_ms, got "
+            f"{waves.shape}"
+        )
+    levels = _same_length(waves.shape[0], intensity_percent, "intensity_percent", "sweep")
+    fig, ax = _new_figure((7.0, 4.0))
+    if window_ms is not None:
+        ax.axvspan(*window_ms, color="0.92", zorder=0, label="MEP window")
+    if levels is None:
+        for wave in waves:
+            ax.plot(t, wave, color="tab:blue", lw=0.8, alpha=0.7)
+    else:
+        unique = np.unique(levels)
+        for color, level in zip(_level_colors(unique.size), unique, strict=True):
+            rows = waves[levels == level]
+            for j, wave in enumerate(rows):
+                ax.plot(t, wave, color=color, lw=0.8, alpha=0.75,
+                        label=f"{level:g} % MSO" if j == 0 else None)
+        ax.legend(loc="upper right", fontsize="small")
+    if xlim_ms is not None:
+        ax.set_xlim(*xlim_ms)
+    ax.set_xlabel("time from pulse (ms)")
+    ax.set_ylabel("EMG (µV)")
+    ax.set_title(title)
+    return fig
+
+
+def _level_colors(n: int) -> list:
+    cmap = colormaps["viridis"]
+    return [cmap(v) for v in np.linspace(0.0, 0.85, max(n, 1))][:n]
+
+
+def plot_amplitude_per_pulse(
+    amplitude_uv: Sequence[float],
+    intensity_percent: Sequence[float] | None = None,
+    *,
+    criterion_uv: float | None = 50.0,
+    rejected: Sequence[bool] | None = None,
+    log_scale: bool = True,
+    title: str = "MEP amplitude per pulse",
+) -> Figure:
+    """Peak-to-peak amplitude of each pulse, in the order delivered.
+
+    Parameters
+    ----------
+    amplitude_uv : array_like, shape (n_pulses,)
+        Peak-to-peak MEP amplitudes, µV.
+    intensity_percent : array_like, shape (n_pulses,), optional
+        Intensity per pulse, % MSO: points coloured by intensity, with a legend.
+    criterion_uv : float | None
+        Criterion line (dashed), µV; None for none.
+    rejected : array_like of bool, shape (n_pulses,), optional
+        Trials flagged for background EMG, drawn as open grey circles.
+    log_scale : bool
+        Logarithmic amplitude axis (MEPs span decades).
+    title : str
+        Axes title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    amp = _vector(amplitude_uv, "amplitude_uv")
+    levels = _same_length(amp.size, intensity_percent, "intensity_percent", "pulse")
+    bad = _same_length(amp.size, rejected, "rejected", "pulse")
+    bad = np.zeros(amp.size, bool) if bad is None else bad.astype(bool)
+    pulse_no = np.arange(1, amp.size + 1)
+    fig, ax = _new_figure((7.0, 3.5))
+    if levels is None:
+        ax.plot(pulse_no[~bad], amp[~bad], "o", color="tab:blue")
+    else:
+        unique = np.unique(levels)
+        for color, level in zip(_level_colors(unique.size), unique, strict=True):
+            sel = (levels == level) & ~bad
+            ax.plot(pulse_no[sel], amp[sel], "o", color=color, label=f"{level:g} % MSO")
+    if bad.any():
+        ax.plot(pulse_no[bad], amp[bad], "o", mfc="none", color="0.5", label="rejected")
+    if criterion_uv is not None:
+        ax.axhline(criterion_uv, ls="--", color="0.3", lw=1,
+                   label=f"{criterion_uv:g} µV criterion")
+    if log_scale and np.any(amp > 0):
+        ax.set_yscale("log")
+    ax.set_xlabel("pulse")
+    ax.set_ylabel("peak-to-peak (µV)")
+    ax.set_title(title)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="best", fontsize="small")
+    return fig
+
+
+def plot_staircase(
+    intensity_percent: Sequence[float],
+    hit: Sequence[bool],
+    estimate_percent: Sequence[float] | None = None,
+    *,
+    true_percent: float | None = None,
+    title: str = "Threshold hunt",
+) -> Figure:
+    """Intensity per trial of a threshold hunt, hits filled red, misses open blue.
+
+    Parameters
+    ----------
+    intensity_percent : array_like, shape (n_trials,)
+        Intensity of each trial, % MSO.
+    hit : array_like of bool, shape (n_trials,)
+        Whether each trial reached the criterion.
+    estimate_percent : array_like, shape (n_trials,), optional
+        Running threshold estimate after each trial, % MSO (drawn as a step line).
+    true_percent : float | None
+        Known true threshold (simulated subject), % MSO: a green line.
+    title : str
+        Axes title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    x = _vector(intensity_percent, "intensity_percent")
+    hits = _same_length(x.size, hit, "hit", "trial").astype(bool)
+    est = _same_length(x.size, estimate_percent, "estimate_percent", "trial")
+    trial_no = np.arange(1, x.size + 1)
+    fig, ax = _new_figure((7.0, 3.5))
+    ax.plot(trial_no, x, color="0.7", lw=1, zorder=1)
+    ax.plot(trial_no[hits], x[hits], "o", color=HIT_COLOR, label="hit", zorder=3)
+    ax.plot(trial_no[~hits], x[~hits], "o", mfc="white", color=MISS_COLOR, label="miss",
+            zorder=3)
+    if est is not None:
+        ax.step(trial_no, est.astype(float), where="post", color=ESTIMATE_COLOR, lw=1.2,
+                label="estimate")
+    if true_percent is not None:
+        ax.axhline(true_percent, color=TRUTH_COLOR, ls="--", lw=1.2,
+                   label=f"true {true_percent:.1f} % MSO")
+    ax.set_xlabel("trial")
+    ax.set_ylabel("intensity (% MSO)")
+    ax.set_title(title)
+    ax.legend(loc="best", fontsize="small")
+    return fig
+
+
+def plot_threshold_density(
+    t_grid_percent: Sequence[float],
+    density: Sequence[float],
+    *,
+    estimate_percent: float | None = None,
+    interval_percent: tuple[float, float] | None = None,
+    true_percent: float | None = None,
+    label: str = "posterior",
+    title: str = "Threshold",
+) -> Figure:
+    """Posterior (or likelihood) of the threshold over intensity.
+
+    Parameters
+    ----------
+    t_grid_percent : array_like, shape (n,)
+        Threshold grid, % MSO.
+    density : array_like, shape (n,)
+        Posterior mass or likelihood on the grid; scaled to a maximum of 1 for display.
+    estimate_percent : float | None
+        The estimate, % MSO (solid line).
+    interval_percent : tuple of float | None
+        Credible or confidence interval, % MSO (shaded).
+    true_percent : float | None
+        Known true threshold, % MSO (dashed green).
+    label : str
+        What ``density`` is ("posterior", "likelihood").
+    title : str
+        Axes title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    t = _vector(t_grid_percent, "t_grid_percent")
+    dens = _vector(density, "density")
+    if dens.size != t.size:
+        raise PlotInputError(f"density must have one value per grid point ({t.size}), got "
+                             f"{dens.size}")
+    peak = np.nanmax(dens) if dens.size else 0.0
+    scaled = dens / peak if peak > 0 else dens
+    fig, ax = _new_figure((7.0, 3.5))
+    ax.plot(t, scaled, color="tab:purple", label=f"{label} (scaled to max 1)")
+    if interval_percent is not None:
+        ax.axvspan(*interval_percent, color="tab:purple", alpha=0.15, label="interval")
+    if estimate_percent is not None:
+        ax.axvline(estimate_percent, color=ESTIMATE_COLOR, lw=1.2,
+                   label=f"estimate {estimate_percent:.1f} % MSO")
+    if true_percent is not None:
+        ax.axvline(true_percent, color=TRUTH_COLOR, ls="--", lw=1.2,
+                   label=f"true {true_percent:.1f} % MSO")
+    inside = np.flatnonzero(scaled > 1e-3)
+    if inside.size:
+        lo, hi = t[inside[0]], t[inside[-1]]
+        pad = max(2.0, 0.1 * (hi - lo))
+        ax.set_xlim(lo - pad, hi + pad)
+    ax.set_xlabel("threshold (% MSO)")
+    ax.set_ylabel(label)
+    ax.set_title(title)
+    ax.legend(loc="best", fontsize="small")
+    return fig
+
+
+def plot_io_curve(
+    intensity: Sequence[float],
+    amplitude_uv: Sequence[float],
+    predict: Callable[[np.ndarray], np.ndarray] | None = None,
+    *,
+    x_label: str = "intensity (% RMT)",
+    title: str = "Input-output curve",
+    s50: float | None = None,
+) -> Figure:
+    """Input-output curve: single trials, level means ± SD and an optional fit.
+
+    Parameters
+    ----------
+    intensity : array_like, shape (n_trials,)
+        Intensity per trial (% RMT or % MSO, as ``x_label`` says).
+    amplitude_uv : array_like, shape (n_trials,)
+        Peak-to-peak MEP per trial, µV.
+    predict : callable, optional
+        Fitted curve, e.g. ``BoltzmannFit.predict``; drawn over the tested range.
+    x_label : str
+        Label of the intensity axis.
+    title : str
+        Axes title.
+    s50 : float | None
+        Intensity of the half-maximum (dotted line), same unit as ``intensity``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    x = _vector(intensity, "intensity")
+    y = _vector(amplitude_uv, "amplitude_uv")
+    if y.size != x.size:
+        raise PlotInputError(f"amplitude_uv must have one value per trial ({x.size}), got "
+                             f"{y.size}")
+    fig, ax = _new_figure((7.0, 4.0))
+    ax.plot(x, y, "o", color="0.6", ms=4, alpha=0.7, label="trials")
+    levels = np.unique(x)
+    means = np.array([y[x == v].mean() for v in levels])
+    sds = np.array([y[x == v].std(ddof=1) if np.sum(x == v) > 1 else 0.0 for v in levels])
+    ax.errorbar(levels, means, yerr=sds, fmt="s", color="tab:blue", capsize=3,
+                label="mean ± SD")
+    if predict is not None and x.size:
+        grid = np.linspace(x.min(), x.max(), 200)
+        ax.plot(grid, predict(grid), color="tab:red", lw=1.5, label="Boltzmann fit")
+    if s50 is not None:
+        ax.axvline(s50, color="tab:red", ls=":", lw=1, label=f"S50 {s50:.1f}")
+    ax.set_xlabel(x_label)
+    ax.set_ylabel("peak-to-peak (µV)")
+    ax.set_title(title)
+    ax.legend(loc="upper left", fontsize="small")
+    return fig

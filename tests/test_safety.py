@@ -256,3 +256,12 @@ def test_adverse_event_validation_names_allowed_values():
         log.record("headache", "serious", 0.0)
     with pytest.raises(ConfigError, match="resolved_s 1.0 is before time_s 2.0"):
         log.record("headache", "mild", 2.0, resolved_s=1.0)
+
+
+def test_other_patterned_protocols_are_refused():
+    data = load_protocol("itbs").model_dump()
+    data["timing"]["pulses_per_burst"] = 4
+    data["total_pulses"] = 800
+    verdict = check_protocol(Protocol.model_validate(data), RMT, amt_percent=40)
+    assert verdict.category == "patterned" and not verdict.ok
+    assert "4-pulse bursts are neither plain rTMS" in verdict.reasons[-1]

@@ -111,11 +111,13 @@ class ProtocolRefusedError(SafetyError):
 
 
 def categorize(protocol: Protocol) -> Category:
-    """``"rtms"`` (one pulse per burst), ``"theta-burst"`` (3-pulse bursts) or ``"patterned"``."""
+    """``"rtms"`` (one pulse per burst), ``"theta-burst"`` (3-pulse bursts, checked against
+    :class:`~labkit.safety.limits.ThetaBurstLimits`) or ``"patterned"`` (anything else: no
+    published limits, always refused)."""
     t = protocol.timing
     if t.pulses_per_burst == 1:
         return "rtms"
-    if t.pulses_per_burst <= 3 and t.bursts_per_train >= 1:
+    if t.pulses_per_burst == 3:
         return "theta-burst"
     return "patterned"
 

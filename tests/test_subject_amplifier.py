@@ -305,12 +305,41 @@ def test_pause_leaves_a_gap_and_restart_resumes_same_stream():
         assert np.sum(gaps > 1.5 / FS) == 1  # one gap, otherwise contiguous
         amp.stop()
         assert not amp.running
+        time.sleep(0.05)
+        inlet.pull()  # what was sent before the stop
         amp.start()  # same name and source_id: the inlet recovers by itself
-        first_t0 = amp.t0
-        _wait_until(lambda: len(inlet.pull()[1]) > 0, timeout_s=5.0)
-        time.sleep(0.1)
-        _, stamps = inlet.pull()
-        assert stamps.size > 0 and stamps[0] >= first_t0 - 1e-9
+        got: list = []
+        _wait_until(lambda: got.append(inlet.pull()[1].copy()) or got[-1].size > 0,
+                    timeout_s=8.0)
+        assert got[-1][0] >= amp.t0 - 1e-9  # new sample clock, new data
         inlet.close()
     finally:
         amp.stop()
+
+
+def test_paired_pulses_sici_icf_and_timing():
+    from labkit.sim.subject import paired_pulse_shift_percent
+
+    assert paired_pulse_shift_percent(2.5, 0.8) == pytest.approx(-4.0)
+    assert paired_pulse_shift_percent(2.5, 0.4) == 0.0  # conditioning too weak
+    assert paired_pulse_shift_percent(13.5, 0.9) == pytest.approx(2.0)
+    assert paired_pulse_shift_percent(50.0, 0.9) == 0.0
+    subject = VirtualSubject(seed=8)
+    rmt = subject.resting_motor_threshold_percent
+    test_x = round(1.2 * rmt)
+    sici = Discharge(time_s=5.0, intensity_percent=round(0.8 * rmt), device="bistim",
+                     intensity_b_percent=test_x, ipi_ms=2.5)
+    r = subject.respond(sici)
+    assert r.intensity_percent == test_x
+    assert r.excitability == pytest.approx(paired_pulse_shift_percent(2.5, round(0.8 * rmt)
+                                                                      / rmt))
+    assert 2.5 + 19.0 <= r.latencies_ms["FDI"] <= 2.5 + 26.0
+    # same trial noise as an unconditioned test pulse shifted by the same amount
+    ref = VirtualSubject(seed=8).respond(_discharge(test_x, 5.0), excitability=r.excitability)
+    assert r.amplitudes_uv == ref.amplitudes_uv
+    together = subject.respond(Discharge(time_s=6.0, intensity_percent=40.0, device="bistim",
+                                         intensity_b_percent=70.0, ipi_ms=0.0))
+    assert together.intensity_percent == 70.0 and together.excitability == 0.0
+    b_idle = subject.respond(Discharge(time_s=7.0, intensity_percent=65.0, device="bistim",
+                                       intensity_b_percent=0.0, ipi_ms=10.0))
+    assert b_idle.intensity_percent == 65.0 and b_idle.latencies_ms["FDI"] < 26.0

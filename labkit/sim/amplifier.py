@@ -375,6 +375,12 @@ class EMGAmplifier(_LSLAmplifier):
                            gain_uv_per_percent=self.artifact_gain_uv_per_percent,
                            tau_ms=1.0, duration_ms=6.0)
         adds = [(pulse, np.tile(art, (n_ch, 1)))]
+        if discharge.intensity_b_percent is not None and discharge.ipi_ms:
+            art_b = tms_artifact(discharge.intensity_b_percent, self.fs,
+                                 gain_uv_per_percent=self.artifact_gain_uv_per_percent,
+                                 tau_ms=1.0, duration_ms=6.0)
+            second = pulse + int(round(discharge.ipi_ms * self.fs / 1000.0))
+            adds.append((second, np.tile(art_b, (n_ch, 1))))
         for i, ch in enumerate(self.channels):
             wave = response.waveform_uv(ch, self.fs)
             onset = pulse + int(round(response.latencies_ms[ch] * self.fs / 1000.0))

@@ -31,6 +31,7 @@ __all__ = [
     "MEPResponse",
     "VirtualSubject",
     "mep_waveform",
+    "paired_pulse_shift_percent",
     "register_eeg_clock",
 ]
 
@@ -83,6 +84,50 @@ def mep_waveform(
     shape = np.sin(2 * np.pi * u) * np.sin(np.pi * u)
     shape /= shape.max() - shape.min()
     return amplitude_uv * shape
+
+
+def _checked_percent(value: float, field_name: str) -> float:
+    x = float(value)
+    if not (math.isfinite(x) and 0.0 <= x <= 100.0):
+        raise ValueError(f"Discharge.{field_name} = {value!r} is outside 0-100 %MSO")
+    return x
+
+
+#: Largest paired-pulse shifts of the test stimulus, %MSO (SICI negative, ICF positive).
+SICI_MAX_PERCENT = 4.0
+ICF_MAX_PERCENT = 2.0
+
+
+def paired_pulse_shift_percent(ipi_ms: float, conditioning_rmt: float) -> float:
+    """Excitability shift of a test pulse after a conditioning pulse, %MSO.
+
+    A coarse, documented approximation of the classic paired-pulse curves (Kujirai et
+    al. 1993, J Physiol 471:501; Ziemann et al. 1996): short-interval intracortical
+    inhibition (SICI) at 1-6 ms, deepest at 2-3 ms; intracortical facilitation (ICF) at
+    7-20 ms. Both need a conditioning pulse of about 60 % RMT or more and saturate at
+    80 % RMT. Amplitudes are chosen so that SICI (2.5 ms, 80 % RMT) roughly halves a
+    ~1 mV test MEP and ICF (10 ms) enlarges it by ~1.3-1.5.
+
+    Parameters
+    ----------
+    ipi_ms : float
+        Interval from the conditioning to the test pulse, ms.
+    conditioning_rmt : float
+        Conditioning intensity as a fraction of the resting motor threshold.
+
+    Returns
+    -------
+    float
+        Additive stimulus-axis shift for the test pulse, %MSO.
+    """
+    gain = float(np.clip((conditioning_rmt - 0.5) / 0.3, 0.0, 1.0))
+    if 1.0 <= ipi_ms <= 6.0:
+        profile = math.exp(-0.5 * ((ipi_ms - 2.5) / 1.2) ** 2)
+        return -SICI_MAX_PERCENT * gain * profile
+    if 7.0 <= ipi_ms <= 20.0:
+        profile = math.sin(math.pi * (ipi_ms - 7.0) / 13.0) ** 0.5
+        return ICF_MAX_PERCENT * gain * profile
+    return 0.0
 
 
 @dataclass(frozen=True)
@@ -234,25 +279,50 @@ class VirtualSubject:
         -------
         MEPResponse
             Amplitudes and latencies per channel; also appended to ``.responses``.
+            Latencies are counted from ``discharge.time_s``.
+
+        Notes
+        -----
+        Paired pulses (BiStim: ``intensity_b_percent`` and ``ipi_ms`` set): with
+        ``ipi_ms == 0`` both outputs fire together and the subject responds as to one
+        pulse at the larger intensity; an output at 0 %MSO does not fire. With
+        ``ipi_ms > 0``, output A is the conditioning and output B the test stimulus:
+        the MEP is the response to B (latency counted from A, so it includes
+        ``ipi_ms``), and A shifts B's excitability by
+        :func:`paired_pulse_shift_percent` (SICI at 1-6 ms, ICF at 7-20 ms). The MEP of
+        a suprathreshold conditioning pulse itself is not modelled.
         """
-        intensity = float(discharge.intensity_percent)
-        if not (math.isfinite(intensity) and 0.0 <= intensity <= 100.0):
-            raise ValueError(
-                f"Discharge.intensity_percent = {discharge.intensity_percent!r} is outside "
-                "0-100 %MSO"
-            )
-        phase = self.phase_at(discharge.time_s)
+        intensity = _checked_percent(discharge.intensity_percent, "intensity_percent")
+        delay_ms, paired_shift = 0.0, 0.0
+        if discharge.intensity_b_percent is not None:
+            intensity_b = _checked_percent(discharge.intensity_b_percent,
+                                           "intensity_b_percent")
+            ipi = float(discharge.ipi_ms or 0.0)
+            if not (math.isfinite(ipi) and 0.0 <= ipi <= 1000.0):
+                raise ValueError(f"Discharge.ipi_ms = {discharge.ipi_ms!r} is outside 0-1000 ms")
+            if intensity_b == 0.0:
+                pass  # output B idle: a single pulse from A
+            elif intensity == 0.0:
+                intensity, delay_ms = intensity_b, ipi  # only B fires
+            elif ipi == 0.0:
+                intensity = max(intensity, intensity_b)
+            else:
+                conditioning_rmt = intensity / self.resting_motor_threshold_percent
+                paired_shift = paired_pulse_shift_percent(ipi, conditioning_rmt)
+                intensity, delay_ms = intensity_b, ipi
+        phase = self.phase_at(discharge.time_s + delay_ms / 1000.0)
         if excitability is None:
             excitability = 0.0 if phase is None else (
                 -self.phase_modulation_percent * math.cos(phase)
             )
+        excitability = float(excitability) + paired_shift
         with self._lock:
             amps: dict[str, float] = {}
             lats: dict[str, float] = {}
             for i, name in enumerate(self.emg_channels):
                 amps[name] = self.models[name].amplitude_uv(intensity, self._rng, excitability)
                 jitter = float(np.clip(self._rng.normal(0.0, 0.3), -1.0, 1.0))
-                lats[name] = self.base_latency_ms + 0.8 * i + jitter
+                lats[name] = delay_ms + self.base_latency_ms + 0.8 * i + jitter
             response = MEPResponse(
                 time_s=float(discharge.time_s),
                 intensity_percent=intensity,

@@ -419,6 +419,9 @@ class ProtocolRunner:
             self.error = ProtocolRefusedError(self.verdict)
             raise self.error
         self._started = True
+        # created in the caller's thread: in a notebook the bar is displayed in the cell
+        # that started the run; the worker thread only updates its values
+        self._open_bar()
 
     def _log(self, kind: str, payload: dict) -> None:
         if self._log_fn is not None:
@@ -456,7 +459,6 @@ class ProtocolRunner:
             "rmt_percent": self.rmt_percent, "amt_percent": self.amt_percent,
             "train_mode": self.train_mode, "device": type(self.stimulator).__name__,
         })
-        self._open_bar()
         priority = timing_priority(realtime=self.realtime)
         try:
             if priority.__enter__():

@@ -631,16 +631,25 @@ class ProtocolRunner:
                                 "timing": "device"})
             offsets = schedule.times_s[i:end] - schedule.times_s[i]
             train_end = start_s + float(offsets[-1]) + 1.0 / frequency_hz
-            finished = wait_until(train_end, self._wake)
-            elapsed = local_clock() - start_s
-            delivered = int(np.searchsorted(offsets, elapsed, side="right")) if not finished \
-                else count
+            k = 0
+            finished = True
+            while k < count:  # log each pulse as its (device-paced) time passes
+                if not wait_until(start_s + float(offsets[k]), self._wake, spin_s=0.0):
+                    finished = False
+                    break
+                self._record(schedule, i + k, start_s + float(offsets[k]), None,
+                             timing="device")
+                k += 1
+            if finished:
+                finished = wait_until(train_end, self._wake, spin_s=0.0)
             self._refresh_bar()
-            for k in range(delivered):
-                self._record(schedule, i + k, start_s + float(offsets[k]), None, timing="device")
             if not finished:
                 with self._device_lock:
                     self._safe_disarm()  # ends the device's train at once
+                passed = int(np.searchsorted(offsets, local_clock() - start_s, side="right"))
+                for j in range(k, min(passed, count)):
+                    self._record(schedule, i + j, start_s + float(offsets[j]), None,
+                                 timing="device")
                 if not self._handle_interrupt(schedule):
                     return
             # the device paced the train; the schedule keeps the next train's start

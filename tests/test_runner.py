@@ -314,3 +314,24 @@ def test_stop_while_paused_ends_the_run(rig):
     runner.stop()
     assert runner.state == "stopped" and not emulator.armed
     assert emulator.pulses_delivered < 20
+
+
+def test_pause_during_a_device_train_delivers_the_rest_after_resume(rapid_rig):
+    emulator, stim = rapid_rig
+    log = Log()
+    runner = ProtocolRunner(stim, rtms(per_train=20, trains=1), RMT, log=log, progress=False)
+    runner.start()
+    wait_for(lambda: emulator.pulses_delivered >= 5)
+    runner.pause("coil check")
+    wait_for(lambda: runner.state == "paused")
+    assert not emulator.armed
+    held = emulator.pulses_delivered
+    runner.resume()
+    assert runner.join(6.0) == "finished"
+    indices = [p["index"] for p in log.of("pulse")]
+    assert indices == list(range(20))
+    # the log counts pulses from the device's clock at the disarm: at most one off
+    assert abs(emulator.pulses_delivered - 20) <= 1
+    trains = log.of("train")
+    assert trains[0]["pulses"] == 20 and trains[1]["pulses"] == 20 - trains[1]["first_index"]
+    assert abs(trains[1]["first_index"] - held) <= 1

@@ -335,3 +335,27 @@ def test_pause_during_a_device_train_delivers_the_rest_after_resume(rapid_rig):
     trains = log.of("train")
     assert trains[0]["pulses"] == 20 and trains[1]["pulses"] == 20 - trains[1]["first_index"]
     assert abs(trains[1]["first_index"] - held) <= 1
+
+
+def test_a_device_error_fails_the_run_disarms_and_is_logged(rig):
+    from labkit.errors import StimulatorTimeoutError
+
+    emulator, stim = rig
+    log = Log()
+    real_fire = stim.fire
+    calls = []
+
+    def flaky_fire():
+        calls.append(1)
+        if len(calls) == 4:
+            raise StimulatorTimeoutError("Magstim did not answer within 0.50 s")
+        return real_fire()
+
+    stim.fire = flaky_fire
+    runner = ProtocolRunner(stim, rtms(), RMT, log=log, progress=False)
+    with pytest.raises(StimulatorTimeoutError):
+        runner.run()
+    assert runner.state == "failed" and isinstance(runner.error, StimulatorTimeoutError)
+    assert not emulator.armed and emulator.pulses_delivered == 3
+    assert "StimulatorTimeoutError" in log.of("error")[0]["error"]
+    assert log.of("error")[0]["pulses_delivered"] == 3

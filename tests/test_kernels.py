@@ -121,6 +121,12 @@ def test_blanker_chunked_equals_offline(data):
         [blanker.process(np.ascontiguousarray(data[:, a:b])) for a, b in _chunks(4000, rng)], 1
     )
     np.testing.assert_array_equal(out, blank(data.copy(), onsets, 5, 40))
+    # the valid mask of a chunk marks exactly the blanked interior samples
+    b2 = Blanker(4, 5, 40)
+    b2.add_onset(700)
+    b2.process(np.ascontiguousarray(data[:, 650:700]).copy())  # samples 0..49
+    b2.process(np.ascontiguousarray(data[:, 0:700]).copy())  # samples 50..749
+    assert np.array_equal(np.flatnonzero(~b2.valid) + 50, np.arange(696, 740))
 
 
 @pytest.mark.parametrize("method", ["linear", "cubic"])

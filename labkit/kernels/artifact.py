@@ -215,6 +215,8 @@ class Blanker:
     happens (the controller knows when it fires). Output equals :func:`blank` on the
     concatenated stream when every onset is registered before sample ``onset - pre``
     is processed; later registrations hold the most recent output sample instead.
+    After each :meth:`process`, :attr:`valid` marks the samples that were not blanked
+    (hand it to :meth:`labkit.phase.PhaseTracker.update` to bridge the gap by prediction).
 
     Parameters
     ----------
@@ -231,6 +233,8 @@ class Blanker:
         self.n_seen = 0
         self._hold = np.zeros(self.n_channels)
         self._onsets: list[int] = []
+        #: False for the samples of the last chunk that were blanked (reused buffer).
+        self.valid = np.ones(0, np.bool_)
 
     def add_onset(self, sample_index: int) -> None:
         """Register a pulse at absolute ``sample_index``."""
@@ -247,6 +251,14 @@ class Blanker:
         live = [o for o in self._onsets if o - self.pre < end]
         starts, stops = merge_windows(live, self.pre, self.post)
         _blank(chunk, starts, stops, self.n_seen, self._hold)
+        if self.valid.shape[0] != n:
+            self.valid = np.ones(n, np.bool_)
+        else:
+            self.valid[:] = True
+        for a, b in zip(starts, stops, strict=True):
+            lo, hi = max(a + 1 - self.n_seen, 0), min(b - self.n_seen, n)
+            if lo < hi:
+                self.valid[lo:hi] = False
         self.n_seen = end
         return chunk
 

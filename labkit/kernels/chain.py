@@ -54,6 +54,11 @@ class CleaningChain:
         self.flagger = Flagger(n_channels, amplitude_uv=detect_uv) if detect_uv else None
         self._last_detect = -(10**12)
 
+    @property
+    def valid(self):
+        """Boolean mask of the last chunk's samples that were not blanked."""
+        return self.blanker.valid
+
     def add_onset(self, sample_index: int) -> None:
         """Announce a pulse at absolute ``sample_index`` (see :class:`Blanker`)."""
         self.blanker.add_onset(sample_index)

@@ -31,8 +31,9 @@ component at C3, ±pi = trough.
 
 TMS artifact (:func:`tms_artifact`, :meth:`MuEEGSource.add_pulse`): a biphasic
 spike (``peak_uv`` for 0.2 ms, then ``-0.6*peak_uv`` for 0.4 ms) followed by an
-exponential decay (``decay_uv * exp(-t/decay_ms)``), scaled per channel by fixed gains
-(0.6–1.4, drawn from the seed). Literature: 2–10 ms of large artifact plus decay.
+exponential decay (``decay_uv * exp(-t/decay_ms)``), scaled per channel: 1 at C3 (under
+the coil), 0.3–0.7 at each Hjorth neighbour and 0.1–0.4 elsewhere (drawn from the seed).
+Literature: 2–10 ms of large artifact plus decay.
 """
 
 from __future__ import annotations
@@ -204,7 +205,12 @@ class MuEEGSource:
         self.mu_amplitude_uv = np.sqrt(2.0 * 10 ** (snr_db / 10.0) * bg_band) / g_eff
 
         self.artifact_template = tms_artifact(self.fs)
-        self.artifact_gains = rng.uniform(0.6, 1.4, n_ch)
+        # the electrode under the coil (C3) gets the full artifact, its neighbours less,
+        # so that the Hjorth derivation does not cancel it
+        self.artifact_gains = rng.uniform(0.1, 0.4, n_ch)
+        self.artifact_gains[self.channel_names.index("C3")] = 1.0
+        for ch in CHANNELS[1:]:
+            self.artifact_gains[self.channel_names.index(ch)] = rng.uniform(0.3, 0.7)
         self._pulses: list[tuple[int, float]] = []
 
     def _band_power_ar1(self, poles: np.ndarray, weights: np.ndarray) -> float:

@@ -56,7 +56,9 @@ def bench_scheduler(frequency_hz: float, pulses: int) -> dict:
         labkit_rt = _stats(_train(frequency_hz, pulses, wait_until)) if rt else None
     return {"bench": "train_jitter", "what": "scheduler", "frequency_hz": frequency_hz,
             "labkit": labkit, "labkit_sched_fifo": labkit_rt, "baseline_time_sleep": baseline,
-            "target_p99_ms": 1.0, "meets_target": labkit["p99_ms"] <= 1.0,
+            "target_p99_ms": 1.0,
+            # the runner's default path: SCHED_FIFO where permitted, else plain
+            "meets_target": (labkit_rt or labkit)["p99_ms"] <= 1.0,
             "load_avg_1min": round(os.getloadavg()[0], 2), "cpus": os.cpu_count()}
 
 
@@ -89,6 +91,7 @@ def bench_runner(frequency_hz: float, pulses: int, realtime: bool) -> dict:
             "frequency_hz": frequency_hz, "realtime": realtime,
             "labkit": _stats(runner.timing_errors_ms),
             "target_p99_ms": 1.0,
+            "meets_target": _stats(runner.timing_errors_ms)["p99_ms"] <= 1.0,
             "note": "fire time = driver timestamp after the EH write to the in-process emulator"}
 
 

@@ -2,7 +2,7 @@
 
 >>> from labkit.protocols import load_protocol
 >>> p = load_protocol("m1_10hz_pain_1000")
->>> p.total_pulses, p.schedule(rmt_percent=55).intensity_percent[0]
+>>> p.total_pulses, int(p.schedule(rmt_percent=55).intensity_percent[0])
 (1000, 44)
 """
 

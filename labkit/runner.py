@@ -132,7 +132,9 @@ def timing_priority(
     if realtime and hasattr(os, "sched_setscheduler"):
         try:
             old_policy = (os.sched_getscheduler(0), os.sched_getparam(0))
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
+            # threads started meanwhile (log writers, reconnects) must not inherit it
+            policy = os.SCHED_FIFO | getattr(os, "SCHED_RESET_ON_FORK", 0)
+            os.sched_setscheduler(0, policy, os.sched_param(10))
         except (OSError, AttributeError):
             old_policy = None
     try:

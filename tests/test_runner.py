@@ -359,3 +359,21 @@ def test_a_device_error_fails_the_run_disarms_and_is_logged(rig):
     assert not emulator.armed and emulator.pulses_delivered == 3
     assert "StimulatorTimeoutError" in log.of("error")[0]["error"]
     assert log.of("error")[0]["pulses_delivered"] == 3
+
+
+def test_real_time_priority_is_not_inherited_by_new_threads():
+    import os
+
+    from labkit.runner import timing_priority
+
+    if not hasattr(os, "sched_getscheduler"):
+        pytest.skip("no POSIX scheduling API")
+    seen = {}
+    with timing_priority(realtime=True) as rt:
+        if not rt:
+            pytest.skip("SCHED_FIFO not permitted here")
+        worker = threading.Thread(target=lambda: seen.update(policy=os.sched_getscheduler(0)))
+        worker.start()
+        worker.join()
+    assert seen["policy"] == os.SCHED_OTHER
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER

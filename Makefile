@@ -21,9 +21,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m labkit.demo
 
-## test: the whole suite: lint, unit tests, notebooks under nbval, browser test
-test: $(STAMP) browser-deps
+## lint: ruff over the package, tests and benchmarks
+lint: $(STAMP)
 	$(PY) -m ruff check labkit tests benchmarks
+
+## test: the whole suite: lint, unit tests, notebooks under nbval, browser test
+test: $(STAMP) browser-deps lint
 	$(PY) -m pytest tests -q -p no:cacheprovider
 	$(PY) -m pytest --nbval notebooks/ -q -p no:cacheprovider
 

@@ -8,12 +8,12 @@ validates everything and reports problems with the file, the field and what is a
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from labkit.config_files import available, read_toml, resolve_file, validation_error
 from labkit.errors import ConfigError
 
 #: Stimulator models a profile may name, mapped to the driver class name.
@@ -136,41 +136,12 @@ def devices_dir() -> Path:
 
 def list_profiles() -> list[str]:
     """Names of the profiles in :func:`devices_dir`."""
-    return sorted(p.stem for p in devices_dir().glob("*.toml"))
+    return available(devices_dir())
 
 
 def resolve_profile_path(profile: str | os.PathLike) -> Path:
     """Turn a profile name (``"simulated"``) or path into an existing file path."""
-    candidate = Path(profile)
-    if candidate.suffix == ".toml" or candidate.exists():
-        if not candidate.is_file():
-            raise ConfigError(f"device profile not found: {candidate}", file=str(candidate))
-        return candidate
-    path = devices_dir() / f"{profile}.toml"
-    if not path.is_file():
-        raise ConfigError(
-            f"no device profile named {str(profile)!r}; available: {', '.join(list_profiles())}"
-        )
-    return path
-
-
-def _format_validation_error(exc: ValidationError, file: str) -> ConfigError:
-    lines = []
-    first_field = None
-    for err in exc.errors():
-        loc = ".".join(str(part) for part in err["loc"]) or "(top level)"
-        first_field = first_field or loc
-        message = err["msg"]
-        if err["type"] == "literal_error":
-            expected = err.get("ctx", {}).get("expected", "")
-            message = f"must be one of {expected}"
-        elif err["type"] == "extra_forbidden":
-            message = "unknown field (typo?)"
-        given = err.get("input")
-        shown = f" (got {given!r})" if not isinstance(given, dict) and given is not None else ""
-        lines.append(f"field '{loc}': {message}{shown}")
-    return ConfigError("invalid device profile:\n  " + "\n  ".join(lines), file=file,
-                       field=first_field)
+    return resolve_file(profile, devices_dir(), "device profile")
 
 
 def load_profile(profile: str | os.PathLike = "simulated") -> DeviceProfile:
@@ -194,13 +165,11 @@ def load_profile(profile: str | os.PathLike = "simulated") -> DeviceProfile:
         file, the field and what is allowed.
     """
     path = resolve_profile_path(profile)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"not valid TOML: {exc}", file=str(path)) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"not UTF-8 text: {exc}", file=str(path)) from None
+    raw = read_toml(path)
+    if "path" in raw:
+        raise ConfigError("'path' is set by the loader, not by the file", file=str(path),
+                          field="path")
     try:
         return DeviceProfile.model_validate({**raw, "path": path})
     except ValidationError as exc:
-        raise _format_validation_error(exc, str(path)) from None
+        raise validation_error(exc, str(path), "device profile") from None

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
 
 from pydantic import ValidationError
 
+from labkit.config_files import available, read_toml, resolve_file
 from labkit.errors import ConfigError
 from labkit.protocols.model import Protocol, format_validation_error
 
@@ -24,21 +24,7 @@ def protocols_dir() -> Path:
 
 def list_protocols() -> list[str]:
     """Names (file stems) of the protocols in :func:`protocols_dir`."""
-    return sorted(p.stem for p in protocols_dir().glob("*.toml"))
-
-
-def _resolve(path_or_name: str | os.PathLike) -> Path:
-    candidate = Path(path_or_name)
-    if candidate.suffix == ".toml" or candidate.exists():
-        if not candidate.is_file():
-            raise ConfigError(f"protocol file not found: {candidate}", file=str(candidate))
-        return candidate
-    path = protocols_dir() / f"{path_or_name}.toml"
-    if not path.is_file():
-        raise ConfigError(
-            f"no protocol named {str(path_or_name)!r}; available: {', '.join(list_protocols())}"
-        )
-    return path
+    return available(protocols_dir())
 
 
 def load_protocol(path_or_name: str | os.PathLike) -> Protocol:
@@ -60,13 +46,8 @@ def load_protocol(path_or_name: str | os.PathLike) -> Protocol:
         Missing file, invalid TOML, or an invalid field; the message names the file, the
         field and the allowed range.
     """
-    path = _resolve(path_or_name)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"not valid TOML: {exc}", file=str(path)) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"not UTF-8 text: {exc}", file=str(path)) from None
+    path = resolve_file(path_or_name, protocols_dir(), "protocol")
+    raw = read_toml(path)
     if "path" in raw:
         raise ConfigError("'path' is set by the loader, not by the file", file=str(path),
                           field="path")

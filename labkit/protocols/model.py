@@ -31,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from labkit.config_files import validation_error
 from labkit.errors import ConfigError
 
 #: Units an intensity may be given in.
@@ -393,54 +394,9 @@ class Protocol(_Strict):
 
 
 def format_validation_error(exc: ValidationError, file: str | None) -> ConfigError:
-    """Turn a pydantic error into a :class:`ConfigError` naming file, field and range.
+    """Turn a pydantic error on a protocol into a :class:`ConfigError`.
 
-    Parameters
-    ----------
-    exc : pydantic.ValidationError
-        The error raised while validating a protocol.
-    file : str | None
-        The protocol file, if any.
-
-    Returns
-    -------
-    ConfigError
-        One line per problem: ``field 'timing.trains': must be >= 1 (got 0)``.
+    The message names the file and, per problem, the field, what is allowed and what was
+    given: ``field 'timing.trains': must be >= 1 (got 0)``.
     """
-    lines = []
-    first_field = None
-    for err in exc.errors():
-        loc = ".".join(str(part) for part in err["loc"])
-        text = _describe(err)
-        if not loc:
-            # model-level checks start their message with the field they are about
-            head = text.split(" ", 1)[0]
-            loc = head if head in Protocol.model_fields else "(top level)"
-        first_field = first_field or loc
-        lines.append(f"field '{loc}': {text}")
-    return ConfigError("invalid protocol:\n  " + "\n  ".join(lines), file=file, field=first_field)
-
-
-_BOUND_WORDS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
-
-
-def _describe(err: dict) -> str:
-    kind = err["type"]
-    ctx = err.get("ctx", {}) or {}
-    given = err.get("input")
-    shown = "" if isinstance(given, dict) or given is None else f" (got {given!r})"
-    if kind == "literal_error":
-        return f"must be one of {ctx.get('expected', '')}{shown}"
-    if kind == "extra_forbidden":
-        return f"unknown field (typo?){shown}"
-    if kind == "missing":
-        return "required field is missing"
-    for key, word in _BOUND_WORDS.items():
-        if key in ctx:
-            return f"must be {word} {ctx[key]}{shown}"
-    if kind in ("too_short", "too_long"):
-        return f"{err['msg'].lower()}{shown}"
-    message = err["msg"]
-    if message.startswith("Value error, "):
-        message = message[len("Value error, "):]
-    return f"{message}{shown}"
+    return validation_error(exc, file, "protocol", Protocol.model_fields)

@@ -16,10 +16,10 @@ numeric rating scale (NRS) and a *relief* fraction ``r`` (0 = baseline pain, 1 =
   number and clipped to 0–10; adverse events (mild headache, neck or scalp pain) occur
   per session with probability ``adverse_event_probability``.
 
-Defaults: a *responder* reaches ~55 % relief (7 → 3 on the NRS) and a *non-responder*
-~10 % (about the placebo level); responders keep ≥ 30 % relief at one month and lose most
-of it by three months. These figures are plausible round numbers for a demo, not fitted
-to trial data.
+Defaults: a *responder* builds towards ~55 % relief (7 → 3-4 on the NRS) and a *non-responder*
+~10 % (about the placebo level); responders keep about 30 % relief at one month (on
+average; borderline 30 % responders) and lose most of it by three months. These
+figures are plausible round numbers for a demo, not fitted to trial data.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ Timing behaviour that drivers must cope with is modelled:
 * armed and not fired for ``auto_disarm_s`` → it disarms;
 * the coil warms with every pulse (∝ intensity²) and cools exponentially; above 40 °C
   it refuses to arm;
-* it fires only when armed, ready and under remote control; each discharge is handed to
+* it fires only when armed, ready and under remote control (a Rapid² is not *ready*
+  during the rest period after a train); each discharge is handed to
   ``coil`` as a :class:`~labkit.sim.events.Discharge` stamped with ``local_clock()``;
   Rapid² trains emit one discharge per pulse from a timer thread.
 
@@ -460,6 +461,8 @@ class MagstimEmulator(SerialEmulator):
                 self.train_running = False
                 self._not_ready_until = time.monotonic() + mp.min_wait_s(
                     min(self.intensity_percent, 100), n_pulses, frequency_hz)
+                if time.monotonic() < self._not_ready_until:
+                    self.ready = False  # resting: EH is refused until tick() restores it
 
     # ------------------------------------------------------------------ time
     def tick(self) -> None:

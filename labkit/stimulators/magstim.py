@@ -19,6 +19,7 @@ Example
 from __future__ import annotations
 
 import math
+import threading
 import time
 from typing import ClassVar
 
@@ -40,6 +41,20 @@ __all__ = ["BiStim", "Magstim", "Rapid"]
 _NOT_RETRIED = (b"EB", b"EH")
 #: Longest ``ND`` reply accepted before declaring garbage.
 _MAX_VERSION_REPLY = 24
+
+
+class _TrainCut(threading.Event):
+    """Set when a running train ends early; :attr:`cut_s` is when (``local_clock()``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cut_s = math.inf
+
+    def cut(self) -> None:
+        """Record the time of the cut (first call only) and wake the marker thread."""
+        if not self.is_set():
+            self.cut_s = local_clock()
+        self.set()
 
 
 class Magstim(Stimulator):
@@ -386,6 +401,7 @@ class Rapid(Magstim):
         self._n_pulses = 0
         self._duration_s = 0.0
         self.enhanced_power = False
+        self._train_markers: tuple[threading.Thread, _TrainCut] | None = None
 
     def _rapid(self) -> bool:
         return True
@@ -537,10 +553,14 @@ class Rapid(Magstim):
         return super().fire()
 
     def fire_train(self) -> list[PulseEvent]:
-        """Trigger the configured train; announce one marker per pulse.
+        """Trigger the configured train; announce each pulse's marker as its time passes.
 
         Pulse times are the trigger time plus ``i / frequency_hz`` (the unit's own clock
-        paces the train).
+        paces the train). The returned list is the train's *schedule*; markers reach the
+        pulse listeners only once each pulse's time has passed, from a background thread,
+        so a train cut short by :meth:`disarm`, :meth:`close` or a latched fault never
+        publishes markers for pulses that did not happen (:attr:`pulse_count` counts only
+        announced pulses).
         """
         if not self.repetitive:
             raise SettingsConflictError("no train configured: call set_train() first",
@@ -548,16 +568,70 @@ class Rapid(Magstim):
         with self._lock:
             mp.check_train(self._intensity_percent, self._frequency_hz, self._n_pulses,
                            variant=self.variant)
+            self._end_train_markers()
             start_s = self._fire()
-            events = []
-            for i in range(self._n_pulses):
-                events.append(PulseEvent(
+            events = [
+                PulseEvent(
                     time_s=start_s + i / self._frequency_hz,
                     intensity_percent=float(self._intensity_percent),
-                    device=type(self).__name__, index=self.pulse_count,
+                    device=type(self).__name__, index=self.pulse_count + i,
                     extra={"train_pulse": i, "frequency_hz": self._frequency_hz},
-                ))
-                self.pulse_count += 1
-        for event in events:
-            self._announce(event)
+                )
+                for i in range(self._n_pulses)
+            ]
+            cancel = _TrainCut()
+            thread = threading.Thread(target=self._announce_train, args=(events, cancel),
+                                      name=f"{type(self).__name__}-train-markers", daemon=True)
+            self._train_markers = (thread, cancel)
+            thread.start()
         return events
+
+    def wait_train(self, timeout_s: float | None = None) -> bool:
+        """Wait until the markers of the last train are all announced (or it was cut).
+
+        Returns
+        -------
+        bool
+            True when no train announcement is pending any more.
+        """
+        current = self._train_markers
+        if current is None:
+            return True
+        current[0].join(timeout_s)
+        return not current[0].is_alive()
+
+    def disarm(self) -> None:
+        """Return the unit to standby (``EA``); a running train ends, later markers are dropped."""
+        self._end_train_markers()
+        super().disarm()
+
+    def close(self) -> None:
+        """Stop announcing the running train's future pulses, then as :meth:`Stimulator.close`."""
+        self._end_train_markers()
+        super().close()
+
+    def _end_train_markers(self) -> None:
+        """Announce the pulses whose time has passed; drop the rest of the running train."""
+        current = getattr(self, "_train_markers", None)
+        if current is None:
+            return
+        thread, cancel = current
+        cancel.cut()
+        if thread is not threading.current_thread():
+            thread.join(timeout=1.0)
+
+    def _announce_train(self, events: list[PulseEvent], cancel: _TrainCut) -> None:
+        """Announce each scheduled pulse once its time has passed (marker thread).
+
+        Takes no driver lock: :meth:`disarm` may wait for this thread while holding it.
+        """
+        for event in events:
+            while True:
+                remaining = event.time_s - local_clock()
+                if remaining <= 0 or cancel.wait(remaining):
+                    break
+            # cut short: only pulses whose time had passed at the cut were delivered
+            if self.fault is not None or event.time_s > cancel.cut_s:
+                return
+            self.pulse_count = max(self.pulse_count, event.index + 1)
+            self._announce(event)

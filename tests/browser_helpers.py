@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
@@ -46,6 +45,17 @@ def _quiet_lab_settings(settings_dir: Path) -> None:
     )
 
 
+def _copy_without_outputs(src: Path, dst: Path) -> None:
+    """Copy a notebook with its outputs cleared, so that only this run's outputs show."""
+    data = json.loads(src.read_text(encoding="utf-8"))
+    for cell in data.get("cells", []):
+        if cell.get("cell_type") == "code":
+            cell["outputs"] = []
+            cell["execution_count"] = None
+    data.get("metadata", {}).pop("widgets", None)
+    dst.write_text(json.dumps(data, indent=1), encoding="utf-8")
+
+
 class LabServer:
     """A running JupyterLab; ``url(path)`` gives an authenticated address."""
 
@@ -55,6 +65,18 @@ class LabServer:
     def url(self, path: str = "lab") -> str:
         sep = "&" if "?" in path else "?"
         return f"http://127.0.0.1:{self.port}/{path.lstrip('/')}{sep}token={self.token}"
+
+    def start_kernel_session(self, notebook_name: str, kernel: str = "python3") -> dict:
+        """Create the notebook's kernel session through the REST API before the page opens.
+
+        JupyterLab then attaches to it instead of (sometimes) asking "Select Kernel".
+        """
+        body = json.dumps({"path": notebook_name, "name": notebook_name, "type": "notebook",
+                           "kernel": {"name": kernel}}).encode()
+        req = urllib.request.Request(self.url("api/sessions"), data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return json.loads(resp.read())
 
     def log_tail(self, n_chars: int = 4000) -> str:
         try:
@@ -69,7 +91,7 @@ def jupyter_lab(notebooks: list[Path], workdir: Path, *, timeout_s: float = 60.0
     root = workdir / "notebooks"
     root.mkdir(parents=True, exist_ok=True)
     for nb in notebooks:
-        shutil.copy2(nb, root / nb.name)
+        _copy_without_outputs(nb, root / nb.name)
     for sub in ("config", "runtime", "settings", "workspaces"):
         (workdir / sub).mkdir(exist_ok=True)
     _quiet_lab_settings(workdir / "settings")
@@ -140,6 +162,30 @@ def launch_chromium(playwright):
     """Debian's Chromium, headless, with no network side-traffic."""
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
                                       headless=True)
+
+
+def accept_dialogs(page) -> int:
+    """Press the default button of any open JupyterLab dialog (e.g. "Select Kernel")."""
+    buttons = page.locator(".jp-Dialog .jp-Dialog-button.jp-mod-accept")
+    n = buttons.count()
+    for i in range(n):
+        try:
+            buttons.nth(i).click(timeout=2000)
+        except Exception:  # the dialog closed by itself meanwhile
+            pass
+    return n
+
+
+def wait_kernel_idle(page, timeout_s: float = 90.0) -> None:
+    """Wait until the notebook's kernel reports idle, answering dialogs on the way."""
+    indicator = page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        accept_dialogs(page)
+        if indicator.count():
+            return
+        page.wait_for_timeout(250)
+    raise TimeoutError(f"the kernel did not become idle within {timeout_s:.0f} s")
 
 
 def run_all_cells(page) -> None:

@@ -23,10 +23,12 @@ import pytest
 from tests.browser_helpers import (
     CHROMIUM,
     REPO_ROOT,
+    accept_dialogs,
     jupyter_lab,
     launch_chromium,
     run_all_cells,
     screenshot,
+    wait_kernel_idle,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
@@ -82,10 +84,10 @@ def test_quickstart_fire_and_stop_in_chromium(tmp_path, monkeypatch):
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(30_000)
         try:
-            page.goto(server.url("lab/tree/00_quickstart.ipynb"))
+            server.start_kernel_session(NOTEBOOK.name)
+            page.goto(server.url(f"lab/tree/{NOTEBOOK.name}"))
             page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=90_000)
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
-                                   timeout=90_000)
+            wait_kernel_idle(page)
 
             # 1. run the whole notebook like a user (Run > Run All Cells)
             run_all_cells(page)
@@ -94,6 +96,7 @@ def test_quickstart_fire_and_stop_in_chromium(tmp_path, monkeypatch):
             deadline = time.monotonic() + 150
             while not done.count() and time.monotonic() < deadline:
                 assert not failed.count(), f"a notebook cell failed: {failed.first.inner_text()}"
+                accept_dialogs(page)
                 page.wait_for_timeout(250)
             assert done.count(), "the notebook did not finish within 150 s"
             expect(page.locator(f"{stim} .labkit-stop-state")).to_have_text("STOP: ready")

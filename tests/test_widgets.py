@@ -222,7 +222,7 @@ def test_measure_peak_to_peak_in_window_and_background():
     emg[t == 20] = 150.0
     emg[t == 25] = -50.0
     emg[t == 60] = 1000.0  # outside the 15-50 ms window
-    emg[t < 0] = 3.0
+    emg[t < 0] = np.where(np.arange(100) % 2, 3.0, -3.0)
     trial = measure(t, emg, (15.0, 50.0), 12.5)
     assert trial.amplitude_uv == pytest.approx(200.0)
     assert trial.background_uv == pytest.approx(3.0)
@@ -240,6 +240,56 @@ def test_mep_view_shows_each_trial_and_summary():
     assert 'data-n-points="3"' in view.amplitude_plot.value
     assert view.summary.value == "MEP 3: 75.5 µV peak-to-peak"
     assert repr(view) == "<MEPView: 3 trials>"
+
+
+def test_mep_view_blanks_the_artifact_for_display_only():
+    t = np.arange(-50.0, 100.0, 0.2)
+    emg = np.zeros_like(t)
+    emg[(t >= 0) & (t < 3)] = 2000.0  # artifact
+    emg[(t > 20) & (t < 25)] = 100.0
+    view = MEPView(max_rate_hz=None)
+    view.add_trial(measure(t, emg, (15.0, 50.0), 0.0))
+    assert view.amplitudes_uv == [100.0]
+    assert "100 µV" in view.overlay.value  # y scale set by the MEP, not the 2000 µV artifact
+    raw = MEPView(max_rate_hz=None, blank_ms=None)
+    raw.add_trial(measure(t, emg, (15.0, 50.0), 0.0))
+    assert "2000 µV" in raw.overlay.value
+
+
+class FakeStream:
+    """What StreamEpochs needs of an mne-lsl StreamLSL: 5 kHz, data in volts (1e-6 V units)."""
+
+    ch_names = ["FDI", "APB"]
+    info = {"sfreq": 5000.0}
+
+    def __init__(self, pulse_s):
+        self.pulse_s = pulse_s
+
+    def get_channel_units(self, picks=None):
+        return [(107, 0)] * len(picks or self.ch_names)  # volts, multiplier 10^0
+
+    def get_data(self, winsize, picks):
+        from labkit.clock import local_clock
+
+        ts = np.arange(local_clock() - winsize, local_clock(), 1 / 5000.0)
+        data = np.where((ts > self.pulse_s + 0.020) & (ts < self.pulse_s + 0.025), 1e-4, 0.0)
+        return data[None, :], ts
+
+
+def test_stream_epochs_waits_for_post_pulse_data_and_scales_to_uv():
+    from labkit.clock import local_clock
+    from labkit.errors import StreamError
+    from labkit.widgets import StreamEpochs
+
+    pulse = local_clock()
+    source = StreamEpochs(FakeStream(pulse), channel="FDI", pre_ms=20, post_ms=60)
+    assert source.scale_to_uv == pytest.approx(1e6)
+    trial = source.epoch(pulse)
+    assert trial.times_ms[0] >= -20 and trial.times_ms[-1] <= 60 and trial.times_ms[-1] > 59
+    assert trial.amplitude_uv == pytest.approx(100.0)
+    assert local_clock() >= pulse + 0.06  # it waited for the post-pulse data
+    with pytest.raises(StreamError, match="'EMG'.*available: \\['FDI', 'APB'\\]"):
+        StreamEpochs(FakeStream(pulse), channel="EMG")
 
 
 def test_render_throttle_coalesces_and_draws_the_last_state():
@@ -271,7 +321,7 @@ def test_panel_arm_intensity_fire_records_an_mep():
     panel.arm_button.click()
     panel.fire_button.click()
     panel.wait_idle(5.0)
-    assert stim.calls[1:] == ["intensity 60", "arm", "fire"]
+    assert stim.calls[1:] == ["intensity 60", "arm", "intensity 60", "fire"]
     assert panel.pulses.value == "pulses: 1"
     assert panel.mep_view.n_trials == 1
     assert panel.mep_view.amplitudes_uv[0] == pytest.approx(400.0, rel=0.01)
@@ -279,6 +329,19 @@ def test_panel_arm_intensity_fire_records_an_mep():
     assert panel.temperature.value == "coil: 25 °C"
     assert panel.message.value == "pulse 1 at 60 %MSO"
     assert repr(panel) == "<StimulatorPanel: FakeStimulator>"
+    panel.close()
+
+
+def test_panel_fire_uses_the_slider_intensity_after_a_runner_changed_it():
+    stim, panel = make_panel()
+    panel.intensity.value = 70
+    panel.arm_button.click()
+    panel.wait_idle(5.0)
+    stim.set_intensity(31)  # e.g. a protocol ran at 80 % RMT in between
+    panel.fire_button.click()
+    panel.wait_idle(5.0)
+    assert panel.last_pulse.intensity_percent == 70
+    assert panel.message.value == "pulse 1 at 70 %MSO"
     panel.close()
 
 

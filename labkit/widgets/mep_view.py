@@ -26,6 +26,7 @@ from collections import deque
 import ipywidgets as widgets
 import numpy as np
 
+from labkit.mep import MEPInputError, blank_artifact
 from labkit.widgets._emg import MEPTrial
 from labkit.widgets._svg import series_svg, traces_svg
 from labkit.widgets._threads import RenderThrottle
@@ -44,6 +45,10 @@ class MEPView(widgets.VBox):
         Amplitude criterion drawn as a dashed line (50 µV at rest).
     max_rate_hz : float | None
         Redraw ceiling; ``None`` redraws on every trial (benchmarks).
+    blank_ms : (float, float) | None
+        Interval around the pulse drawn as a straight line, so that the TMS artifact
+        (thousands of µV) does not squash the MEP; display only, the amplitudes are
+        measured on the raw sweep. ``None`` draws the raw sweep.
 
     Notes
     -----
@@ -58,8 +63,10 @@ class MEPView(widgets.VBox):
         window_ms: tuple[float, float] = (15.0, 50.0),
         criterion_uv: float | None = 50.0,
         max_rate_hz: float | None = 30.0,
+        blank_ms: tuple[float, float] | None = (-1.0, 6.0),
     ) -> None:
         self.window_ms = window_ms
+        self.blank_ms = blank_ms
         self.criterion_uv = criterion_uv
         self._traces: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=max_traces)
         self._amplitudes: list[float] = []
@@ -112,8 +119,15 @@ class MEPView(widgets.VBox):
         accepted: bool | None = True,
     ) -> None:
         """Same as :meth:`add_trial` from bare arrays."""
+        times = np.asarray(times_ms, float)
+        shown = np.asarray(emg_uv, float)
+        if self.blank_ms is not None and times.size > 2:
+            try:
+                shown = blank_artifact(shown, times, self.blank_ms)
+            except MEPInputError:  # the sweep does not extend past the blanked interval
+                pass
         with self._data_lock:
-            self._traces.append((np.asarray(times_ms, float), np.asarray(emg_uv, float)))
+            self._traces.append((times, shown))
             self._amplitudes.append(float(amplitude_uv))
             self._flags.append(accepted)
         self.throttle.request()

@@ -276,6 +276,9 @@ class StimulatorPanel(widgets.VBox):
 
     def _fire_job(self) -> None:
         self.estop.check()
+        # a runner or a hunter may have changed the intensity since the slider moved:
+        # Fire always means "one pulse at the intensity shown on the slider"
+        self.stimulator.set_intensity(int(self.intensity.value))
         deadline = time.monotonic() + 3.0
         status = self.stimulator.status()
         if not status.armed:

@@ -1,0 +1,55 @@
+"""EEG-state-triggered stimulation (mu phase).
+
+* :class:`ClosedLoopController` — reads EEG from LSL with the lowest practical latency,
+  cleans it, tracks the mu phase and fires the stimulator at a target phase (or at
+  random times, the control condition); records every trigger (:class:`Trigger`).
+* :func:`calibrate` / :func:`calibrate_signal` — individual mu peak, signal scale and
+  amplitude levels from a resting segment (:class:`Calibration`).
+* :func:`phase_now` — instantaneous mu phase at the last sample of a window
+  (cosine convention: 0 = positive peak, ±pi = trough); causal.
+* :func:`time_to_phase` — seconds until the phase next reaches a target.
+* :class:`PhaseTracker` — the same estimator updated per incoming sample, for the loop.
+* :func:`phase_error_stats` / :func:`circular_stats` — circular mean and SD.
+
+The estimators themselves live in :mod:`labkit.phase` (documented there, with sources).
+"""
+
+from __future__ import annotations
+
+from labkit.closedloop.calibration import Calibration, calibrate, calibrate_signal
+from labkit.closedloop.controller import CONDITIONS, ClosedLoopController, ClosedLoopError
+from labkit.closedloop.records import (
+    PhaseErrorStats,
+    Trigger,
+    circular_stats,
+    phase_error_stats,
+    triggers_frame,
+)
+from labkit.phase import (
+    METHODS,
+    KalmanParams,
+    PhaseTracker,
+    estimate_mu_peak,
+    phase_now,
+    time_to_phase,
+)
+
+__all__ = [
+    "CONDITIONS",
+    "METHODS",
+    "Calibration",
+    "ClosedLoopController",
+    "ClosedLoopError",
+    "KalmanParams",
+    "PhaseErrorStats",
+    "PhaseTracker",
+    "Trigger",
+    "calibrate",
+    "calibrate_signal",
+    "circular_stats",
+    "estimate_mu_peak",
+    "phase_error_stats",
+    "phase_now",
+    "time_to_phase",
+    "triggers_frame",
+]

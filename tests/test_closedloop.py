@@ -1,0 +1,225 @@
+"""Closed-loop controller on a live simulated EEG stream and an emulated Magstim 200²."""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+
+import numpy as np
+import pytest
+
+from labkit.closedloop import (
+    ClosedLoopController,
+    ClosedLoopError,
+    Trigger,
+    calibrate_signal,
+    circular_stats,
+    phase_error_stats,
+)
+from labkit.errors import ConfigError, StreamError
+from labkit.kernels import hjorth_weights
+from labkit.sim.amplifier import EEGAmplifier
+from labkit.sim.eeg import CHANNELS, MuEEGSource
+from labkit.sim.magstim_emulator import MagstimEmulator
+from labkit.stimulators import Magstim
+
+SNR_DB = 20.0
+MU_HZ = 10.5
+
+
+class Rig:
+    """EEG amplifier (high SNR) + emulator whose coil feeds it + connected driver."""
+
+    def __init__(self) -> None:
+        tag = uuid.uuid4().hex
+        self.source = MuEEGSource(seed=5, mu_hz=MU_HZ, snr_db=SNR_DB)
+        self.amp = EEGAmplifier(self.source, name=f"test-cl-{tag[:10]}",
+                                source_id=f"src-{tag}")
+        self.amp.start()
+        self.emulator = MagstimEmulator("200", coil=self.amp, pty=False)
+        self.stim = Magstim(self.emulator.url).connect()
+        self.stim.set_intensity(50)
+
+    def truth(self, time_s: float) -> float:
+        return self.source.true_phase(self.amp.sample_index(time_s))
+
+    def controller(self, **options) -> ClosedLoopController:
+        options.setdefault("mu_hz", MU_HZ)
+        options.setdefault("min_interval_s", 0.2)
+        return ClosedLoopController(self.stim, self.amp.name, source_id=self.amp.source_id,
+                                    truth=self.truth, **options)
+
+    def close(self) -> None:
+        self.stim.close()
+        self.emulator.stop()
+        self.amp.stop()
+
+
+@pytest.fixture(scope="module")
+def rig():
+    r = Rig()
+    yield r
+    r.close()
+
+
+@pytest.fixture(scope="module")
+def calibration():
+    """Offline calibration on the same kind of signal (other seed): mu peak, amplitude."""
+    src = MuEEGSource(seed=6, mu_hz=MU_HZ, snr_db=SNR_DB)
+    x = hjorth_weights(CHANNELS) @ src.generate(int(8 * src.fs))
+    return calibrate_signal(x[0], src.fs)
+
+
+def _run(rig, n, **options) -> ClosedLoopController:
+    with rig.controller(max_pulses=n, **options) as ctl:
+        ctl.start()
+        assert ctl.wait(30.0), "the controller did not deliver its pulses within 30 s"
+        ctl.stop()
+    return ctl
+
+
+@pytest.mark.parametrize("target", [math.pi, 0.0], ids=["trough", "peak"])
+def test_fires_at_target_phase_with_gate_and_interval(rig, calibration, target):
+    gate = calibration.amplitude_p25_uv
+    ctl = _run(rig, 20, target_phase_rad=target, amplitude_gate_uv=gate)
+    trig = ctl.triggers
+    assert len(trig) == 20
+    true = phase_error_stats([t.true_phase_rad for t in trig], target)
+    assert abs(true.mean_deg) < 20.0, true
+    assert true.sd_deg < 30.0, true
+    # every pulse reached the coil (the EEG stream) within 5 ms of the driver's write
+    placed = np.array([d.time_s for d, _ in rig.amp.placed])
+    for t in trig:
+        assert np.any((placed >= t.fire_time_s) & (placed < t.fire_time_s + 0.005))
+    # minimum interval between pulses (driver time stamps) and amplitude gate
+    assert np.diff([t.fire_time_s for t in trig]).min() >= 0.2
+    assert min(t.amplitude_uv for t in trig) >= gate
+    # records: decision before the write, write before the return; phase estimate near
+    # the target (the loop fires when it predicts the target)
+    for t in trig:
+        assert t.sample_time_s < t.fire_time_s <= t.return_time_s
+        assert t.decision_time_s <= t.fire_time_s
+        assert 0 < t.sample_to_fire_ms < 200
+    est = phase_error_stats([t.estimated_phase_rad for t in trig], target)
+    assert abs(est.mean_deg) < 15 and est.sd_deg < 25, est
+    # the stimulator was disarmed on stop
+    assert not rig.stim.status().armed
+
+
+def test_gate_above_every_amplitude_blocks_firing(rig, calibration):
+    with rig.controller(amplitude_gate_uv=50 * calibration.amplitude_median_uv) as ctl:
+        ctl.start()
+        time.sleep(2.0)
+        ctl.stop()
+    assert ctl.triggers == []
+    assert len(ctl.compute_s) > 100  # it was running and deciding
+
+
+def test_stop_stops_firing(rig):
+    before = rig.emulator.pulses_delivered
+    with rig.controller() as ctl:
+        ctl.start()
+        deadline = time.monotonic() + 10
+        while len(ctl.triggers) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        ctl.stop()
+        n = rig.emulator.pulses_delivered
+        assert n - before == len(ctl.triggers) >= 2
+        assert not ctl.running
+        time.sleep(0.6)  # three minimum intervals
+        assert rig.emulator.pulses_delivered == n
+        assert not rig.stim.status().armed
+
+
+def test_random_condition_does_not_lock_to_phase(rig):
+    ctl = _run(rig, 24, condition="random", seed=1)
+    trig = ctl.triggers
+    stats = circular_stats([t.true_phase_rad for t in trig])
+    # uniform phases: P(R > 0.55 | n = 24) ≈ exp(-24 · 0.55²) < 0.1 %
+    assert stats.resultant < 0.55, stats
+    assert all(math.isnan(t.target_phase_rad) and t.condition == "random" for t in trig)
+    gaps = np.diff([t.fire_time_s for t in trig])
+    assert gaps.min() >= 0.2
+    # same interval statistics as the phase condition: min interval + up to one cycle
+    assert gaps.max() < 0.2 + 1 / MU_HZ + 0.05
+
+
+def test_fire_error_stops_the_loop_and_is_reported(rig):
+    class Broken:
+        def __init__(self):
+            self.disarmed = False
+
+        def status(self):
+            return type("S", (), {"armed": True})()
+
+        def fire(self):
+            raise RuntimeError("coil disconnected")
+
+        def disarm(self):
+            self.disarmed = True
+
+    broken = Broken()
+    ctl = ClosedLoopController(broken, rig.amp.name, source_id=rig.amp.source_id, mu_hz=MU_HZ,
+                               min_interval_s=0.2)
+    try:
+        ctl.start()
+        with pytest.raises(ClosedLoopError, match="coil disconnected"):
+            ctl.wait(10.0)
+        assert not ctl.running
+        ctl.stop()
+        assert broken.disarmed
+    finally:
+        ctl.close()
+
+
+def test_binding_is_by_name_and_source_id(rig):
+    with pytest.raises(ConfigError, match="source_id"):
+        ClosedLoopController(rig.stim, rig.amp.name, mu_hz=MU_HZ)
+    with pytest.raises(StreamError, match="refusing to bind"):
+        ClosedLoopController(rig.stim, rig.amp.name, source_id="someone-else", mu_hz=MU_HZ,
+                             timeout_s=1.0)
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"condition": "sometimes"}, "condition"),
+        ({"min_interval_s": 0.01}, "min_interval_s"),
+        ({"mu_hz": 50.0}, "mu_hz"),
+        ({"fs": 1000.0}, "fs"),
+        ({"weights": [1.0, 0.0]}, "weights"),
+        ({"center": "C4"}, "channel_names"),
+        ({"random_intervals_s": [0.05]}, "random_intervals_s"),
+    ],
+)
+def test_invalid_settings_name_the_field(rig, options, field):
+    options.setdefault("mu_hz", MU_HZ)
+    with pytest.raises(ConfigError) as err:
+        ClosedLoopController(rig.stim, rig.amp.name, source_id=rig.amp.source_id, **options)
+    assert err.value.field == field
+
+
+def test_calibration_recovers_mu_peak(calibration):
+    assert calibration.mu_hz == pytest.approx(MU_HZ, abs=0.5)
+    assert calibration.amplitude_p25_uv < calibration.amplitude_median_uv
+    assert calibration.amplitude_median_uv < calibration.amplitude_p75_uv
+
+
+def test_circular_stats():
+    s = phase_error_stats([math.pi - 0.1, -math.pi + 0.1, math.pi], math.pi)
+    assert s.n == 3 and abs(s.mean_deg) < 1e-9
+    assert s.sd_deg == pytest.approx(math.degrees(math.sqrt(-2 * math.log(
+        (1 + 2 * math.cos(0.1)) / 3))))
+    assert circular_stats([0.0, math.pi]).resultant == pytest.approx(0.0, abs=1e-12)
+    assert phase_error_stats([None, 0.5], 0.0).n == 1
+
+
+def test_trigger_latencies():
+    t = Trigger(index=0, condition="phase", target_phase_rad=math.pi, sample_time_s=10.0,
+                decision_time_s=10.004, fire_time_s=10.0041, return_time_s=10.0050,
+                estimated_phase_rad=3.1, true_phase_rad=3.0, amplitude_uv=5.0, freq_hz=10.0,
+                loop_delay_s=0.0001)
+    assert t.decision_to_return_ms == pytest.approx(1.0)
+    assert t.sample_to_fire_ms == pytest.approx(4.1)
+    assert t.as_dict()["sample_to_fire_ms"] == pytest.approx(4.1)

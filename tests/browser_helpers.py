@@ -37,12 +37,17 @@ def free_port() -> int:
 
 
 def _quiet_lab_settings(settings_dir: Path) -> None:
-    """No news toasts and no update checks (there is no internet, and toasts cover buttons)."""
+    """No news toasts, no update checks (no internet; toasts cover buttons), no windowing."""
     target = settings_dir / "@jupyterlab" / "apputils-extension"
     target.mkdir(parents=True, exist_ok=True)
     (target / "notification.jupyterlab-settings").write_text(
         json.dumps({"fetchNews": "false", "checkForUpdates": False})
     )
+    # keep every cell in the DOM: with windowing, cells scrolled out of view are detached
+    # and the panels the test clicks would come and go with the scroll position
+    notebook = settings_dir / "@jupyterlab" / "notebook-extension"
+    notebook.mkdir(parents=True, exist_ok=True)
+    (notebook / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
 
 
 def _copy_without_outputs(src: Path, dst: Path) -> None:

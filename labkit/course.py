@@ -21,11 +21,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from labkit.errors import ConfigError
 from labkit.session.ids import check_subject_id
 from labkit.session.log import LOG_FILE, LogRecord, read_log
+
+if TYPE_CHECKING:
+    import pandas
 
 #: How :attr:`CourseSummary.baseline_nrs` is defined (shown in reports).
 BASELINE_DEFINITION = "NRS before the first stimulation session of the course"
@@ -264,7 +267,7 @@ class CourseSummary:
             out.append(_outcome(label, f.day, baseline, f.follow_up_nrs))
         return out
 
-    def table(self):
+    def table(self) -> pandas.DataFrame:
         """One row per visit (sessions, then follow-ups) as a ``pandas.DataFrame``.
 
         Columns: session, day, rmt_percent, intensity_percent, protocol, sham,

@@ -10,7 +10,8 @@ disarms the unit within one serial transaction (well under 100 ms).
 
 The log callback is the session's event sink: ``log(kind, payload)`` with ``kind`` one of
 ``"safety"``, ``"override"``, ``"run"``, ``"train"``, ``"pulse"``, ``"pause"``,
-``"resume"``, ``"stop"``, ``"finish"``, ``"error"``.
+``"resume"``, ``"stop"``, ``"finish"``, ``"error"``, ``"refused"`` (a trigger the
+unit refused while recharging; retried once, nothing was delivered).
 """
 
 from __future__ import annotations
@@ -60,6 +61,10 @@ TrainMode = Literal["auto", "software", "hardware"]
 
 #: Software timing: stop sleeping this long before a pulse and spin on the clock.
 SPIN_S = 0.002
+#: During a device-timed train: how often the driver's latched fault is checked, s.
+FAULT_POLL_S = 0.05
+#: Software timing: longest wait for a refusing (recharging) unit to be ready again, s.
+RECHARGE_WAIT_S = 0.5
 
 
 def wait_until(
@@ -595,13 +600,44 @@ class ProtocolRunner:
                 if not self._handle_interrupt(schedule):
                     return
                 continue
-            with self._device_lock:
-                if self._stop_flag.is_set():
+            event = self._fire_once(i)
+            if event is None:
+                if not self._handle_interrupt(schedule):
                     return
-                event = stim.fire()
+                continue
             late_ms = (event.time_s - target) * 1000.0
             self.timing_errors_ms.append(late_ms)
             self._record(schedule, i, event.time_s, late_ms, timing="software")
+
+    def _fire_once(self, index: int) -> Any:
+        """Fire one software-timed pulse; ``None`` when a stop/pause came first.
+
+        A unit still recharging refuses the trigger with "conflicts with settings" and
+        delivers nothing (e.g. the previous pulse went out late under load). That refusal
+        is safe to retry: wait until it reports ready again (at most ``RECHARGE_WAIT_S``)
+        and trigger once more, logged as ``"refused"``. A corrupted or missing reply is
+        never retried (the pulse may have gone out).
+        """
+        stim = self.stimulator
+        for attempt in (0, 1):
+            with self._device_lock:
+                if self._stop_flag.is_set():
+                    return None
+                try:
+                    return stim.fire()
+                except SettingsConflictError as exc:
+                    if attempt or not stim.status().armed:
+                        raise
+                    self._log("refused", {"index": index, "error": str(exc),
+                                          "time_s": local_clock()})
+            deadline = local_clock() + RECHARGE_WAIT_S
+            while not stim.status().ready:
+                if local_clock() > deadline or self._wake.wait(0.005):
+                    if self._wake.is_set():
+                        return None
+                    raise LabkitError(f"{type(stim).__name__} refused pulse {index} and was "
+                                      f"not ready again within {RECHARGE_WAIT_S:g} s")
+        return None  # pragma: no cover - the loop returns or raises
 
     def _deliver_hardware(self, schedule: PulseSchedule) -> None:
         kind = self._hardware_kind()
@@ -636,14 +672,14 @@ class ProtocolRunner:
             k = 0
             finished = True
             while k < count:  # log each pulse as its (device-paced) time passes
-                if not wait_until(start_s + float(offsets[k]), self._wake, spin_s=0.0):
+                if not self._wait_device(start_s + float(offsets[k])):
                     finished = False
                     break
                 self._record(schedule, i + k, start_s + float(offsets[k]), None,
                              timing="device")
                 k += 1
             if finished:
-                finished = wait_until(train_end, self._wake, spin_s=0.0)
+                finished = self._wait_device(train_end)
             self._refresh_bar()
             if not finished:
                 with self._device_lock:
@@ -656,6 +692,23 @@ class ProtocolRunner:
                     return
             # the device paced the train; the schedule keeps the next train's start
             self._t0 = max(self._t0, start_s - float(schedule.times_s[i]))
+
+    def _wait_device(self, deadline_s: float) -> bool:
+        """Wait during a device-timed train, watching the driver for a latched fault.
+
+        The host sends nothing while the unit paces a train; the driver's keep-alive is
+        what notices a silent unit (pulled cable). Its fault ends the run here, so that no
+        further pulses are logged as delivered.
+        """
+        while True:
+            step = min(deadline_s, local_clock() + FAULT_POLL_S)
+            if not wait_until(step, self._wake, spin_s=0.0):
+                return False
+            fault = getattr(self.stimulator, "fault", None)
+            if fault is not None:
+                raise fault
+            if step >= deadline_s:
+                return True
 
     def _trigger_train(self, kind: str, frequency_hz: float, count: int) -> float | None:
         """Configure and start one device-timed train; ``None`` when interrupted.

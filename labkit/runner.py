@@ -17,6 +17,7 @@ unit refused while recharging; retried once, nothing was delivered).
 from __future__ import annotations
 
 import inspect
+import math
 import os
 import sys
 import threading
@@ -107,6 +108,18 @@ def wait_until(
                 if wake.is_set():
                     return False
             return True
+
+
+def _check_number(field: str, value: Any, low: float, high: float, unit: str, *,
+                  optional: bool = False) -> None:
+    """Raise :class:`ConfigError` naming ``field`` unless ``value`` is in [low, high]."""
+    if value is None and optional:
+        return
+    ok = (not isinstance(value, bool) and isinstance(value, (int, float, np.number))
+          and math.isfinite(value) and low <= value <= high)
+    if not ok:
+        raise ConfigError(f"must be a finite number in [{low:g}, {high:g}] {unit}, got {value!r}",
+                          field=field)
 
 
 @contextmanager
@@ -267,6 +280,13 @@ class ProtocolRunner:
         if train_mode not in ("auto", "software", "hardware"):
             raise ConfigError(f"train_mode must be 'auto', 'software' or 'hardware' "
                               f"(got {train_mode!r})", field="train_mode")
+        _check_number("amt_percent", amt_percent, 1.0, 100.0, "% MSO", optional=True)
+        _check_number("arm_timeout_s", arm_timeout_s, 0.01, 600.0, "s")
+        _check_number("lead_s", lead_s, 0.0, 60.0, "s")
+        if isinstance(pulses_delivered_before, bool) or not isinstance(
+                pulses_delivered_before, (int, np.integer)) or pulses_delivered_before < 0:
+            raise ConfigError(f"must be a whole number of pulses >= 0, got "
+                              f"{pulses_delivered_before!r}", field="pulses_delivered_before")
         self.stimulator = stimulator
         self.protocol = protocol
         self.rmt_percent = float(rmt_percent)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from html import escape
 
 import numpy as np
@@ -38,18 +39,16 @@ def _decimate(x: np.ndarray, y: np.ndarray, max_points: int) -> tuple[np.ndarray
     n = x.size
     if n <= max_points:
         return x, y
-    n_bins = max(1, max_points // 2)
-    edges = np.linspace(0, n, n_bins + 1).astype(int)
-    xs, ys = [], []
-    for a, b in zip(edges[:-1], edges[1:], strict=True):
-        if b <= a:
-            continue
-        seg = y[a:b]
-        i_min, i_max = int(np.argmin(seg)), int(np.argmax(seg))
-        for i in sorted((i_min, i_max)):
-            xs.append(x[a + i])
-            ys.append(seg[i])
-    return np.asarray(xs), np.asarray(ys)
+    step = int(np.ceil(n / max(1, max_points // 2)))
+    n_full = (n // step) * step
+    rows = y[:n_full].reshape(-1, step)
+    base = np.arange(rows.shape[0]) * step
+    i_min = base + np.argmin(rows, axis=1)
+    i_max = base + np.argmax(rows, axis=1)
+    idx = np.sort(np.concatenate([i_min, i_max]))
+    if n_full < n:
+        idx = np.concatenate([idx, [n - 1]])
+    return x[idx], y[idx]
 
 
 def _points(x: np.ndarray, y: np.ndarray) -> str:
@@ -67,8 +66,33 @@ def _frame(width: int, height: int, attrs: dict[str, str], body: list[str]) -> s
     )
 
 
+@dataclass(frozen=True)
+class TracePath:
+    """A sweep decimated once into an SVG ``points`` string in data units (ms, µV).
+
+    The overlay places it with one SVG transform, so redrawing 20 sweeps costs a string
+    join, not 20 re-decimations (see ``benchmarks/bench_live_view.py``).
+    """
+
+    points: str
+    t_lo: float
+    t_hi: float
+    abs_max: float
+
+
+def trace_path(times_ms: np.ndarray, values_uv: np.ndarray, max_points: int = 400) -> TracePath:
+    """Decimate a sweep (min/max per bin) into a :class:`TracePath`."""
+    t = np.asarray(times_ms, float)
+    v = np.asarray(values_uv, float)
+    if t.size == 0:
+        return TracePath("", 0.0, 1.0, 0.0)
+    td, vd = _decimate(t, v, max_points)
+    points = " ".join(f"{a:.2f},{b:.1f}" for a, b in zip(td.tolist(), vd.tolist(), strict=True))
+    return TracePath(points, float(t[0]), float(t[-1]), float(np.max(np.abs(v))))
+
+
 def traces_svg(
-    traces: Sequence[tuple[np.ndarray, np.ndarray]],
+    traces: Sequence[tuple[np.ndarray, np.ndarray] | TracePath],
     *,
     window_ms: tuple[float, float] | None = None,
     width: int = 420,
@@ -80,14 +104,14 @@ def traces_svg(
 
     Parameters
     ----------
-    traces : sequence of (times_ms, values_uv)
+    traces : sequence of (times_ms, values_uv) or TracePath
         Oldest first; the last one is drawn on top in the accent colour.
     window_ms : (float, float) | None
         Peak-to-peak window to shade, ms after the pulse.
     width, height : int
         Size in pixels.
     max_points : int
-        Points per trace after min/max decimation.
+        Points per trace after min/max decimation (for raw traces).
     title : str
         Caption drawn in the top-left corner.
 
@@ -98,29 +122,37 @@ def traces_svg(
     """
     pad_l, pad_r, pad_t, pad_b = 40, 8, 16, 18
     body: list[str] = []
-    n = len(traces)
+    paths = [tr if isinstance(tr, TracePath) else trace_path(tr[0], tr[1], max_points)
+             for tr in traces]
+    n = len(paths)
     if n:
-        t_lo = min(float(t[0]) for t, _ in traces)
-        t_hi = max(float(t[-1]) for t, _ in traces)
-        y_abs = max(float(np.max(np.abs(v))) if v.size else 0.0 for _, v in traces)
+        t_lo = min(p.t_lo for p in paths)
+        t_hi = max(p.t_hi for p in paths)
+        t_hi = t_hi if t_hi > t_lo else t_lo + 1.0
+        y_abs = max(p.abs_max for p in paths)
         y_abs = y_abs if y_abs > 0 else 1.0
+        sx = (width - pad_l - pad_r) / (t_hi - t_lo)
+        sy = (height - pad_t - pad_b) / 2.0 / y_abs
+        y_mid = pad_t + (height - pad_t - pad_b) / 2.0
         if window_ms is not None:
-            x0, x1 = _scale(np.asarray(window_ms, float), t_lo, t_hi, pad_l, width - pad_r)
+            x0 = pad_l + (window_ms[0] - t_lo) * sx
+            x1 = pad_l + (window_ms[1] - t_lo) * sx
             body.append(
                 f'<rect x="{_fmt(x0)}" y="{pad_t}" width="{_fmt(max(x1 - x0, 0))}" '
                 f'height="{height - pad_t - pad_b}" fill="#f3f6fb"/>'
             )
-        for i, (t, v) in enumerate(traces):
-            td, vd = _decimate(np.asarray(t, float), np.asarray(v, float), max_points)
-            xs = _scale(td, t_lo, t_hi, pad_l, width - pad_r)
-            ys = _scale(vd, -y_abs, y_abs, height - pad_b, pad_t)
+        body.append(f'<g transform="translate({pad_l - t_lo * sx:.3f} {y_mid:.3f}) '
+                    f'scale({sx:.5f} {-sy:.6g})">')
+        for i, path in enumerate(paths):
             last = i == n - 1
             colour, stroke, opacity = (ACCENT, 1.6, 1.0) if last else (MUTED, 0.8, 0.6)
             cls = "last" if last else "old"
             body.append(
                 f'<polyline class="{cls}" fill="none" stroke="{colour}" stroke-width="{stroke}" '
-                f'stroke-opacity="{opacity}" points="{_points(xs, ys)}"/>'
+                f'stroke-opacity="{opacity}" vector-effect="non-scaling-stroke" '
+                f'points="{path.points}"/>'
             )
+        body.append("</g>")
         body.append(f'<text x="2" y="{pad_t + 8}" {_FONT}>{y_abs:.0f} µV</text>')
         body.append(f'<text x="2" y="{height - pad_b}" {_FONT}>-{y_abs:.0f}</text>')
         body.append(

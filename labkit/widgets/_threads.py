@@ -99,6 +99,8 @@ class RenderThrottle:
     def request(self) -> None:
         """Ask for a redraw of the current state."""
         with self._lock:
+            if self._timer is not None:  # the pending trailing render will draw this state
+                return
             now = time.monotonic()
             wait_s = self._last_s + self.interval_s - now
             if wait_s > 0:

@@ -28,7 +28,7 @@ import numpy as np
 
 from labkit.mep import MEPInputError, blank_artifact
 from labkit.widgets._emg import MEPTrial
-from labkit.widgets._svg import series_svg, traces_svg
+from labkit.widgets._svg import TracePath, series_svg, trace_path, traces_svg
 from labkit.widgets._threads import RenderThrottle
 
 
@@ -68,7 +68,7 @@ class MEPView(widgets.VBox):
         self.window_ms = window_ms
         self.blank_ms = blank_ms
         self.criterion_uv = criterion_uv
-        self._traces: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=max_traces)
+        self._traces: deque[TracePath] = deque(maxlen=max_traces)
         self._amplitudes: list[float] = []
         self._flags: list[bool | None] = []
         self._data_lock = threading.Lock()
@@ -126,8 +126,9 @@ class MEPView(widgets.VBox):
                 shown = blank_artifact(shown, times, self.blank_ms)
             except MEPInputError:  # the sweep does not extend past the blanked interval
                 pass
+        path = trace_path(times, shown)  # decimated once, here, not at every redraw
         with self._data_lock:
-            self._traces.append((times, shown))
+            self._traces.append(path)
             self._amplitudes.append(float(amplitude_uv))
             self._flags.append(accepted)
         self.throttle.request()

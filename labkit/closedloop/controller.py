@@ -132,6 +132,9 @@ class ClosedLoopController:
         Also blank pulses nobody announced when any channel exceeds this, µV.
     realtime : bool
         Try ``SCHED_FIFO`` for the loop thread (Linux, needs the privilege).
+    poll_s : float
+        Sleep when the inlet had nothing new, s (adds up to this much latency; shorter
+        polls cost CPU and GIL time that the amplifier and the driver also need).
     timeout_s : float
         Stream resolve timeout, s.
     disarm_on_stop : bool
@@ -175,6 +178,7 @@ class ClosedLoopController:
         log: Any = None,
         detect_uv: float | None = None,
         realtime: bool = False,
+        poll_s: float = 0.0005,
         timeout_s: float = 5.0,
         disarm_on_stop: bool = True,
     ) -> None:
@@ -214,6 +218,7 @@ class ClosedLoopController:
         self.truth = truth
         self.log = log
         self.realtime = bool(realtime)
+        self.poll_s = _check_range(poll_s, "poll_s", 0.0, 0.01, "s")
         self.disarm_on_stop = bool(disarm_on_stop)
         self.seed = int(seed)
 
@@ -350,7 +355,7 @@ class ClosedLoopController:
             data, stamps = inlet.pull()
             n = stamps.shape[0]
             if n == 0:
-                time.sleep(0.0002)
+                time.sleep(self.poll_s)
                 continue
             t_begin = time.perf_counter()
             y = chain.process(as_chunk(data))[0]
@@ -394,7 +399,9 @@ class ClosedLoopController:
                             fire_at = now + max(wait, 0.0)
                     elif now >= random_due:
                         fire_at = now
-                    if fire_at is not None and fire_at + delay < last_fire + self.min_interval_s:
+                    # the call itself comes no earlier than the minimum interval after
+                    # the previous pulse's time stamp (the write follows the call)
+                    if fire_at is not None and fire_at < last_fire + self.min_interval_s:
                         fire_at = None
             t_end = time.perf_counter()
             compute[n_compute % compute.shape[0]] = t_end - t_begin

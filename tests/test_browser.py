@@ -19,8 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from tests.browser_helpers import (
+from browser_helpers import (
     ARTIFACTS,
     CHROMIUM,
     REPO_ROOT,

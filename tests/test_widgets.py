@@ -486,6 +486,7 @@ def test_hunter_auto_rejects_noisy_background_and_stop_ends_it():
                              estop=estop, interval_s=0.05)
     hunter.run_auto()
     assert wait_for(lambda: stim.pulse_count >= 3)
+    assert hunter.fire_button.disabled and hunter.accept_button.disabled  # auto decides
     estop.trigger()
     assert estop.wait(3.0) and hunter.wait(3.0)
     n = stim.pulse_count
@@ -493,6 +494,7 @@ def test_hunter_auto_rejects_noisy_background_and_stop_ends_it():
     assert stim.pulse_count == n
     assert hunter.estimator.n_trials == 0  # every trial rejected (background 40 µV > 20)
     assert all(accepted is False for _, _, accepted in hunter.trials)
+    assert not hunter.fire_button.disabled  # manual control is back after the stop
 
 
 # ---------------------------------------------------------------------------- closed loop

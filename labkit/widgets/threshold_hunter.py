@@ -222,11 +222,22 @@ class ThresholdHunter(widgets.VBox):
         self._refresh()
 
     def _auto_loop(self) -> None:
-        while not self.done and not self._stop.is_set():
-            trial = self._fire_once()
-            ok = (self.background_limit_uv is None
-                  or not trial.background_uv > self.background_limit_uv)
-            self._decide(ok)
+        manual = (self.fire_button, self.accept_button, self.reject_button, self.auto_button)
+        for button in manual:  # auto decides; a click meanwhile would race it
+            button.disabled = True
+        try:
+            while not self.done and not self._stop.is_set():
+                trial = self._fire_once()
+                ok = (self.background_limit_uv is None
+                      or not trial.background_uv > self.background_limit_uv)
+                self._decide(ok)
+        finally:
+            if not self.done:
+                self.fire_button.disabled = False
+                self.auto_button.disabled = False
+                pending = self._pending is not None
+                self.accept_button.disabled = not pending
+                self.reject_button.disabled = not pending
 
     def _finish(self) -> None:
         value = float(self.estimator.threshold)

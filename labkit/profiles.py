@@ -118,6 +118,15 @@ class DeviceProfile(_Strict):
             raise ValueError("a simulated rig needs a [simulation] section")
         if self.stimulator.port == "sim" and not self.rig.simulated:
             raise ValueError("port 'sim' is only allowed when rig.simulated = true")
+        if not self.rig.simulated:
+            # bound by name + source_id: a same-named outlet elsewhere on the lab network
+            # can then never be taken for the amplifier
+            for kind in ("emg", "eeg"):
+                section = getattr(self.streams, kind)
+                if section is not None and not section.source_id:
+                    raise ValueError(f"streams.{kind}.source_id is required on a hardware rig "
+                                     "(the amplifier's LSL source id, e.g. "
+                                     "'BrainAmpSeries-Dev_1')")
         return self
 
     @property

@@ -223,3 +223,12 @@ def test_trigger_latencies():
     assert t.decision_to_return_ms == pytest.approx(1.0)
     assert t.sample_to_fire_ms == pytest.approx(4.1)
     assert t.as_dict()["sample_to_fire_ms"] == pytest.approx(4.1)
+
+
+def test_simulated_eeg_profile_streams_the_hjorth_channels():
+    from labkit.profiles import load_profile
+
+    profile = load_profile("simulated-eeg")
+    assert profile.rig.simulated and profile.simulation.eeg
+    assert profile.streams.eeg.name == "labkit-sim-eeg"
+    assert profile.streams.eeg.picks == list(CHANNELS)

@@ -97,7 +97,8 @@ class SimulationSection(_Strict):
 
     seed: int = Field(default=0, ge=0)
     emulator: Literal[tuple(STIMULATOR_MODELS)] | None = None  # type: ignore[valid-type]
-    emg_noise_uv: float = Field(default=5.0, ge=0, le=100)
+    emg_noise_uv: float = Field(default=0.5, ge=0, le=100)
+    emg_latency_ms: float = Field(default=20.0, ge=1, le=200)
     eeg: bool = False
 
 

@@ -105,7 +105,7 @@ def start_simulated_hardware(
                 name="labkit-sim-eeg", type="EEG"), suffix)
         subject = VirtualSubject(seed=seed, eeg=eeg_source)
         emg_amp = EMGAmplifier(subject, name=emg_stream.name, source_id=emg_stream.source_id,
-                               noise_uv=sim.emg_noise_uv)
+                               noise_uv=sim.emg_noise_uv, latency_ms=sim.emg_latency_ms)
         emg_amp.start()
         closers.append(emg_amp.stop)
         eeg_amp = None

@@ -14,9 +14,11 @@ Prints JSON lines (one object per line).
    the controller (clean + phase + decision), and the driver round trip (``fire()`` call
    to return), p50/p99.
 2. ``phase_accuracy`` — trough-targeted triggers on the simulated EEG amplifier (5 ms
-   hardware latency, TMS artifacts in the EEG) at several SNRs: circular mean and SD of
-   the true phase at the pulse minus the target, with the random condition (same
-   controller, random timing) as the in-run baseline.
+   hardware latency, TMS artifacts in the EEG) at several SNRs and amplitude gates (none,
+   lower quartile, median of the resting mu amplitude): circular mean and SD of the true
+   phase at the pulse minus the target, with the random condition (same controller,
+   random timing) as the in-run baseline; ``estimate_vs_truth_sd_deg`` is the circular SD
+   of the controller's predicted phase at the pulse minus the true phase.
 
 Run: ``python benchmarks/bench_closed_loop.py [--quick]``.
 """
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import threading
 import time
 import uuid
@@ -34,7 +37,13 @@ import numpy as np
 import pylsl
 
 from labkit.clock import local_clock
-from labkit.closedloop import ClosedLoopController, circular_stats, phase_error_stats
+from labkit.closedloop import (
+    ClosedLoopController,
+    calibrate_signal,
+    circular_stats,
+    phase_error_stats,
+)
+from labkit.kernels import hjorth_weights
 from labkit.sim.amplifier import EEGAmplifier
 from labkit.sim.eeg import CHANNELS, MuEEGSource
 from labkit.sim.magstim_emulator import MagstimEmulator
@@ -91,9 +100,28 @@ class LivePusher:
             self.outlet.push_chunk(data, (now + offsets).tolist())
 
 
-def bench_loop_latency(n_pulses: int) -> list[dict]:
+def _transport_baseline(pusher: LivePusher, seconds: float, poll_s: float) -> np.ndarray:
+    """Age of the newest sample when a bare drain loop sees it (LSL + poll only), ms."""
+    from labkit.streams import LowLatencyInlet
+
+    ages = []
+    with LowLatencyInlet(pusher.name, source_id=pusher.source_id) as inlet:
+        inlet.pull()
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            _, stamps = inlet.pull()
+            if stamps.shape[0]:
+                ages.append(local_clock() - stamps[-1])
+            else:
+                time.sleep(poll_s)
+    return np.asarray(ages) * 1000.0
+
+
+def bench_loop_latency(n_pulses: int, realtime: bool = False) -> list[dict]:
     pusher = LivePusher()
     pusher.start()
+    poll_s = 0.0005
+    baseline = _transport_baseline(pusher, 3.0, poll_s)
     received: list[float] = []
     emulator = MagstimEmulator("200", coil=lambda d: received.append(d.time_s), pty=False)
     stim = Magstim(emulator.url).connect()
@@ -103,7 +131,7 @@ def bench_loop_latency(n_pulses: int) -> list[dict]:
         with ClosedLoopController(
             stim, pusher.name, source_id=pusher.source_id, mu_hz=10.5, condition="random",
             min_interval_s=min_interval, random_intervals_s=[min_interval],
-            max_pulses=n_pulses, settle_s=0.5,
+            max_pulses=n_pulses, settle_s=0.5, poll_s=poll_s, realtime=realtime,
         ) as ctl:
             ctl.start()
             ctl.wait(n_pulses * min_interval * 3 + 30)
@@ -116,14 +144,21 @@ def bench_loop_latency(n_pulses: int) -> list[dict]:
     arrive = np.array(received[: len(trig)])
     sample = np.array([t.sample_time_s for t in trig])
     e2e = (arrive - sample) * 1000.0
+    decided = np.array([t.decision_time_s for t in trig])
+    rt = {"realtime": realtime}
     rows = [
-        {"bench": "loop_latency", "what": "lsl_sample_to_emulator_EH", **_pct(e2e),
+        {"bench": "loop_latency", "what": "lsl_sample_to_emulator_EH", **rt, **_pct(e2e),
          "target_p99_ms": 3.0, "meets_target": bool(np.percentile(e2e, 99) <= 3.0)},
-        {"bench": "loop_latency", "what": "baseline_chunk_compute", **_pct(ctl.compute_s * 1e3)},
-        {"bench": "loop_latency", "what": "baseline_fire_round_trip",
+        {"bench": "loop_latency", "what": "sample_to_decision", **rt,
+         **_pct((decided - sample) * 1000.0)},
+        {"bench": "loop_latency", "what": "baseline_lsl_transport_and_poll", **rt,
+         **_pct(baseline)},
+        {"bench": "loop_latency", "what": "baseline_chunk_compute", **rt,
+         **_pct(ctl.compute_s * 1e3)},
+        {"bench": "loop_latency", "what": "baseline_fire_round_trip", **rt,
          **_pct([t.decision_to_return_ms for t in trig])},
-        {"bench": "loop_latency", "what": "decision_to_emulator_EH",
-         **_pct((arrive - np.array([t.decision_time_s for t in trig])) * 1000.0)},
+        {"bench": "loop_latency", "what": "decision_to_emulator_EH", **rt,
+         **_pct((arrive - decided) * 1000.0)},
     ]
     return rows
 
@@ -140,11 +175,18 @@ def bench_phase_accuracy(snr_db: float, n_pulses: int) -> list[dict]:
     def truth(t: float) -> float:
         return source.true_phase(amp.sample_index(t))
 
+    # amplitude gates from an offline resting calibration on the same kind of signal
+    rest = MuEEGSource(seed=8, snr_db=snr_db)
+    cal = calibrate_signal((hjorth_weights(CHANNELS) @ rest.generate(int(8 * FS)))[0], FS)
+    runs = [("phase", "none", 0.0), ("phase", "p25", cal.amplitude_p25_uv),
+            ("phase", "median", cal.amplitude_median_uv), ("random", "p25",
+                                                           cal.amplitude_p25_uv)]
     rows = []
     try:
-        for condition in ("phase", "random"):
+        for condition, gate_name, gate_uv in runs:
             with ClosedLoopController(
-                stim, amp.name, source_id=amp.source_id, mu_hz=source.mu_hz,
+                stim, amp.name, source_id=amp.source_id, mu_hz=cal.mu_hz,
+                scale_uv=cal.scale_uv, amplitude_gate_uv=gate_uv,
                 condition=condition, target_phase_rad=math.pi, min_interval_s=0.2,
                 max_pulses=n_pulses, truth=truth, seed=1,
             ) as ctl:
@@ -158,6 +200,7 @@ def bench_phase_accuracy(snr_db: float, n_pulses: int) -> list[dict]:
             rows.append({
                 "bench": "phase_accuracy", "snr_db": snr_db,
                 "condition": "trough" if condition == "phase" else "random (baseline)",
+                "amplitude_gate": gate_name,
                 "n": err.n, "mean_error_deg": round(err.mean_deg, 1),
                 "circ_sd_deg": round(err.sd_deg, 1), "resultant": round(err.resultant, 3),
                 "estimate_vs_truth_sd_deg": round(est_err.sd_deg, 1),
@@ -172,10 +215,15 @@ def bench_phase_accuracy(snr_db: float, n_pulses: int) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer pulses")
+    parser.add_argument("--realtime", action="store_true",
+                        help="also run the loop with SCHED_FIFO (where permitted)")
     args = parser.parse_args()
     n_lat, n_phase = (60, 20) if args.quick else (300, 50)
-    for row in bench_loop_latency(n_lat):
-        print(json.dumps(row), flush=True)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    print(json.dumps({"bench": "machine", "cpus": os.cpu_count(), "loadavg_1min": load}))
+    for realtime in (False, True) if args.realtime else (False,):
+        for row in bench_loop_latency(n_lat, realtime):
+            print(json.dumps(row), flush=True)
     for snr in (0.0, 10.0):
         for row in bench_phase_accuracy(snr, n_phase):
             print(json.dumps(row), flush=True)

@@ -251,9 +251,6 @@ def test_silent_magpro_during_a_device_train_fails_the_run_within_1_5_s():
         emulator.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="MagPro._on_connect only reads the status; a unit left "
-                   "enabled (cable pulled mid-run) stays enabled after reconnect. Change "
-                   "requested in labkit/stimulators/magpro.py: disable when status().enabled")
 def test_magpro_reconnect_after_a_silent_unit_disables_it():
     from labkit.sim.magpro_emulator import MagProEmulator
     from labkit.stimulators import MagPro

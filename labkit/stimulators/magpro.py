@@ -356,9 +356,11 @@ class MagPro(Stimulator):
     def _on_connect(self) -> None:
         self._extractor.clear()
         self.train_settings = None
-        reported = self.status().model
-        if reported in proto.MODELS:
-            self.model = reported
+        status = self.status()
+        if status.model in proto.MODELS:
+            self.model = status.model
+        if status.enabled:  # a unit left enabled (e.g. cable pulled mid-run) starts disarmed
+            self.disarm()
 
     def _on_close(self) -> None:
         if self._serial is not None and self.fault is None:

@@ -191,6 +191,7 @@ def test_binding_is_by_name_and_source_id(rig):
         ({"weights": [1.0, 0.0]}, "weights"),
         ({"center": "C4"}, "channel_names"),
         ({"random_intervals_s": [0.05]}, "random_intervals_s"),
+        ({"max_pulses": 3001}, "max_pulses"),
     ],
 )
 def test_invalid_settings_name_the_field(rig, options, field):
@@ -232,3 +233,16 @@ def test_simulated_eeg_profile_streams_the_hjorth_channels():
     assert profile.rig.simulated and profile.simulation.eeg
     assert profile.streams.eeg.name == "labkit-sim-eeg"
     assert profile.streams.eeg.picks == list(CHANNELS)
+
+
+def test_pulse_count_is_capped_by_the_session_limits(rig):
+    from labkit.safety import SafetyLimits
+
+    default = ClosedLoopController(rig.stim, rig.amp.name, source_id=rig.amp.source_id,
+                                   mu_hz=MU_HZ)
+    default.close()
+    assert default.max_pulses == SafetyLimits().max_pulses_per_session
+    strict = SafetyLimits().stricter(max_pulses_per_session=50)
+    with pytest.raises(ConfigError, match="session cap of 50"):
+        ClosedLoopController(rig.stim, rig.amp.name, source_id=rig.amp.source_id,
+                             mu_hz=MU_HZ, max_pulses=60, limits=strict)

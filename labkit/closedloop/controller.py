@@ -48,6 +48,7 @@ from labkit.closedloop.records import Trigger, phase_error_stats, triggers_frame
 from labkit.errors import ConfigError, LabkitError
 from labkit.kernels import CleaningChain, warm_up
 from labkit.phase import PhaseTracker
+from labkit.safety import SafetyLimits
 from labkit.streams import LowLatencyInlet
 
 __all__ = ["CONDITIONS", "ClosedLoopController", "ClosedLoopError"]
@@ -108,7 +109,11 @@ class ClosedLoopController:
     fs : float | None
         Expected sampling rate, Hz (checked against the stream's).
     max_pulses : int | None
-        Stop firing after this many pulses (:meth:`wait` returns then).
+        Stop firing after this many pulses (:meth:`wait` returns then). None: the
+        per-session pulse cap of ``limits``; a larger value is refused.
+    limits : SafetyLimits | None
+        Session limits (e.g. ``SafetyLimits.from_profile(rig.profile)``); default the
+        published ones.
     settle_s : float
         Tracking without firing after :meth:`start`, s (filter convergence).
     blank_pre_ms, blank_post_ms : float
@@ -167,6 +172,7 @@ class ClosedLoopController:
         neighbours: Sequence[str] = HJORTH_NEIGHBOURS,
         fs: float | None = None,
         max_pulses: int | None = None,
+        limits: SafetyLimits | None = None,
         settle_s: float = 1.0,
         blank_pre_ms: float = 1.0,
         blank_post_ms: float = 20.0,
@@ -205,7 +211,12 @@ class ClosedLoopController:
         if max_pulses is not None and not (isinstance(max_pulses, int) and max_pulses >= 1):
             raise ConfigError(f"must be a positive int or None, got {max_pulses!r}",
                               field="max_pulses")
-        self.max_pulses = max_pulses
+        limits = limits if limits is not None else SafetyLimits()
+        cap = limits.max_pulses_per_session
+        if max_pulses is not None and max_pulses > cap:
+            raise ConfigError(f"{max_pulses} pulses exceed the session cap of {cap} "
+                              f"({limits.source})", field="max_pulses")
+        self.max_pulses = cap if max_pulses is None else max_pulses
         if random_intervals_s is not None:
             iv = np.asarray(random_intervals_s, dtype=float).ravel()
             if iv.size == 0 or not np.all(np.isfinite(iv)) or iv.min() < self.min_interval_s:

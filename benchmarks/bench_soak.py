@@ -20,7 +20,9 @@ Lines printed (one JSON object each):
   and in the last minute (the first minute is the baseline).
 
 Usage: ``python benchmarks/bench_soak.py [--minutes 3] [--dir DIR] [--sample-s 5]``
-(``--minutes 30`` for the full soak.)
+(``--minutes 30`` for the full soak; ``--keep-sim-history`` to keep the simulator's
+per-pulse ground-truth lists, which grow by ~0.85 KiB per pulse: see
+:class:`SimHistoryTrimmer`.)
 """
 
 from __future__ import annotations
@@ -67,10 +69,14 @@ def soak_protocol(minutes: float) -> Protocol:
 
 
 class RSSSampler:
-    """Samples this process's RSS every ``period_s`` in a background thread."""
+    """Samples this process's RSS every ``period_s`` in a background thread.
 
-    def __init__(self, period_s: float) -> None:
+    ``before_sample()``, when given, runs before each sample (the history trimmer).
+    """
+
+    def __init__(self, period_s: float, before_sample=None) -> None:
         self.period_s = period_s
+        self._before = before_sample
         self.samples: list[tuple[float, float]] = []  # (elapsed s, MiB)
         self._proc = psutil.Process()
         self._stop = threading.Event()
@@ -89,6 +95,8 @@ class RSSSampler:
 
     def _run(self) -> None:
         while not self._stop.wait(self.period_s):
+            if self._before is not None:
+                self._before()
             self._sample()
 
     def stop(self) -> None:
@@ -110,14 +118,40 @@ def _jitter(errors_ms: np.ndarray) -> dict:
             "p99_ms": round(float(np.percentile(e, 99)), 4), "max_ms": round(float(e.max()), 4)}
 
 
-def run(minutes: float, root: Path, sample_s: float) -> list[dict]:
+class SimHistoryTrimmer:
+    """Drops the simulated hardware's ground-truth history (kept for tests, unbounded).
+
+    The virtual subject (``responses``), the EMG amplifier (``responses``, ``placed``)
+    and the emulator (``received``) remember every pulse and command, ~0.85 KiB per pulse;
+    real hardware has no such lists. Trimming them isolates labkit's own memory.
+    """
+
+    def __init__(self, hardware) -> None:
+        self.hw = hardware
+        self.trimmed = 0
+
+    def __call__(self) -> None:
+        hw = self.hw
+        amp, emulator = hw.emg_amplifier, hw.emulator
+        with amp._lock:
+            self.trimmed += len(amp.placed)
+            amp.placed.clear()
+        amp.responses.clear()
+        hw.subject.responses.clear()
+        with emulator._lock:
+            emulator.received.clear()
+
+
+def run(minutes: float, root: Path, sample_s: float, keep_sim_history: bool = False
+        ) -> list[dict]:
     """Run the soak; return the JSON records."""
     protocol = soak_protocol(minutes)
     limits = SafetyLimits(max_pulses_per_session=100000)
     override = SafetyOverride(reason="soak benchmark on the simulated rig",
                               approved_by="bench_soak")
-    rss = RSSSampler(sample_s)
     with open_rig("simulated") as rig, Session(root, "SOAK01", 1) as session:
+        trimmer = None if keep_sim_history else SimHistoryTrimmer(rig.hardware)
+        rss = RSSSampler(sample_s, trimmer)
         # the emulated 200² refuses EH for 50 ms after a pulse; a software-timed pulse
         # that is late by > 50 ms makes the next one come too soon and fails the run, which
         # is not what this soak measures (tests/test_faults.py covers refusals)
@@ -158,6 +192,7 @@ def run(minutes: float, root: Path, sample_s: float) -> list[dict]:
     per_train = int(TRAIN_S * FREQUENCY_HZ)
     first_n = int(60.0 / (TRAIN_S + ITI_S)) * per_train
     common = {"minutes": minutes, "wall_s": round(wall_s, 1), "state": state,
+              "sim_history": "kept" if keep_sim_history else "trimmed",
               "python": platform.python_version(), "cpus": os.cpu_count()}
     return [
         {"bench": "soak_rss", **common,
@@ -185,10 +220,12 @@ def main() -> None:
                         help="wall-clock length of the soak (30 for the full one)")
     parser.add_argument("--dir", type=Path, default=None, help="data root (default: temp)")
     parser.add_argument("--sample-s", type=float, default=5.0, help="RSS sampling period")
+    parser.add_argument("--keep-sim-history", action="store_true",
+                        help="keep the simulator's per-pulse ground-truth lists (they grow)")
     args = parser.parse_args()
     root = args.dir or Path(tempfile.mkdtemp(prefix="labkit-soak-"))
     try:
-        for record in run(args.minutes, root, args.sample_s):
+        for record in run(args.minutes, root, args.sample_s, args.keep_sim_history):
             print(json.dumps(record), flush=True)
     finally:
         if args.dir is None:

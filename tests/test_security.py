@@ -245,11 +245,17 @@ def _get(url: str, token: str | None = None) -> int:
     request = urllib.request.Request(url)
     if token:
         request.add_header("Authorization", f"token {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except urllib.error.URLError:  # printed its URL a moment before listening
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 @pytest.mark.skipif(not (REPO / ".venv" / "bin" / "jupyter").exists(),
@@ -279,11 +285,11 @@ def test_make_lab_listens_on_localhost_only_and_refuses_requests_without_token(t
             if found:
                 token = found.group(1)
         assert len(token) >= 32
+        base = f"http://127.0.0.1:{port}"
+        assert _get(f"{base}/api/contents") == 403  # also waits until it serves
         listening = _listening(port)
         assert listening == {("127.0.0.1", port)}, listening
         assert all(ip == "127.0.0.1" for ip, _ in listening), listening
-        base = f"http://127.0.0.1:{port}"
-        assert _get(f"{base}/api/contents") == 403
         assert _get(f"{base}/api/kernels") == 403
         assert _get(f"{base}/api/contents", token) == 200
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:

@@ -5,6 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.labkit-installed
 CHROMIUM ?= /usr/bin/chromium
+# JupyterLab refuses to start as root unless told; containers often run as root.
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 export PYTHONHASHSEED := 0
 export MPLBACKEND := Agg
 
@@ -43,7 +45,7 @@ bench: $(STAMP)
 
 ## lab: JupyterLab on localhost only, with a token
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.open_browser=False notebooks/
+	$(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.open_browser=False $(ALLOW_ROOT) notebooks/
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

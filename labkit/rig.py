@@ -111,7 +111,9 @@ class Rig:
             wait_s = self._last_pulse_s + self.profile.mep.min_interval_s - local_clock()
             if wait_s > 0:
                 time.sleep(wait_s)
-        if intensity_percent != self._intensity_percent:
+        unchanged = (type(intensity_percent) is int
+                     and intensity_percent == self._intensity_percent)
+        if not unchanged:  # the driver validates what it is given
             stimulator.set_intensity(intensity_percent)
             self._intensity_percent = intensity_percent
         if not stimulator.status().armed:

@@ -225,7 +225,8 @@ def _makefile_lab_command() -> list[str]:
     text = (REPO / "Makefile").read_text("utf-8")
     match = re.search(r"^lab:.*\n\t(.+)$", text, re.MULTILINE)
     assert match, "Makefile has no lab target"
-    line = match.group(1).replace("$(VENV)", str(REPO / ".venv"))
+    line = (match.group(1).replace("$(VENV)", str(REPO / ".venv"))
+            .replace("$(ALLOW_ROOT)", ""))  # added below when running as root
     return shlex.split(line)
 
 

@@ -18,12 +18,13 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import runner_helpers
+from runner_helpers import Log
 
 import labkit.sim  # noqa: F401 - registers the labkitsim:// URL scheme
 from labkit.clock import local_clock
@@ -41,31 +42,10 @@ REPO = Path(__file__).resolve().parents[1]
 RMT = 50.0
 
 
-def rtms(frequency_hz: float = 10, per_train: int = 10, trains: int = 2, iti_s: float = 1.0,
-         rel: float = 90) -> Protocol:
-    return Protocol.model_validate({
-        "name": "fault-rtms", "description": "short test protocol", "references": ["test"],
-        "target": "M1", "coil": "figure-of-eight", "total_pulses": per_train * trains,
-        "intensity": {"unit": "% RMT", "value": rel},
-        "timing": {"bursts_per_train": per_train, "inter_burst_interval_ms": 1000 / frequency_hz,
-                   "trains": trains, "inter_train_interval_s": iti_s},
-    })
+def rtms(**settings) -> Protocol:
+    """The shared short protocol, with 1 s between trains unless told otherwise."""
+    return runner_helpers.rtms(**{"iti_s": 1.0, "name": "fault-rtms", **settings})
 
-
-class Log:
-    """A thread-safe session-log stand-in."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, dict]] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, kind: str, payload: dict) -> None:
-        with self._lock:
-            self.events.append((kind, dict(payload)))
-
-    def of(self, kind: str) -> list[dict]:
-        with self._lock:
-            return [p for k, p in self.events if k == kind]
 
 
 def wait_for(predicate, timeout_s: float = 5.0) -> None:

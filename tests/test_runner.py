@@ -8,11 +8,11 @@ import time
 
 import numpy as np
 import pytest
+from runner_helpers import Log, rtms
 
 import labkit.sim  # noqa: F401 - registers the labkitsim:// URL scheme
 from labkit.clock import local_clock
 from labkit.errors import SafetyError
-from labkit.protocols import Protocol
 from labkit.runner import ProtocolRunner, wait_until
 from labkit.safety import SafetyLimits, SafetyOverride
 from labkit.sim.magstim_emulator import MagstimEmulator
@@ -21,35 +21,7 @@ from labkit.stimulators.magstim import Magstim, Rapid
 RMT = 50.0
 
 
-def rtms(frequency_hz: float = 10, per_train: int = 10, trains: int = 2, iti_s: float = 0.3,
-         rel: float = 90) -> Protocol:
-    return Protocol.model_validate({
-        "name": "test-rtms", "description": "short test protocol", "references": ["test"],
-        "target": "M1", "coil": "figure-of-eight", "total_pulses": per_train * trains,
-        "intensity": {"unit": "% RMT", "value": rel},
-        "timing": {"bursts_per_train": per_train, "inter_burst_interval_ms": 1000 / frequency_hz,
-                   "trains": trains, "inter_train_interval_s": iti_s},
-    })
 
-
-class Log:
-    """A thread-safe session-log stand-in."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, dict]] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, kind: str, payload: dict) -> None:
-        with self._lock:
-            self.events.append((kind, payload))
-
-    def of(self, kind: str) -> list[dict]:
-        with self._lock:
-            return [p for k, p in self.events if k == kind]
-
-    def kinds(self) -> list[str]:
-        with self._lock:
-            return [k for k, _ in self.events if k != "pulse"]
 
 
 def wait_for(predicate, timeout_s: float = 5.0) -> None:

@@ -8,7 +8,6 @@ CHROMIUM ?= /usr/bin/chromium
 # JupyterLab refuses to start as root unless told; containers often run as root.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 export PYTHONHASHSEED := 0
-export MPLBACKEND := Agg
 
 .PHONY: demo test lint unit notebooks browser-deps bench lab clean
 

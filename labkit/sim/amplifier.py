@@ -31,6 +31,7 @@ import pylsl
 
 from labkit.clock import local_clock
 from labkit.errors import StreamError
+from labkit.sim.contraction import TonicEMG
 from labkit.sim.events import Discharge
 from labkit.sim.subject import MEPResponse, VirtualSubject, register_eeg_clock
 
@@ -359,17 +360,21 @@ class EMGAmplifier(_LSLAmplifier):
         self.noise_uv = float(noise_uv)
         self.artifact_gain_uv_per_percent = float(artifact_gain_uv_per_percent)
         self.responses: list[MEPResponse] = []
+        #: The subject's voluntary EMG and silent periods (nothing at rest).
+        self.tonic = TonicEMG(subject, self.channels, self.fs, self.seed)
 
     def _background(self, first: int, n: int) -> np.ndarray:
         if self.noise_uv == 0:
-            return np.zeros((len(self.channels), n))
-        return self._rng.standard_normal((len(self.channels), n)) * self.noise_uv
+            return self.tonic.add_to(np.zeros((len(self.channels), n)), first)
+        noise = self._rng.standard_normal((len(self.channels), n)) * self.noise_uv
+        return self.tonic.add_to(noise, first)
 
     def _additions(self, discharge: Discharge, pulse: int) -> list[tuple[int, np.ndarray]]:
         response = self.subject.respond(discharge)
         self.responses.append(response)
         if pulse < 0:
             return []
+        self.tonic.silence(pulse, response)
         n_ch = len(self.channels)
         art = tms_artifact(discharge.intensity_percent, self.fs,
                            gain_uv_per_percent=self.artifact_gain_uv_per_percent,

@@ -24,6 +24,13 @@ from typing import Any
 
 import numpy as np
 
+from labkit.sim.contraction import (
+    AMT_CRITERION_UV,
+    REFERENCE_LEVEL_PERCENT_MVC,
+    ActiveStateParams,
+    checked_level,
+    contraction_shift_fraction,
+)
 from labkit.sim.events import Discharge
 from labkit.sim.mep_model import MEPModelParams, StatisticalMEPModel
 
@@ -152,6 +159,12 @@ class MEPResponse:
         Running number of the response, from 0.
     device : str
         The emulated stimulator that discharged.
+    contraction_percent_mvc : float
+        The subject's voluntary contraction at the discharge, % MVC (0 = at rest).
+    silent_period_ms : float | None
+        During a contraction: this trial's cortical silent period, from the discharge to
+        the resumption of voluntary EMG, ms (see :mod:`labkit.sim.contraction`); None at
+        rest.
     """
 
     time_s: float
@@ -162,6 +175,8 @@ class MEPResponse:
     phase_rad: float | None = None
     index: int = 0
     device: str = ""
+    contraction_percent_mvc: float = 0.0
+    silent_period_ms: float | None = None
 
     @property
     def amplitude_uv(self) -> float:
@@ -205,12 +220,20 @@ class VirtualSubject:
         of the population: 1.3-1.85), the order of the trough > peak effect reported by
         Zrenner et al. 2018.
 
+    contraction_percent_mvc : float
+        Voluntary contraction held by the subject, % MVC (0 = at rest; settable at any
+        time, also while an amplifier streams). During a contraction the amplifier adds
+        the voluntary EMG, MEPs are facilitated (the active motor threshold holds) and each
+        MEP is followed by a cortical silent period: see :mod:`labkit.sim.contraction`.
+
     Attributes
     ----------
     responses : list of MEPResponse
         Ground truth of every response, in order.
     base_latency_ms : float
         The subject's corticospinal latency to the first channel (20-24 ms).
+    active : ActiveStateParams
+        The subject's response to contraction (AMT ratio, EMG level, silent period).
     """
 
     seed: int = 0
@@ -218,6 +241,7 @@ class VirtualSubject:
     emg_channels: Sequence[str] = ("FDI", "APB")
     eeg: Any = None
     phase_modulation_percent: float = 1.0
+    contraction_percent_mvc: float = 0.0
     responses: list[MEPResponse] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -239,13 +263,74 @@ class VirtualSubject:
                 values["saturation_uv"] = p.saturation_uv * 0.7**i
                 self.models[name] = StatisticalMEPModel(MEPModelParams(**values))
         self._rng = np.random.default_rng([int(self.seed), 1])
+        self.active = ActiveStateParams.sample(np.random.default_rng([int(self.seed), 3]))
+        self._sp_rng = np.random.default_rng([int(self.seed), 2])
         self._lock = threading.Lock()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "contraction_percent_mvc":
+            value = checked_level(value)
+        super().__setattr__(name, value)
 
     # -- ground truth -------------------------------------------------------------------
     @property
     def resting_motor_threshold_percent(self) -> float:
         """True RMT (50 µV criterion) of the first channel, %MSO."""
         return self.model.true_threshold_percent(50.0)
+
+    @property
+    def active_shift_percent(self) -> float:
+        """Stimulus-axis facilitation at the 15 % MVC reference contraction, %MSO."""
+        cache = self.__dict__.setdefault("_active_shift_cache", [])
+        if not cache:
+            rest_200 = self.model.true_threshold_percent(AMT_CRITERION_UV)
+            amt = self.active.amt_ratio * self.resting_motor_threshold_percent
+            cache.append(rest_200 - amt)
+        return cache[0]
+
+    def contraction_shift_percent(self, level_percent_mvc: float | None = None) -> float:
+        """Facilitation of the MEPs by a contraction, %MSO (stimulus-axis shift).
+
+        Parameters
+        ----------
+        level_percent_mvc : float | None
+            Contraction level, % MVC; None: the current ``contraction_percent_mvc``.
+        """
+        level = self.contraction_percent_mvc if level_percent_mvc is None else (
+            checked_level(level_percent_mvc))
+        if level == 0.0:
+            return 0.0
+        return self.active_shift_percent * contraction_shift_fraction(level)
+
+    def active_motor_threshold_at(self, level_percent_mvc: float) -> float:
+        """True AMT (200 µV criterion) of the first channel at a contraction level, %MSO."""
+        shift = self.contraction_shift_percent(level_percent_mvc)
+        return self.model.true_threshold_percent(AMT_CRITERION_UV) - shift
+
+    @property
+    def active_motor_threshold_percent(self) -> float:
+        """True active motor threshold of the first channel, %MSO.
+
+        The intensity at which a MEP reaches 200 µV peak-to-peak in half of the trials, at
+        the current contraction level, or at the 15 % MVC reference while at rest. It is
+        ``active.amt_ratio`` times the RMT at 15 % MVC and within ~1 %MSO of that over
+        10-20 % MVC.
+        """
+        level = self.contraction_percent_mvc or REFERENCE_LEVEL_PERCENT_MVC
+        return self.active_motor_threshold_at(level)
+
+    def silent_period_ms_at(self, intensity_percent: float) -> float:
+        """Mean cortical silent period (discharge to EMG resumption) at an intensity, ms.
+
+        Independent of the contraction level; measurable only during a contraction.
+        """
+        amt = self.active_motor_threshold_at(REFERENCE_LEVEL_PERCENT_MVC)
+        return self.active.silent_period_ms(intensity_percent, amt)
+
+    @property
+    def silent_period_ms(self) -> float:
+        """Mean cortical silent period at 130 % of the RMT (a common cSP intensity), ms."""
+        return self.silent_period_ms_at(1.3 * self.resting_motor_threshold_percent)
 
     def phase_at(self, time_s: float) -> float | None:
         """True mu phase (rad, cosine convention) at ``time_s``, or None without EEG."""
@@ -293,6 +378,7 @@ class VirtualSubject:
         a suprathreshold conditioning pulse itself is not modelled.
         """
         intensity = _checked_percent(discharge.intensity_percent, "intensity_percent")
+        intensity_a_fired = intensity
         delay_ms, paired_shift = 0.0, 0.0
         if discharge.intensity_b_percent is not None:
             intensity_b = _checked_percent(discharge.intensity_b_percent,
@@ -315,7 +401,8 @@ class VirtualSubject:
             excitability = 0.0 if phase is None else (
                 -self.phase_modulation_percent * math.cos(phase)
             )
-        excitability = float(excitability) + paired_shift
+        level = self.contraction_percent_mvc
+        excitability = float(excitability) + paired_shift + self.contraction_shift_percent(level)
         with self._lock:
             amps: dict[str, float] = {}
             lats: dict[str, float] = {}
@@ -323,6 +410,11 @@ class VirtualSubject:
                 amps[name] = self.models[name].amplitude_uv(intensity, self._rng, excitability)
                 jitter = float(np.clip(self._rng.normal(0.0, 0.3), -1.0, 1.0))
                 lats[name] = delay_ms + self.base_latency_ms + 0.8 * i + jitter
+            silent_ms = None
+            if level > 0.0:
+                mean_ms = self.silent_period_ms_at(max(intensity, intensity_a_fired))
+                silent_ms = delay_ms + max(
+                    0.0, mean_ms * (1.0 + self.active.sp_cv * self._sp_rng.standard_normal()))
             response = MEPResponse(
                 time_s=float(discharge.time_s),
                 intensity_percent=intensity,
@@ -332,6 +424,8 @@ class VirtualSubject:
                 phase_rad=phase,
                 index=len(self.responses),
                 device=discharge.device,
+                contraction_percent_mvc=level,
+                silent_period_ms=silent_ms,
             )
             self.responses.append(response)
         return response

@@ -1,25 +1,30 @@
-"""Export a session to BIDS (mne-bids) with BEP037 stimulation sidecars, and validate it.
+"""Export a session to BIDS 1.11 (mne-bids) with NIBS-BIDS stimulation sidecars, and validate.
 
 What :func:`export_bids` writes for ``sub-<s>/ses-<n>``:
 
 - every EMG recording (``recordings/emg*``) as ``emg/…_emg.edf`` and every EEG recording
   (``recordings/eeg*``) as ``eeg/…_eeg.edf``, one ``run`` per recording when a session
-  has several (a resumed session). EMG is written as the native BIDS ``emg`` datatype
-  (BIDS 1.11, supported by mne-bids ≥ 0.17 for EDF/BDF only), not disguised as EEG;
-  EDF is used for both because it needs no extra writer beyond ``edfio``.
+  has several (a resumed session). EMG is the native BIDS ``emg`` datatype (BIDS 1.11);
+  its sidecar carries what BIDS requires of EMG (``EMGReference``,
+  ``EMGPlacementScheme`` and, for ``"Other"``, ``EMGPlacementSchemeDescription``) from
+  the session's :class:`EMGSetup`, and ``channels.tsv`` names each channel's muscle.
 - ``…_events.tsv`` (+ ``.json``): one row per pulse of the session log inside the
-  recording, ``trial_type`` ``tms_pulse``, exact onset (not rounded to a sample; the LSL
-  time mapped onto the file's sample axis through the recorded timestamps) and every
-  logged parameter (``intensity_percent``, ``intensity_rmt_percent``, ``protocol``,
-  ``train_index``…); missing values are ``n/a``.
-- ``nibs/…_nibs.tsv`` and ``…_nibs.json``: the stimulation set-up after the NIBS BIDS
-  extension proposal (BEP037, ``stimsys-tms`` vocabulary: stimulator, coil, target,
-  intensity, pulse/burst/train timing). BEP037 is not in the standard yet, so ``nibs/``
-  is listed in ``.bidsignore``.
-- ``sub-<s>_sessions.tsv`` (+ ``.json``): per session the RMT, NRS pain before/after,
-  pulses delivered and the number of adverse events (rows of earlier exports are kept).
-- ``dataset_description.json``, ``participants.tsv``, ``README`` (mne-bids, then
-  completed here).
+  recording, ``trial_type`` ``tms_pulse``, exact onset (the LSL time mapped onto the
+  file's sample axis through the recorded timestamps), every logged parameter, and the
+  NIBS-BIDS links ``nibs_event_id``/``nibs_position_id``.
+- ``nibs/…_nibs.tsv``/``.json`` and ``nibs/…_markers.tsv``/``.json`` after the newest
+  NIBS-BIDS draft (:mod:`labkit.nibs`); ``nibs/`` is listed in ``.bidsignore`` until
+  BEP037 is part of BIDS.
+- ``sub-<s>_sessions.tsv`` (+ ``.json``): per session the RMT, NRS before/after, pulses
+  delivered, whether adverse events were asked about and how many were reported.
+- ``dataset_description.json``, ``participants.tsv``, ``README``.
+
+Nothing is left as a placeholder: a value BIDS requires that the session does not know
+fails the export with :class:`BIDSExportError` naming the field, and the finished dataset
+is scanned for placeholder text (:func:`find_placeholders`). Subject and session labels
+are checked (pseudonymous, BIDS-legal, matching the log). Sham allocation is never
+written: with an :class:`AllocationKey` the events carry a blinded arm code, and the key
+stays outside the dataset.
 
 :func:`validate_bids` runs the official schema-based validator (``bids-validator-deno``
 from PyPI, offline) with ``--json`` and returns its errors and warnings.
@@ -30,6 +35,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -42,18 +48,30 @@ from typing import Any
 
 import numpy as np
 
-from labkit.errors import LabkitError
+from labkit.errors import ConfigError, LabkitError
+from labkit.nibs import (
+    NIBS_SPEC_VERSION,
+    POSITION_ID,
+    IntensityReference,
+    NIBSMetadataError,
+    StimulationSetup,
+    build_tables,
+    event_id,
+)
 from labkit.recording import read_recording, to_raw
-from labkit.session import LogRecord, Session, read_log
+from labkit.session import LogRecord, Session, check_session_id, check_subject_id, read_log
 
 __all__ = [
+    "AllocationKey",
     "BIDSExport",
     "BIDSExportError",
     "BIDSValidationError",
+    "EMGSetup",
     "ValidationIssue",
     "ValidationReport",
     "export_bids",
     "exported_pulses",
+    "find_placeholders",
     "validate_bids",
 ]
 
@@ -90,10 +108,28 @@ EVENT_COLUMNS: dict[str, dict[str, str]] = {
                 "Units": "ms"},
     "timing": {"Description": "Who timed the pulse: software loop or the stimulator's "
                               "train mode"},
-    "sham": {"Description": "Sham stimulation"},
+    "arm": {"Description": "Blinded arm code of the allocation (the key that maps codes to "
+                           "arms is kept outside this dataset)"},
+    "nibs_event_id": {"Description": "Stimulation parameter set (nibs/*_nibs.tsv, NIBS-BIDS "
+                                     "draft)"},
+    "nibs_position_id": {"Description": "Coil position (nibs/*_markers.tsv, NIBS-BIDS draft)"},
     "lsl_time_s": {"Description": "Pulse time on the LSL local_clock", "Units": "s"},
 }
 _EVENT_KEY_ALIASES = {"index": "pulse_index"}
+#: Log keys never exported, because they would unblind a sham-controlled study.
+UNBLINDING_KEYS = ("sham",)
+#: Text that marks an unfinished value (mne-bids' templates, editors' markers).
+PLACEHOLDER_MARKERS = ("TODO", "FIXME", "please complete", "[Unspecified", "XXX")
+#: Sidecar fields BIDS requires, by suffix, whose value must be known (not "n/a").
+#: SoftwareFilters is left out: BIDS defines "n/a" there as "no software filter".
+REQUIRED_SIDECAR_FIELDS = {
+    "emg": ("TaskName", "EMGReference", "EMGPlacementScheme", "SamplingFrequency",
+            "PowerLineFrequency", "RecordingType"),
+    "eeg": ("TaskName", "EEGReference", "SamplingFrequency", "PowerLineFrequency"),
+}
+EMG_PLACEMENT_SCHEMES = ("Measured", "ChannelSpecific", "Other")
+BIDS_VERSION = "1.11.0"
+_LABEL_RULE = "letters and digits only (BIDS label), e.g. 'P007'"
 
 
 class BIDSExportError(LabkitError):
@@ -213,6 +249,172 @@ def validate_bids(root: str | os.PathLike, *, raise_on_error: bool = False,
     return report
 
 
+# -- what the export needs to know ---------------------------------------------------
+@dataclass(frozen=True)
+class EMGSetup:
+    """How the EMG was recorded: what BIDS 1.11 requires of an EMG sidecar, and more.
+
+    Log it once per session (``session.log_event("emg_setup", **setup.to_log())``) or
+    pass it to :func:`export_bids`.
+
+    Attributes
+    ----------
+    reference : str
+        ``EMGReference``: e.g. ``"bipolar: belly-tendon montage, reference electrode on
+        the tendon of each muscle"``.
+    placement_scheme : str
+        ``EMGPlacementScheme``: ``"Measured"``, ``"ChannelSpecific"`` or ``"Other"``.
+    placement_description : str | None
+        ``EMGPlacementSchemeDescription`` (required for ``"Other"``): how the sites were
+        found, not just the muscle names.
+    muscles : dict
+        Channel name → target muscle (``channels.tsv`` ``target_muscle``).
+    ground : str | None
+        ``EMGGround`` (e.g. ``"right ulnar styloid process"``).
+    electrode_type, electrode_material : str | None
+        ``ElectrodeType`` (``"disposable surface"``), ``ElectrodeMaterial`` (``"Ag/AgCl"``).
+    amplifier : str | None
+        ``ManufacturersModelName`` of the amplifier.
+    """
+
+    reference: str
+    placement_scheme: str = "Other"
+    placement_description: str | None = None
+    muscles: dict[str, str] = field(default_factory=dict)
+    ground: str | None = None
+    electrode_type: str | None = None
+    electrode_material: str | None = None
+    amplifier: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.reference, str) or not self.reference.strip() or \
+                self.reference.strip().lower() == NA:
+            raise ConfigError("EMGReference is required by BIDS: describe the reference "
+                              "electrode(s), e.g. 'bipolar belly-tendon'", field="reference")
+        if self.placement_scheme not in EMG_PLACEMENT_SCHEMES:
+            raise ConfigError(f"must be one of {EMG_PLACEMENT_SCHEMES}, got "
+                              f"{self.placement_scheme!r}", field="placement_scheme")
+        if self.placement_scheme == "Other" and not (self.placement_description or "").strip():
+            raise ConfigError("EMGPlacementSchemeDescription is required by BIDS when the "
+                              "scheme is 'Other': say how the electrode sites were found",
+                              field="placement_description")
+
+    def to_log(self) -> dict:
+        """Payload of an ``emg_setup`` log record."""
+        return {k: v for k, v in self.__dict__.items() if v not in (None, {}, "")}
+
+    @classmethod
+    def from_log(cls, payload: dict) -> EMGSetup:
+        """Rebuild from an ``emg_setup`` log record."""
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in payload.items() if k in known})
+
+
+@dataclass(frozen=True)
+class AllocationKey:
+    """The blinding key of a sham-controlled study: arm code → ``"active"``/``"sham"``.
+
+    The export writes only the code (``arm`` column); :meth:`write` stores the key for
+    the unblinded statistician, and refuses a place inside a BIDS dataset.
+
+    Examples
+    --------
+    >>> key = AllocationKey({"A": "sham", "B": "active"})
+    >>> key.code_for(sham=True)
+    'A'
+    """
+
+    arms: dict[str, str]
+
+    def __post_init__(self) -> None:
+        values = sorted(self.arms.values())
+        if values != ["active", "sham"]:
+            raise ConfigError(f"needs exactly one 'active' and one 'sham' arm, got "
+                              f"{self.arms!r}", field="arms")
+        for code in self.arms:
+            if not re.fullmatch(r"[A-Za-z0-9]{1,8}", str(code)) or code.lower() in (
+                    "sham", "active", "real", "placebo"):
+                raise ConfigError(f"arm codes must be short neutral letters/digits, got "
+                                  f"{code!r}", field="arms")
+
+    def code_for(self, *, sham: bool) -> str:
+        """The arm code of an active (``sham=False``) or sham session."""
+        want = "sham" if sham else "active"
+        return next(code for code, arm in self.arms.items() if arm == want)
+
+    def write(self, path: str | os.PathLike) -> Path:
+        """Write the key as JSON to ``path`` (outside any BIDS dataset)."""
+        path = Path(path).resolve()
+        for parent in path.parents:
+            if (parent / "dataset_description.json").exists():
+                raise BIDSExportError(f"{path}: the allocation key must not be stored inside "
+                                      f"the BIDS dataset {parent} (it would unblind it)")
+        _write_json(path, {"arms": self.arms, "note": "blinding key; keep apart from data"})
+        return path
+
+
+def _check_label(value: str, field_name: str, checker: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9]+", value):
+        raise BIDSExportError(f"{field_name} {value!r} refused: {_LABEL_RULE}")
+    try:
+        label = checker(value)
+    except ConfigError as exc:
+        raise BIDSExportError(f"{field_name} {value!r} refused: {exc}") from exc
+    if label != value:
+        raise BIDSExportError(f"{field_name} {value!r} refused: {_LABEL_RULE}")
+    return label
+
+
+def _check_ids(ses_path: Path, sub: str, ses: str, records: list[LogRecord]) -> None:
+    """Labels must be BIDS-legal pseudonymous codes and match the session log."""
+    _check_label(sub, "subject label", check_subject_id)
+    _check_label(ses, "session label", check_session_id)
+    start = next((r.payload for r in records
+                  if r.kind in ("session_start", "session_resume")), {})
+    for key, folder_value in (("subject_id", sub), ("session_id", ses)):
+        logged = start.get(key)
+        if logged is not None and str(logged) != folder_value:
+            raise BIDSExportError(f"{ses_path}: folder says {key} {folder_value!r} but the "
+                                  f"session log says {logged!r}")
+
+
+def find_placeholders(root: str | os.PathLike) -> list[str]:
+    """Placeholder text and unknown required values in a BIDS dataset.
+
+    Scans every ``.json``, ``.tsv`` and ``README`` file under ``root`` for
+    :data:`PLACEHOLDER_MARKERS` and every EMG/EEG sidecar for required fields that are
+    missing or ``"n/a"`` (:data:`REQUIRED_SIDECAR_FIELDS`).
+
+    Returns
+    -------
+    list of str
+        ``"<relative path>: <what>"`` per finding; empty when the dataset is complete.
+    """
+    root = Path(root)
+    found = []
+    for path in sorted(root.rglob("*")):
+        if not path.is_file() or not (path.suffix in (".json", ".tsv") or path.name in (
+                "README", "README.md", "CHANGES")):
+            continue
+        rel = path.relative_to(root).as_posix()
+        text = path.read_text(encoding="utf-8", errors="replace")
+        for marker in PLACEHOLDER_MARKERS:
+            if marker.lower() in text.lower():
+                found.append(f"{rel}: contains {marker!r}")
+        suffix = path.stem.rsplit("_", 1)[-1]
+        if path.suffix == ".json" and suffix in REQUIRED_SIDECAR_FIELDS:
+            sidecar = json.loads(text)
+            for name in REQUIRED_SIDECAR_FIELDS[suffix]:
+                value = sidecar.get(name)
+                if value is None or (isinstance(value, str) and value.strip().lower() in (
+                        "", NA)):
+                    found.append(f"{rel}: required field {name} is {value!r}")
+            if suffix == "emg" and sidecar.get("EMGPlacementScheme") == "Other" and not \
+                    sidecar.get("EMGPlacementSchemeDescription"):
+                found.append(f"{rel}: required field EMGPlacementSchemeDescription missing")
+    return found
+
+
 # -- export helpers ------------------------------------------------------------------
 @dataclass
 class BIDSExport:
@@ -275,15 +477,23 @@ def _write_json(path: Path, obj: dict) -> None:
     path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def _pulse_source(payload: dict) -> str:
+    """``rtms`` for pulses of a protocol run, ``single`` for the others."""
+    return "rtms" if any(k in payload for k in ("train", "train_index", "protocol")) else \
+        "single"
+
+
 def _pulse_rows(pulses: list[LogRecord], stamps: np.ndarray, sfreq: float,
-                rmt_percent: float | None = None) -> list[dict]:
+                rmt_percent: float | None = None, *, arm: str | None = None,
+                protocol_label: str | None = None) -> list[dict]:
     """Events rows for the pulses inside the recording.
 
     ``intensity_rmt_percent`` is taken from the pulse when logged, else computed from
     ``intensity_percent`` and the session's last logged RMT. The onset is placed on the
-    file's time axis (sample index / nominal rate) by
-    interpolating the pulse's LSL time between the recorded sample timestamps, so that
-    amplifier clock drift or dropped samples do not shift pulses against the data.
+    file's time axis (sample index / nominal rate) by interpolating the pulse's LSL time
+    between the recorded sample timestamps, so that amplifier clock drift or dropped
+    samples do not shift pulses against the data. Keys that would unblind
+    (:data:`UNBLINDING_KEYS`) are dropped; ``arm`` and ``protocol_label`` replace them.
     """
     rows = []
     index = np.arange(len(stamps), dtype=np.float64)
@@ -297,16 +507,22 @@ def _pulse_rows(pulses: list[LogRecord], stamps: np.ndarray, sfreq: float,
             "sample": int(round(position)), "lsl_time_s": round(p.time_s, 6),
         }
         for key, value in p.payload.items():
-            if isinstance(value, (dict, list)):
+            if isinstance(value, (dict, list)) or key in UNBLINDING_KEYS:
                 continue
             name = _EVENT_KEY_ALIASES.get(key, key)
             if name in ("onset", "duration", "trial_type", "sample"):
                 name = f"pulse_{name}"
             row[name] = value
+        if protocol_label is not None and "protocol" in row:
+            row["protocol"] = protocol_label
+        if arm is not None:
+            row["arm"] = arm
         mso = row.get("intensity_percent")
         if ("intensity_rmt_percent" not in row and rmt_percent
                 and isinstance(mso, (int, float)) and not isinstance(mso, bool)):
             row["intensity_rmt_percent"] = round(100.0 * mso / rmt_percent, 1)
+        row["nibs_event_id"] = event_id(_pulse_source(p.payload), mso)
+        row["nibs_position_id"] = POSITION_ID
         rows.append(row)
     return rows
 
@@ -327,27 +543,42 @@ def _events_json(columns: list[str]) -> dict:
 
 def _session_facts(records: list[LogRecord]) -> dict[str, Any]:
     facts: dict[str, Any] = {"task": None, "protocol": None, "device": {}, "rmt_percent": None,
-                             "amt_percent": None, "nrs": {}, "adverse_events": 0,
-                             "n_pulses": 0, "versions": {}}
+                             "amt_percent": None, "rmt_method": None, "amt_method": None,
+                             "nrs": {}, "adverse_events": 0, "adverse_asked": False,
+                             "n_pulses": 0, "versions": {}, "emg_setup": None,
+                             "eeg_setup": None, "sham": None}
     for r in records:
         p = r.payload
         if r.kind in ("session_start", "session_resume") and facts["task"] is None:
             facts["task"] = p.get("task")
         elif r.kind == "protocol":
             facts["protocol"] = p.get("protocol", p)
+            proto = facts["protocol"]
+            if isinstance(proto, dict) and "sham" in proto:
+                facts["sham"] = bool(proto["sham"]) or bool(facts["sham"])
         elif r.kind == "device":
             facts["device"].update(p)
         elif r.kind == "threshold":
-            key = "amt_percent" if p.get("threshold_kind") == "amt" else "rmt_percent"
-            facts[key] = p.get("threshold_percent")
+            kind = "amt" if p.get("threshold_kind") == "amt" else "rmt"
+            facts[f"{kind}_percent"] = p.get("threshold_percent")
+            facts[f"{kind}_method"] = p.get("method")
         elif r.kind == "pain_rating":
             facts["nrs"].setdefault(p.get("when"), p.get("nrs"))
             if p.get("when") == "after":
                 facts["nrs"]["after"] = p.get("nrs")  # the last 'after' rating wins
         elif r.kind == "adverse_event":
             facts["adverse_events"] += 1
+            facts["adverse_asked"] = True  # someone asked, or it was seen
+        elif r.kind == "adverse_event_check":
+            facts["adverse_asked"] = True
+        elif r.kind in ("emg_setup", "eeg_setup"):
+            facts[r.kind] = p
+        elif r.kind == "run" and "sham" in p:
+            facts["sham"] = bool(p["sham"]) or bool(facts["sham"])
         elif r.kind == "pulse":
             facts["n_pulses"] += 1
+            if "sham" in p:
+                facts["sham"] = bool(p["sham"]) or bool(facts["sham"])
         elif r.kind == "versions":
             facts["versions"] = p
     return facts
@@ -364,116 +595,103 @@ def _get(d: Any, *keys: str) -> Any:
     return None
 
 
-NIBS_COLUMNS: dict[str, dict[str, str]] = {
-    "stim_id": {"Description": "Identifier of this stimulation condition"},
-    "protocol": {"Description": "Protocol name"},
-    "stimulation_system": {"Description": "Stimulation system (BEP037 StimulationSystemName)"},
-    "stimulator": {"Description": "Stimulator model"},
-    "coil_id": {"Description": "Coil model or identifier"},
-    "target": {"Description": "Cortical target label (e.g. M1, DLPFC)"},
-    "hemisphere": {"Description": "Stimulated hemisphere"},
-    "pulse_waveform": {"Description": "Pulse waveform (monophasic, biphasic...)"},
-    "sham": {"Description": "Sham stimulation"},
-    "rmt_percent": {"Description": "Resting motor threshold", "Units": "% MSO"},
-    "intensity_rmt_percent": {"Description": "Intensity relative to RMT", "Units": "% RMT"},
-    "intensity_amt_percent": {"Description": "Intensity relative to active motor threshold",
-                              "Units": "% AMT"},
-    "intensity_percent": {"Description": "Median delivered intensity", "Units": "% MSO"},
-    "burst_rate_hz": {"Description": "Rate of bursts (of single pulses when one pulse per "
-                                     "burst) within a train", "Units": "Hz"},
-    "intra_burst_rate_hz": {"Description": "Pulse rate within a burst", "Units": "Hz"},
-    "pulses_per_burst": {"Description": "Pulses in one burst"},
-    "inter_pulse_interval_ms": {"Description": "Interval between pulses", "Units": "ms"},
-    "bursts_per_train": {"Description": "Bursts in one train"},
-    "inter_burst_interval_ms": {"Description": "Interval between burst onsets", "Units": "ms"},
-    "trains": {"Description": "Number of trains"},
-    "inter_train_interval_s": {"Description": "Pause between trains", "Units": "s"},
-    "pulses_planned": {"Description": "Pulses in the protocol"},
-    "pulses_delivered": {"Description": "Pulses delivered and logged"},
-}
+def _protocol_description(proto: Any, label: str | None) -> str:
+    """``NIBSDescription``: the protocol's timing and intensity in one sentence."""
+    if not isinstance(proto, dict):
+        return "Single TMS pulses (no protocol logged)"
+    timing = proto.get("timing") if isinstance(proto.get("timing"), dict) else {}
+    parts = [f"protocol {label or proto.get('name', 'unnamed')}"]
+    ibi = timing.get("inter_burst_interval_ms")
+    if isinstance(ibi, (int, float)) and ibi > 0:
+        parts.append(f"{1000.0 / ibi:g} Hz")
+    for key, unit in (("trains", "train(s)"), ("bursts_per_train", "bursts per train"),
+                      ("pulses_per_burst", "pulse(s) per burst")):
+        if timing.get(key) is not None:
+            parts.append(f"{timing[key]} {unit}")
+    if timing.get("inter_train_interval_s") is not None:
+        parts.append(f"{timing['inter_train_interval_s']:g} s between trains")
+    intensity = proto.get("intensity") if isinstance(proto.get("intensity"), dict) else {}
+    if intensity.get("value") is not None:
+        parts.append(f"planned at {intensity['value']:g} {intensity.get('unit', '')}".strip())
+    if proto.get("total_pulses") is not None:
+        parts.append(f"{proto['total_pulses']} pulses planned")
+    return ", ".join(parts)
 
 
-def _rate_hz(interval_ms: Any) -> float | None:
-    if isinstance(interval_ms, (int, float)) and interval_ms > 0:
-        return round(1000.0 / interval_ms, 3)
-    return None
+def _pulse_sets(rows: list[dict], facts: dict) -> dict[str, dict]:
+    """``nibs_event_id`` → parameter values, from the exported pulse rows."""
+    sets: dict[str, dict] = {}
+    rmt = facts["rmt_percent"]
+    unique = {row["lsl_time_s"]: row for row in rows}  # EMG and EEG share the pulses
+    for row in unique.values():
+        eid = row["nibs_event_id"]
+        entry = sets.setdefault(eid, {"stimulus_intensity": row.get("intensity_percent"),
+                                      "stimulus_count": 0})
+        entry["stimulus_count"] += 1
+        mso = entry["stimulus_intensity"]
+        if rmt and isinstance(mso, (int, float)):
+            entry["intensity_reference"] = "rMT"
+            entry["intensity_scaling"] = round(float(mso) / float(rmt), 3)
+        elif isinstance(mso, (int, float)):
+            entry["intensity_reference"] = "absolute"
+            entry["intensity_scaling"] = "absolute"
+    return sets
 
 
-def _nibs_row(facts: dict, rows_intensity: list[float], overrides: dict) -> dict:
+def _write_nibs(ses_dir: Path, stem: str, facts: dict, rows: list[dict], stimulator: dict,
+                intended_for: list[str], concurrent: list[str],
+                protocol_label: str | None) -> list[Path]:
     proto = facts["protocol"] if isinstance(facts["protocol"], dict) else {}
-    dev = facts["device"]
-    planned = proto.get("intensity") if isinstance(proto.get("intensity"), dict) else {}
-    unit = str(planned.get("unit", "")).replace(" ", "").upper()
-    row = {
-        "stim_id": "stim1",
-        "protocol": _get(proto, "name") or (facts["protocol"] if isinstance(
-            facts["protocol"], str) else None),
-        "stimulation_system": "TMS",
-        "stimulator": _get(dev, "model", "stimulator", "driver", "name"),
-        "coil_id": _get(dev, "coil") or _get(proto, "coil"),
-        "target": _get(proto, "target"),
-        "hemisphere": _get(proto, "hemisphere"),
-        "pulse_waveform": _get(dev, "waveform") or _get(proto, "waveform"),
-        "sham": _get(proto, "sham"),
-        "rmt_percent": facts["rmt_percent"],
-        "intensity_rmt_percent": (planned.get("value") if unit == "%RMT" else _get(
-            proto, "intensity_rmt_percent", "intensity_percent_rmt")),
-        "intensity_amt_percent": planned.get("value") if unit == "%AMT" else None,
-        "intensity_percent": (float(np.median(rows_intensity)) if rows_intensity else (
-            planned.get("value") if unit == "%MSO" else None)),
-        "burst_rate_hz": _rate_hz(_get(proto, "inter_burst_interval_ms")),
-        "intra_burst_rate_hz": _rate_hz(_get(proto, "inter_pulse_interval_ms")),
-        "pulses_per_burst": _get(proto, "pulses_per_burst"),
-        "inter_pulse_interval_ms": _get(proto, "inter_pulse_interval_ms"),
-        "bursts_per_train": _get(proto, "bursts_per_train"),
-        "inter_burst_interval_ms": _get(proto, "inter_burst_interval_ms"),
-        "trains": _get(proto, "trains", "n_trains"),
-        "inter_train_interval_s": _get(proto, "inter_train_interval_s"),
-        "pulses_planned": _get(proto, "total_pulses", "n_pulses", "pulses"),
-        "pulses_delivered": facts["n_pulses"],
-    }
-    row.update({k: v for k, v in overrides.items() if k in NIBS_COLUMNS})
-    return row
-
-
-def _write_nibs(ses_dir: Path, stem: str, facts: dict, intensities: list[float],
-                stimulator: dict) -> list[Path]:
+    if protocol_label is not None:  # blinded: a sham protocol names its sham coil
+        proto = {k: proto[k] for k in ("target", "hemisphere") if k in proto}
+    setup = StimulationSetup.from_facts(facts["device"], proto, stimulator)
+    refs = []
+    for kind, key in (("rMT", "rmt"), ("aMT", "amt")):
+        if facts[f"{key}_percent"] is not None:
+            refs.append(IntensityReference(
+                kind, float(facts[f"{key}_percent"]), method=facts[f"{key}_method"],
+                criterion="50 uV peak-to-peak MEP at rest" if key == "rmt" else
+                "200 uV peak-to-peak MEP during contraction"))
+    try:
+        tables = build_tables(setup, _pulse_sets(rows, facts), refs,
+                              description=_protocol_description(facts["protocol"],
+                                                                protocol_label),
+                              intended_for=intended_for, concurrent=concurrent)
+    except NIBSMetadataError as exc:
+        raise BIDSExportError(f"{ses_dir}: {exc}") from exc
     nibs_dir = ses_dir / "nibs"
     nibs_dir.mkdir(parents=True, exist_ok=True)
-    row = _nibs_row(facts, intensities, stimulator)
-    columns = [c for c in NIBS_COLUMNS if row.get(c) is not None or c in ("stim_id",)]
-    tsv = nibs_dir / f"{stem}_nibs.tsv"
-    _write_tsv(tsv, columns, [row])
-    sidecar = {
-        "StimulationSystemName": "TMS",
-        "Manufacturer": stimulator.get("manufacturer", _get(facts["device"], "manufacturer")),
-        "ManufacturersModelName": row.get("stimulator"),
-        "CoilID": row.get("coil_id"),
-        "Target": row.get("target"),
-        "Protocol": ({k: v for k, v in facts["protocol"].items() if k != "path"}
-                     if isinstance(facts["protocol"], dict) else facts["protocol"]),
-        "ExtensionProposal": "BEP037 (NIBS, stimsys-tms); not yet part of BIDS",
-        "GeneratedBy": "labkit",
-    }
-    sidecar = {k: v for k, v in sidecar.items() if v is not None}
-    sidecar.update({c: NIBS_COLUMNS[c] for c in columns})
-    js = nibs_dir / f"{stem}_nibs.json"
-    _write_json(js, sidecar)
-    return [tsv, js]
+    for old in nibs_dir.glob(f"{stem}_*"):
+        old.unlink()  # files of an earlier draft's layout
+    written = []
+    for suffix, table_rows, sidecar in (("nibs", tables.nibs_rows, tables.nibs_sidecar),
+                                        ("markers", tables.marker_rows,
+                                         tables.marker_sidecar)):
+        if not table_rows:
+            continue
+        columns = list(table_rows[0])
+        tsv = nibs_dir / f"{stem}_{suffix}.tsv"
+        _write_tsv(tsv, columns, table_rows)
+        js = tsv.with_suffix(".json")
+        _write_json(js, sidecar)
+        written += [tsv, js]
+    return written
 
 
 def _update_sessions_tsv(sub_dir: Path, sub: str, ses: str, facts: dict) -> None:
     path = sub_dir / f"sub-{sub}_sessions.tsv"
     columns = ["session_id", "rmt_percent", "nrs_before", "nrs_after", "pulses_delivered",
-               "adverse_events"]
+               "adverse_events_asked", "adverse_events_reported"]
     rows: list[dict] = []
     if path.exists():
         _, rows = _read_tsv(path)
         rows = [r for r in rows if r.get("session_id") != f"ses-{ses}"]
+    asked = facts["adverse_asked"]
     rows.append({
         "session_id": f"ses-{ses}", "rmt_percent": facts["rmt_percent"],
         "nrs_before": facts["nrs"].get("before"), "nrs_after": facts["nrs"].get("after"),
-        "pulses_delivered": facts["n_pulses"], "adverse_events": facts["adverse_events"],
+        "pulses_delivered": facts["n_pulses"], "adverse_events_asked": asked,
+        "adverse_events_reported": facts["adverse_events"] if asked else None,
     })
     rows.sort(key=lambda r: r["session_id"])
     _write_tsv(path, columns, rows)
@@ -482,7 +700,11 @@ def _update_sessions_tsv(sub_dir: Path, sub: str, ses: str, facts: dict) -> None
         "nrs_before": {"Description": "Pain, numeric rating scale 0-10, before stimulation"},
         "nrs_after": {"Description": "Pain, numeric rating scale 0-10, after stimulation"},
         "pulses_delivered": {"Description": "TMS pulses delivered in the session"},
-        "adverse_events": {"Description": "Adverse events logged in the session"},
+        "adverse_events_asked": {"Description": "The subject was asked about adverse events "
+                                                "(or one was logged)",
+                                 "Levels": {"true": "asked", "false": "not asked"}},
+        "adverse_events_reported": {"Description": "Adverse events reported; n/a when nobody "
+                                                   "asked"},
     })
 
 
@@ -493,20 +715,92 @@ def _labkit_version() -> str:
         return "unknown"
 
 
-def _complete_sidecar(path: Path, facts: dict, info: dict) -> None:
-    """Add what the log knows to the ``_emg.json``/``_eeg.json`` written by mne-bids."""
-    if not path.exists():
-        return
+def _complete_sidecar(path: Path, datatype: str, facts: dict, info: dict,
+                      emg_setup: EMGSetup | None, eeg_setup: dict | None,
+                      blinded: bool) -> None:
+    """Fill the ``_emg.json``/``_eeg.json`` written by mne-bids from the log; drop unknowns.
+
+    mne-bids writes ``"n/a"`` or template text for what it does not know; required
+    fields are filled from the set-up (or the export failed before), optional ones that
+    are still unknown are removed rather than shipped as placeholders.
+    """
     sidecar = json.loads(path.read_text(encoding="utf-8"))
     proto = facts["protocol"] if isinstance(facts["protocol"], dict) else {}
     name = _get(proto, "name")
-    sidecar["TaskDescription"] = _get(proto, "description") or (
-        f"Repetitive TMS session (protocol {name})" if name else "TMS session")
+    if blinded:
+        sidecar["TaskDescription"] = ("Repetitive TMS session of a blinded study (arm given "
+                                      "as a code in events.tsv)")
+    else:
+        sidecar["TaskDescription"] = _get(proto, "description") or (
+            f"Repetitive TMS session (protocol {name})" if name else "TMS session")
     sidecar["SoftwareVersions"] = f"labkit {_labkit_version()}; LSL stream '{info['name']}'"
-    amp = _get(facts["device"], "amplifier")
+    amp = (emg_setup.amplifier if emg_setup and datatype == "emg" else None) or _get(
+        facts["device"], "amplifier")
     if amp:
         sidecar["ManufacturersModelName"] = amp
+    if datatype == "emg" and emg_setup is not None:
+        sidecar["EMGReference"] = emg_setup.reference
+        sidecar["EMGPlacementScheme"] = emg_setup.placement_scheme
+        optional = {"EMGPlacementSchemeDescription": emg_setup.placement_description,
+                    "EMGGround": emg_setup.ground, "ElectrodeType": emg_setup.electrode_type,
+                    "ElectrodeMaterial": emg_setup.electrode_material}
+        sidecar.update({k: v for k, v in optional.items() if v})
+    if datatype == "eeg" and eeg_setup:
+        sidecar["EEGReference"] = eeg_setup["reference"]
+        if eeg_setup.get("ground"):
+            sidecar["EEGGround"] = eeg_setup["ground"]
+        if eeg_setup.get("placement_scheme"):
+            sidecar["EEGPlacementScheme"] = eeg_setup["placement_scheme"]
+    required = set(REQUIRED_SIDECAR_FIELDS.get(datatype, ())) | {"SoftwareFilters"}
+    for key in list(sidecar):
+        value = sidecar[key]
+        if key not in required and isinstance(value, str) and (
+                value.strip().lower() in (NA, "") or any(
+                    m.lower() in value.lower() for m in PLACEHOLDER_MARKERS)):
+            del sidecar[key]
     _write_json(path, sidecar)
+
+
+def _complete_channels(path: Path, emg_setup: EMGSetup | None) -> None:
+    """Add ``target_muscle`` to an EMG ``channels.tsv`` (every channel must be named)."""
+    if emg_setup is None or not emg_setup.muscles or not path.exists():
+        return
+    columns, rows = _read_tsv(path)
+    missing = [r["name"] for r in rows if r.get("type") == "EMG"
+               and r["name"] not in emg_setup.muscles]
+    if missing:
+        raise BIDSExportError(f"{path.name}: EMGSetup.muscles names no target muscle for "
+                              f"channel(s) {missing}")
+    for r in rows:
+        r["target_muscle"] = emg_setup.muscles.get(r["name"])
+    if "target_muscle" not in columns:
+        columns.append("target_muscle")
+    _write_tsv(path, columns, rows)
+
+
+def _emg_setup(facts: dict, given: EMGSetup | dict | None, where: Path) -> EMGSetup:
+    source = given if given is not None else facts["emg_setup"]
+    if source is None:
+        raise BIDSExportError(
+            f"{where}: EMGReference and EMGPlacementScheme are required by BIDS 1.11 but the "
+            "session logs no EMG set-up: log one with session.log_event('emg_setup', "
+            "**EMGSetup(...).to_log()) or pass emg_setup=EMGSetup(...) to export_bids")
+    if isinstance(source, EMGSetup):
+        return source
+    try:
+        return EMGSetup.from_log(dict(source))
+    except (ConfigError, TypeError) as exc:
+        raise BIDSExportError(f"{where}: EMG set-up incomplete: {exc}") from exc
+
+
+def _eeg_setup(facts: dict, given: dict | None, where: Path) -> dict:
+    source = given if given is not None else facts["eeg_setup"]
+    if not source or not str(source.get("reference") or "").strip() or str(
+            source.get("reference")).strip().lower() == NA:
+        raise BIDSExportError(
+            f"{where}: EEGReference is required by BIDS but unknown: log an 'eeg_setup' "
+            "record with reference=... or pass eeg_setup={'reference': ...} to export_bids")
+    return dict(source)
 
 
 def _update_bidsignore(root: Path) -> None:
@@ -521,12 +815,19 @@ def _update_bidsignore(root: Path) -> None:
 def _complete_description(root: Path, name: str, license: str | None) -> None:
     path = root / "dataset_description.json"
     desc = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-    if desc.get("Name") in (None, "", "[Unspecified]", " "):
-        desc["Name"] = name
+    desc["Name"] = name
+    desc["BIDSVersion"] = BIDS_VERSION  # EMG is part of BIDS since 1.11
     if license:
         desc["License"] = license
+    for key in list(desc):  # mne-bids' template values are placeholders, not facts
+        value = desc[key]
+        if (isinstance(value, list) and value and all(
+                isinstance(v, str) and "[Unspecified" in v for v in value)) or (
+                isinstance(value, str) and "[Unspecified" in value):
+            del desc[key]
     desc["GeneratedBy"] = [{"Name": "labkit", "Version": _labkit_version(),
-                            "Description": "Closed-loop rTMS lab kit: session export"}]
+                            "Description": "Closed-loop rTMS lab kit: session export. "
+                                           f"nibs/ follows {NIBS_SPEC_VERSION}."}]
     desc.setdefault("DatasetType", "raw")
     _write_json(path, desc)
 
@@ -539,10 +840,13 @@ def _write_readme(root: Path, name: str) -> None:
         "- `*_events.tsv`: one row per delivered TMS pulse with its parameters "
         "(intensity in % MSO and % RMT, protocol, train position); onsets are seconds from "
         "the first sample, `lsl_time_s` is the LSL clock.\n"
-        "- `nibs/`: stimulation set-up after the NIBS BIDS extension proposal (BEP037); "
-        "listed in `.bidsignore` until it is part of BIDS.\n"
+        f"- `nibs/`: stimulation parameters and coil placement after {NIBS_SPEC_VERSION}; "
+        "listed in `.bidsignore` until it is part of BIDS. Events refer to them through "
+        "`nibs_event_id` and `nibs_position_id`.\n"
         "- `sub-*_sessions.tsv`: resting motor threshold, NRS pain before/after, pulses, "
-        "adverse events per session.\n\n"
+        "whether adverse events were asked about and how many were reported.\n"
+        "- Blinded studies: the arm is a code (`arm` in events); the allocation key is not "
+        "part of this dataset.\n\n"
         "Subject ids are pseudonymous codes.\n"
     )
     (root / "README").write_text(text, encoding="utf-8")
@@ -582,6 +886,9 @@ def export_bids(
     eeg: str = "eeg",
     line_freq_hz: float = 50.0,
     stimulator: dict | None = None,
+    emg_setup: EMGSetup | dict | None = None,
+    eeg_setup: dict | None = None,
+    allocation: AllocationKey | None = None,
     dataset_name: str = "labkit rTMS sessions",
     license: str | None = None,
     overwrite: bool = True,
@@ -599,8 +906,17 @@ def export_bids(
     line_freq_hz : float
         Mains frequency, for the sidecars (50 or 60).
     stimulator : dict | None
-        Fixed facts for the NIBS sidecar that the log may lack: ``manufacturer``,
-        ``stimulator``, ``coil_id``, ``target``, ``hemisphere``, ``pulse_waveform``.
+        Facts for the NIBS sidecars that the log's ``device`` record may lack:
+        ``manufacturer``, ``stimulator`` (model), ``serial_number``, ``coil_id``,
+        ``coil_serial_number``, ``target``, ``hemisphere``, ``hotspot``,
+        ``hotspot_mm``, ``navigation``, ``pulse_waveform``.
+    emg_setup : EMGSetup | dict | None
+        How the EMG was recorded; default: the session's last ``emg_setup`` record.
+    eeg_setup : dict | None
+        ``{"reference": ..., "ground": ...}`` for EEG; default: the ``eeg_setup`` record.
+    allocation : AllocationKey | None
+        Blinding key of a sham-controlled study: the events get the session's arm code
+        and the protocol is named by it. A sham session without a key is refused.
     dataset_name : str
         ``Name`` in ``dataset_description.json``.
     license : str | None
@@ -616,7 +932,10 @@ def export_bids(
     Raises
     ------
     BIDSExportError
-        No EMG/EEG recording, or the session directory is not recognised.
+        No EMG/EEG recording; the directory is not a session; a label is not a BIDS-legal
+        pseudonymous code or disagrees with the log; a value BIDS requires is unknown
+        (the message names the field); a sham session without an allocation key; or
+        placeholder text left in the dataset.
     """
     import mne
     import mne_bids
@@ -630,22 +949,36 @@ def export_bids(
         ) from exc
     ses_path, sub, ses, task = _session_parts(session)
     records = read_log(ses_path)
+    _check_ids(ses_path, sub, ses, records)
     facts = _session_facts(records)
     task = task or facts["task"] or "rtms"
+    _check_label(task, "task label", lambda v: v)
     root = Path(bids_root)
-    root.mkdir(parents=True, exist_ok=True)
     groups = _recording_groups(ses_path / "recordings", emg, eeg)
     if not groups:
         raise BIDSExportError(
             f"{ses_path / 'recordings'}: no recording labelled '{emg}' or '{eeg}' to export"
         )
+    datatypes = {d for d, _ in groups}
+    emg_info = _emg_setup(facts, emg_setup, ses_path) if "emg" in datatypes else None
+    eeg_info = _eeg_setup(facts, eeg_setup, ses_path) if "eeg" in datatypes else None
+    arm = protocol_label = None
+    if allocation is not None:
+        arm = allocation.code_for(sham=bool(facts["sham"]))
+        protocol_label = f"arm-{arm}"
+    elif facts["sham"]:
+        raise BIDSExportError(
+            f"{ses_path}: sham session: exporting it would unblind the study; pass "
+            "allocation=AllocationKey({...}) so events carry a blinded arm code (keep the "
+            "key outside the dataset)")
+    root.mkdir(parents=True, exist_ok=True)
     pulses = [r for r in records if r.kind == "pulse"]
     result = BIDSExport(root=root)
     counted: set[int] = set()
     by_type: dict[str, list[Path]] = {}
     for datatype, path in groups:
         by_type.setdefault(datatype, []).append(path)
-    intensities: list[float] = []
+    all_rows: list[dict] = []
     for datatype, paths in by_type.items():
         for run, rec_path in enumerate(paths, start=1):
             data, stamps, info = read_recording(rec_path)
@@ -657,7 +990,8 @@ def export_bids(
                 stamps[0] - info.get("created_local_clock_s", stamps[0]))
             raw.set_meas_date(datetime.fromtimestamp(start_unix, tz=UTC))
             sfreq = raw.info["sfreq"]
-            rows = _pulse_rows(pulses, stamps, sfreq, facts["rmt_percent"])
+            rows = _pulse_rows(pulses, stamps, sfreq, facts["rmt_percent"], arm=arm,
+                               protocol_label=protocol_label)
             for p in pulses:
                 if stamps[0] <= p.time_s <= stamps[-1]:
                     counted.add(p.seq)
@@ -671,33 +1005,44 @@ def export_bids(
             )
             kwargs: dict[str, Any] = {}
             if datatype == "emg":
-                kwargs["emg_placement"] = "Other"
+                kwargs["emg_placement"] = emg_info.placement_scheme
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
+                # labkit writes BIDSVersion 1.11 (EMG); mne-bids would keep its own 1.9
+                warnings.filterwarnings("ignore", message="Conflicting BIDSVersion")
                 written = mne_bids.write_raw_bids(
                     raw, bpath, allow_preload=True, format="EDF", overwrite=overwrite,
                     event_id={PULSE_TRIAL_TYPE: 1} if rows else None, verbose="error",
                     **kwargs,
                 )
             result.data_files.append(Path(written.fpath))
-            _complete_sidecar(Path(written.fpath).with_suffix(".json"), facts, info)
+            _complete_sidecar(Path(written.fpath).with_suffix(".json"), datatype, facts, info,
+                              emg_info, eeg_info, blinded=arm is not None)
+            if datatype == "emg":
+                channels = written.copy().update(suffix="channels", extension=".tsv")
+                _complete_channels(Path(channels.fpath), emg_info)
             ev = written.copy().update(suffix="events", extension=".tsv")
             if rows:
                 columns = _event_columns(rows)
                 _write_tsv(Path(ev.fpath), columns, rows)
                 _write_json(Path(ev.fpath).with_suffix(".json"), _events_json(columns))
                 result.events_files.append(Path(ev.fpath))
-                intensities += [float(r["intensity_percent"]) for r in rows
-                                if isinstance(r.get("intensity_percent"), (int, float))]
+                all_rows += rows
     result.n_pulses = len(counted)
     result.pulses_outside = len(pulses) - len(counted)
     stem = f"sub-{sub}_ses-{ses}_task-{task}"
-    result.nibs_files = _write_nibs(root / f"sub-{sub}" / f"ses-{ses}", stem, facts, intensities,
-                                    dict(stimulator or {}))
+    ses_dir = root / f"sub-{sub}" / f"ses-{ses}"
+    intended = [f"bids::{p.relative_to(root).as_posix()}" for p in result.events_files]
+    result.nibs_files = _write_nibs(ses_dir, stem, facts, all_rows, dict(stimulator or {}),
+                                    intended, sorted(by_type), protocol_label)
     _update_sessions_tsv(root / f"sub-{sub}", sub, ses, facts)
     _update_bidsignore(root)
     _complete_description(root, dataset_name, license)
     _write_readme(root, dataset_name)
+    leftovers = find_placeholders(root)
+    if leftovers:
+        raise BIDSExportError(f"{root}: placeholder values left in the dataset: "
+                              + "; ".join(leftovers[:10]))
     return result
 
 

@@ -15,9 +15,11 @@ import pytest
 from labkit.bids import (
     BIDSExportError,
     BIDSValidationError,
+    EMGSetup,
     ValidationReport,
     export_bids,
     exported_pulses,
+    find_placeholders,
     validate_bids,
 )
 from labkit.markers import PulseEvent
@@ -41,7 +43,8 @@ def write_fake_recording(path: Path, data_uv: np.ndarray, t0: float, *, stream_t
     header = {
         "format_version": 1, "name": f"fake-{stream_type}", "type": stream_type,
         "source_id": "fake", "hostname": "test", "sfreq": FS_HZ, "n_channels": n_ch,
-        "ch_names": ch_names or [f"{stream_type}{i + 1}" for i in range(n_ch)],
+        "ch_names": ch_names or (["FDI", "APB"][:n_ch] if stream_type == "EMG" else
+                                 [f"{stream_type}{i + 1}" for i in range(n_ch)]),
         "units": ["microvolts"] * n_ch, "ch_types": [stream_type.lower()] * n_ch,
         "channel_format": "float32", "sample_dtype": "<f4", "time_dtype": "<f8",
         "created_local_clock_s": t0, "created_unix_s": 1.7e9,
@@ -52,17 +55,43 @@ def write_fake_recording(path: Path, data_uv: np.ndarray, t0: float, *, stream_t
     (path / "times.f64").write_bytes(stamps.astype("<f8").tobytes())
 
 
+EMG = EMGSetup(
+    reference="bipolar belly-tendon montage: reference electrode over each muscle's tendon",
+    placement_scheme="Other",
+    placement_description="belly electrode over the muscle belly found by palpation during "
+                          "a brief contraction, reference on the tendon",
+    muscles={"FDI": "right first dorsal interosseous", "APB": "right abductor pollicis brevis"},
+    ground="right ulnar styloid process", electrode_type="disposable surface",
+    electrode_material="Ag/AgCl",
+)
+
+
+DEVICE = {"model": "Magstim Rapid2", "manufacturer": "Magstim", "coil": "D70 figure-of-eight",
+          "target": "M1", "hemisphere": "left"}
+
+
+def log_setup(ses: Session, *, eeg: bool = False, device: bool = False) -> None:
+    """What a lab logs about its rig at the start of a session."""
+    ses.log_event("emg_setup", **EMG.to_log())
+    if device:
+        ses.log_device(**DEVICE)
+    if eeg:
+        ses.log_event("eeg_setup", reference="Cz", ground="AFz")
+
+
 def make_session(root: Path, session: int = 1, *, eeg: bool = False,
                  duration_s: float = 6.0) -> Session:
     rng = np.random.default_rng(session)
     ses = Session(root, "P007", session, clock=lambda: T0)
+    log_setup(ses, eeg=eeg)
     n = int(duration_s * FS_HZ)
     write_fake_recording(ses.recordings_dir / "emg", rng.normal(0, 10, (2, n)), T0,
                          ch_names=["FDI", "APB"])
     if eeg:
         write_fake_recording(ses.recordings_dir / "eeg", rng.normal(0, 5, (4, n)), T0,
                              stream_type="EEG", ch_names=["C3", "FC1", "FC5", "CP1"])
-    ses.log_device(model="Magstim Rapid2", manufacturer="Magstim", coil="D70 figure-of-eight")
+    ses.log_device(model="Magstim Rapid2", manufacturer="Magstim", coil="D70 figure-of-eight",
+                   serial_number="SN-1234", hotspot="FDI hotspot, 5 cm lateral to Cz")
     ses.log_protocol({"name": "m1_10hz_demo", "target": "M1", "hemisphere": "left",
                       "sham": False, "timing": {"trains": 2, "inter_train_interval_s": 1.0,
                                                 "pulses_per_burst": 1}})
@@ -103,24 +132,54 @@ def test_export_layout_events_and_sidecars(tmp_path):
     events_json = json.loads((base / "emg" / "sub-P007_ses-01_task-rtms_events.json")
                              .read_text())
     assert events_json["intensity_rmt_percent"]["Units"] == "% RMT"
+    assert {r["nibs_event_id"] for r in rows} == {"rtms_47pct"}
+    assert {r["nibs_position_id"] for r in rows} == {"target1"}
+    # NIBS-BIDS v6.3: one row per parameter set, linked to the events by nibs_event_id
     nibs_tsv = base / "nibs" / "sub-P007_ses-01_task-rtms_nibs.tsv"
     header, values = nibs_tsv.read_text().splitlines()
     nibs = dict(zip(header.split("\t"), values.split("\t"), strict=True))
-    assert nibs["target"] == "M1" and nibs["coil_id"] == "D70 figure-of-eight"
-    assert nibs["rmt_percent"] == "52" and nibs["pulses_delivered"] == "11"
-    assert nibs["pulse_waveform"] == "biphasic" and nibs["trains"] == "2"
+    assert header.split("\t")[:2] == ["nibs_event_id", "nibs_type"]
+    assert nibs["nibs_event_id"] == "rtms_47pct" and nibs["nibs_type"] == "TMS"
+    assert nibs["stimulus_intensity"] == "47" and nibs["stimulus_shape"] == "Biphasic"
+    assert nibs["intensity_reference"] == "rMT" and nibs["intensity_scaling"] == "0.904"
+    assert nibs["stimulus_count"] == "10"
     nibs_json = json.loads((base / "nibs" / "sub-P007_ses-01_task-rtms_nibs.json").read_text())
-    assert nibs_json["StimulationSystemName"] == "TMS"
-    assert nibs_json["Manufacturer"] == "Magstim"
+    assert nibs_json["StimulatorSet"] == [{
+        "StimulatorID": "stimulator1", "Manufacturer": "Magstim",
+        "ManufacturerModelName": "Magstim Rapid2", "ManufacturerSerialNumber": "SN-1234"}]
+    assert nibs_json["ElementSet"][0]["ModelName"] == "D70 figure-of-eight"
+    (rmt,) = nibs_json["IntensitySet"]
+    assert (rmt["IntensityID"], rmt["Value"], rmt["Algorithm"]) == ("rMT", 52.0, "MLPest")
+    assert nibs_json["IntendedFor"] == [
+        "bids::sub-P007/ses-01/emg/sub-P007_ses-01_task-rtms_events.tsv"]
+    assert nibs_json["NIBSSpecification"] == "NIBS-BIDS (BEP037) draft v6.3"
+    assert "stimsys" not in json.dumps(nibs_json)
+    markers_tsv = base / "nibs" / "sub-P007_ses-01_task-rtms_markers.tsv"
+    header, values = markers_tsv.read_text().splitlines()
+    marker = dict(zip(header.split("\t"), values.split("\t"), strict=True))
+    assert marker["nibs_position_id"] == "target1" and marker["position_label"] == "M1_left"
+    assert "FDI hotspot, 5 cm lateral to Cz" in marker["position_description"]
+    assert "no neuronavigation" in marker["position_description"]
+    # BIDS 1.11 EMG: required fields from the EMG set-up, muscles in channels.tsv
+    emg_json = json.loads((base / "emg" / "sub-P007_ses-01_task-rtms_emg.json").read_text())
+    assert emg_json["EMGReference"] == EMG.reference
+    assert emg_json["EMGPlacementScheme"] == "Other"
+    assert emg_json["EMGPlacementSchemeDescription"] == EMG.placement_description
+    assert emg_json["EMGGround"] == "right ulnar styloid process"
+    channels = exported_pulses(base / "emg" / "sub-P007_ses-01_task-rtms_channels.tsv")
+    assert [c["target_muscle"] for c in channels] == [EMG.muscles["FDI"], EMG.muscles["APB"]]
     assert "**/nibs" in (root / ".bidsignore").read_text().splitlines()
     sessions = (root / "sub-P007" / "sub-P007_sessions.tsv").read_text().splitlines()
-    assert sessions[1].split("\t") == ["ses-01", "52", "6", "3", "11", "1"]
+    assert sessions[0].split("\t")[-2:] == ["adverse_events_asked", "adverse_events_reported"]
+    assert sessions[1].split("\t") == ["ses-01", "52", "6", "3", "11", "true", "1"]
+    assert find_placeholders(root) == []
     desc = json.loads((root / "dataset_description.json").read_text())
     assert desc["GeneratedBy"][0]["Name"] == "labkit"
 
 
 def test_onsets_follow_recorded_timestamps_under_clock_drift(tmp_path):
     ses = Session(tmp_path / "data", "01", 1)
+    log_setup(ses, device=True)
     # the amplifier's clock runs 1 % slow: 2000 samples span 2.02 s of LSL time
     write_fake_recording(ses.recordings_dir / "emg", np.zeros((1, 20000)), T0,
                          clock_ratio=1.01)
@@ -134,6 +193,7 @@ def test_onsets_follow_recorded_timestamps_under_clock_drift(tmp_path):
 
 def test_runner_style_pulses_via_sink_get_rmt_percent_and_described_columns(tmp_path):
     ses = Session(tmp_path / "data", "01", 1)
+    log_setup(ses, device=True)
     write_fake_recording(ses.recordings_dir / "emg", np.zeros((1, 10000)), T0)
     ses.log_threshold(40, method="MLPest")
     for i in range(3):  # what labkit.runner.ProtocolRunner hands its log callback
@@ -158,21 +218,28 @@ def test_nibs_sidecar_from_a_shipped_protocol(tmp_path):
 
     protocol = load_protocol("m1_10hz_pain_1000")
     ses = Session(tmp_path / "data", "01", 1)
+    log_setup(ses)
     write_fake_recording(ses.recordings_dir / "emg", np.zeros((1, 4000)), T0)
     ses.log_protocol(protocol)
     ses.log_threshold(50, method="MLPest")
+    for i in range(3):
+        ses.sink("pulse", {"index": i, "time_s": T0 + 0.5 + i * 0.1, "intensity_percent": 45,
+                           "train": 0, "protocol": protocol.name})
     ses.close()
-    out = export_bids(ses, tmp_path / "bids")
-    header, values = out.nibs_files[0].read_text().splitlines()
+    out = export_bids(ses, tmp_path / "bids", stimulator={
+        "manufacturer": "Magstim", "stimulator": "Magstim Rapid2"})
+    nibs_tsv, nibs_json, markers_tsv, _ = out.nibs_files
+    header, values = nibs_tsv.read_text().splitlines()
     nibs = dict(zip(header.split("\t"), values.split("\t"), strict=True))
-    assert nibs["protocol"] == "m1_10hz_pain_1000" and nibs["target"] == "M1"
-    assert nibs["coil_id"] == "figure-of-eight" and nibs["sham"] == "false"
-    assert nibs["intensity_rmt_percent"] == "80" and nibs["burst_rate_hz"] == "10"
-    assert nibs["trains"] == "20" and nibs["inter_train_interval_s"] == "55"
-    assert nibs["pulses_planned"] == "1000" and nibs["rmt_percent"] == "50"
-    sidecar = json.loads(out.nibs_files[1].read_text())
-    assert "path" not in sidecar["Protocol"]  # no local paths in a shared dataset
-    assert sidecar["Protocol"]["references"]
+    assert nibs["nibs_event_id"] == "rtms_45pct" and nibs["stimulus_count"] == "3"
+    assert nibs["intensity_reference"] == "rMT" and nibs["intensity_scaling"] == "0.9"
+    sidecar = json.loads(nibs_json.read_text())
+    assert sidecar["ElementSet"][0]["ModelName"] == "figure-of-eight"  # from the protocol
+    assert sidecar["NIBSDescription"] == (
+        "protocol m1_10hz_pain_1000, 10 Hz, 20 train(s), 50 bursts per train, 1 pulse(s) per "
+        "burst, 55 s between trains, planned at 80 % RMT, 1000 pulses planned")
+    assert "path" not in json.dumps(sidecar)  # no local paths in a shared dataset
+    assert "M1" in markers_tsv.read_text()
 
 
 def test_round_trip_through_mne_bids(tmp_path):
@@ -251,6 +318,7 @@ def test_live_recording_exports_and_validates(tmp_path):
     info = pylsl.StreamInfo(name, "EMG", 1, FS_HZ, pylsl.cf_float32, uuid.uuid4().hex)
     outlet = pylsl.StreamOutlet(info)
     with Session(tmp_path / "data", "02") as ses:
+        log_setup(ses, device=True)
         rec = ses.record(name, "emg", duplicate_wait_s=0.0)
         end = time.monotonic() + 3.0
         while not outlet.have_consumers() and time.monotonic() < end:
@@ -264,6 +332,9 @@ def test_live_recording_exports_and_validates(tmp_path):
         end = time.monotonic() + 3.0
         while rec.n_samples < 4000 and time.monotonic() < end:
             time.sleep(0.01)
-    out = export_bids(ses, tmp_path / "bids")
+    setup = EMGSetup(reference=EMG.reference, placement_scheme="Other",
+                     placement_description=EMG.placement_description,
+                     muscles={"ch1": "right first dorsal interosseous"})
+    out = export_bids(ses, tmp_path / "bids", emg_setup=setup)
     assert out.n_pulses == 10
     assert validate_bids(tmp_path / "bids").errors == []

@@ -295,14 +295,20 @@ def test_kill_9_loses_at_most_one_second(tmp_path):
     assert len(values) >= len(pulses) - 10
     assert t_kill - mstamps[-1] <= 1.0
     # the crashed session can be resumed (log repaired if torn) and exported
-    from labkit.bids import export_bids, validate_bids
+    from labkit.bids import EMGSetup, export_bids, validate_bids
     from labkit.session import Session
+
+    crash_emg = EMGSetup(reference="bipolar belly-tendon", placement_description="belly-tendon",
+                         muscles={"FDI": "first dorsal interosseous",
+                                  "APB": "abductor pollicis brevis"})
 
     with Session.resume(tmp_path, "01", "01") as resumed:
         resumed.note("resumed after kill -9")
     kinds = [r.kind for r in read_log(ses)]
     assert kinds[-3:] == ["session_resume", "note", "session_end"]
-    out = export_bids(resumed, tmp_path / "bids")
+    out = export_bids(resumed, tmp_path / "bids", emg_setup=crash_emg, stimulator={
+        "manufacturer": "Magstim", "stimulator": "Magstim 200", "coil_id": "D70",
+        "target": "M1"})
     assert out.n_pulses >= len(pulses) - 2  # pulses logged after the last sample are outside
     if shutil.which("bids-validator-deno") or (Path(sys.executable).parent
                                                / "bids-validator-deno").exists():

@@ -355,4 +355,5 @@ def test_exception_in_block_is_logged_at_session_end(tmp_path):
     with pytest.raises(RuntimeError), Session(tmp_path, "01") as s:
         raise RuntimeError("stimulator silent")
     end = s.events("session_end")[0]
-    assert end.payload == {"error": "RuntimeError: stimulator silent"}
+    assert end.payload["error"] == "RuntimeError: stimulator silent"
+    assert set(end.payload) == {"error", "wall_clock", "unix_time_s"}

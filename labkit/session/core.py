@@ -8,6 +8,7 @@ import platform
 import re
 import sys
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,25 @@ def package_versions(packages: Iterable[str] = VERSIONED_PACKAGES) -> dict[str, 
     return out
 
 
+def wall_clock() -> dict[str, Any]:
+    """The wall-clock time now: ISO 8601 with the local UTC offset, and Unix seconds.
+
+    Logged at the start, resumption and end of a session next to the record's LSL
+    ``time_s``, so that reports and exports can state when the session took place.
+    """
+    now = datetime.now().astimezone()
+    return {"wall_clock": now.isoformat(timespec="seconds"), "unix_time_s": now.timestamp()}
+
+
+def _optional_text(value: Any, name: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > 200:
+        raise ConfigError(f"must be a non-empty string of at most 200 characters, got {value!r}",
+                          field=name)
+    return value.strip()
+
+
 def _validate_pain(nrs: Any, when: str) -> int:
     if isinstance(nrs, bool) or not isinstance(nrs, (int, float)) or (
         isinstance(nrs, float) and (math.isnan(nrs) or not nrs.is_integer())
@@ -83,6 +103,10 @@ class Session:
         stimulation stops before data is lost. Runs in that thread; keep it short.
     log_opener : callable | None
         Passed to :class:`SessionLog` (tests: simulated full disk).
+    operator : str | None
+        Who runs the session (name or staff code), for the session record.
+    site : str | None
+        Where (lab, hospital), for the session record.
 
     Notes
     -----
@@ -102,9 +126,13 @@ class Session:
         clock: Callable[[], float] = local_clock,
         on_fault: Callable[[LabkitError], Any] | None = None,
         log_opener: Callable[[Path], AppendFile] | None = None,
+        operator: str | None = None,
+        site: str | None = None,
         _mode: str = "any",
     ) -> None:
         self.root = Path(root)
+        self.operator = _optional_text(operator, "operator")
+        self.site = _optional_text(site, "site")
         self.subject_id = check_subject_id(subject_id)
         if not re.fullmatch(r"[A-Za-z0-9]{1,32}", str(task)):
             raise ConfigError(f"must be letters/digits (BIDS label), got {task!r}", field="task")
@@ -132,7 +160,9 @@ class Session:
                               on_error=self._fault)
         self.recorders: dict[str, StreamRecorder] = {}
         self._clock = clock
-        ids = {"subject_id": self.subject_id, "session_id": self.session_id, "task": task}
+        ids = {"subject_id": self.subject_id, "session_id": self.session_id, "task": task,
+               **wall_clock()}
+        ids.update({k: v for k, v in (("operator", self.operator), ("site", self.site)) if v})
         if existed:
             self.log.append("session_resume", **ids)
         else:
@@ -271,6 +301,18 @@ class Session:
         return self.log.append("adverse_event", event=event.strip(), severity=severity,
                                description=description, **extra)
 
+    def log_adverse_event_check(self, *, asked_by: str, none_reported: bool,
+                                **extra: Any) -> LogRecord:
+        """Log that the subject was asked about adverse events (after stimulation).
+
+        ``none_reported=True`` records an explicit "nothing to report"; events that
+        were reported are logged with :meth:`log_adverse_event`. Without this record a
+        report says the question was not asked instead of "0 adverse events".
+        """
+        who = _optional_text(asked_by, "asked_by")
+        return self.log.append("adverse_event_check", asked_by=who,
+                               none_reported=bool(none_reported), **extra)
+
     def log_screening(self, answers: dict, *, eligible: bool, **extra: Any) -> LogRecord:
         """Log screening answers and the verdict."""
         return self.log.append("screening", answers=answers, eligible=bool(eligible), **extra)
@@ -350,7 +392,7 @@ class Session:
             self.stop_recordings()
         finally:
             if not self.log.closed:
-                end: dict[str, Any] = {}
+                end: dict[str, Any] = wall_clock()
                 if error is not None:
                     end["error"] = f"{type(error).__name__}: {error}"
                 self.log.append("session_end", **end)

@@ -1,0 +1,190 @@
+"""BIDS export: no placeholders, unknown required values fail naming the field, labels
+checked, sham never written, adverse events never "0" when nobody asked."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_bids import EMG, T0, log_setup, needs_validator, write_fake_recording
+
+from labkit.bids import (
+    AllocationKey,
+    BIDSExportError,
+    EMGSetup,
+    export_bids,
+    exported_pulses,
+    find_placeholders,
+    validate_bids,
+)
+from labkit.errors import ConfigError
+from labkit.protocols import load_protocol
+from labkit.session import Session
+
+
+def small_session(root: Path, subject: str = "P007", *, device: bool = True,
+                  emg_setup: bool = True, protocol: str | None = None,
+                  asked: bool | None = None) -> Session:
+    ses = Session(root, subject, 1, clock=lambda: T0)
+    if emg_setup:
+        ses.log_event("emg_setup", **EMG.to_log())
+    if device:
+        ses.log_device(model="Magstim Rapid2", manufacturer="Magstim",
+                       coil="D70 figure-of-eight", target="M1", hemisphere="left")
+    write_fake_recording(ses.recordings_dir / "emg", np.zeros((2, 8000)), T0)
+    sham = False
+    if protocol:
+        proto = load_protocol(protocol)
+        sham = proto.sham
+        ses.log_protocol(proto)
+        ses.sink("run", {"protocol": proto.name, "sham": sham, "total_pulses": 3})
+    ses.log_threshold(50, method="bayesian")
+    for i in range(3):
+        ses.sink("pulse", {"index": i, "time_s": T0 + 1 + 0.1 * i, "intensity_percent": 45,
+                           "train": 0, "protocol": protocol or "single", "sham": sham})
+    if asked is not None:
+        ses.log_adverse_event_check(asked_by="operator A", none_reported=asked)
+    ses.close()
+    return ses
+
+
+def test_the_placeholder_scan_finds_what_mne_bids_leaves_behind(tmp_path):
+    ses = small_session(tmp_path / "data")
+    export_bids(ses, tmp_path / "bids")
+    assert find_placeholders(tmp_path / "bids") == []
+    sidecar = next((tmp_path / "bids").rglob("*_emg.json"))
+    values = json.loads(sidecar.read_text())
+    values["EMGReference"] = "n/a"
+    values["Manufacturer"] = "TODO FIXME please complete this field"
+    sidecar.write_text(json.dumps(values))
+    desc = tmp_path / "bids" / "dataset_description.json"
+    desc.write_text(json.dumps({**json.loads(desc.read_text()),
+                                "Authors": ["[Unspecified1]"]}))
+    found = find_placeholders(tmp_path / "bids")
+    assert any("required field EMGReference is 'n/a'" in f for f in found)
+    assert any("'TODO'" in f for f in found) and any("'FIXME'" in f for f in found)
+    assert any(f.startswith("dataset_description.json") for f in found)
+
+
+@needs_validator
+def test_no_file_of_a_full_export_holds_a_placeholder_and_the_validator_passes(tmp_path):
+    ses = small_session(tmp_path / "data", protocol="m1_10hz_pain_1000", asked=True)
+    export_bids(ses, tmp_path / "bids", license="CC0")
+    bad = []
+    for path in (tmp_path / "bids").rglob("*"):
+        if path.suffix in (".json", ".tsv") or path.name == "README":
+            text = path.read_text()
+            bad += [f"{path.name}: {m}" for m in ("TODO", "FIXME", "please complete",
+                                                  "Unspecified") if m in text]
+    assert bad == []
+    emg_json = json.loads(next((tmp_path / "bids").rglob("*_emg.json")).read_text())
+    for required in ("EMGReference", "EMGPlacementScheme", "EMGPlacementSchemeDescription",
+                     "TaskName", "SamplingFrequency", "PowerLineFrequency"):
+        assert emg_json[required] not in (None, "", "n/a"), required
+    assert json.loads((tmp_path / "bids" / "dataset_description.json").read_text())[
+        "BIDSVersion"] == "1.11.0"
+    report = validate_bids(tmp_path / "bids")
+    assert report.errors == [], [str(e) for e in report.errors]
+
+
+def test_without_an_emg_setup_the_export_fails_naming_emg_reference(tmp_path):
+    ses = small_session(tmp_path / "data", emg_setup=False)
+    with pytest.raises(BIDSExportError, match="EMGReference and EMGPlacementScheme are "
+                                              "required by BIDS 1.11"):
+        export_bids(ses, tmp_path / "bids")
+    assert not (tmp_path / "bids").exists()  # refused before anything was written
+
+
+def test_emg_setup_refuses_unknown_required_values():
+    with pytest.raises(ConfigError, match="EMGReference is required") as info:
+        EMGSetup(reference="n/a", placement_description="x")
+    assert info.value.field == "reference"
+    with pytest.raises(ConfigError, match="required by BIDS when the scheme is 'Other'"):
+        EMGSetup(reference="belly-tendon")
+    with pytest.raises(ConfigError, match="one of"):
+        EMGSetup(reference="belly-tendon", placement_scheme="SENIAM")
+
+
+def test_unknown_stimulator_fails_naming_the_nibs_field(tmp_path):
+    ses = small_session(tmp_path / "data", device=False)
+    with pytest.raises(BIDSExportError, match=r"StimulatorSet\.Manufacturer"):
+        export_bids(ses, tmp_path / "bids")
+    out = export_bids(ses, tmp_path / "bids", stimulator={
+        "manufacturer": "Magstim", "stimulator": "Rapid2", "coil_id": "D70", "target": "M1"})
+    assert out.n_pulses == 3
+
+
+@pytest.mark.parametrize("label", [
+    "Jöhn Doe", "a.b", "P001\u202e", "P\u202e100", "P00\u0661", "P001 ", "P-001", "P_001",
+    "John", "19800101",
+])
+def test_subject_folders_that_are_not_pseudonymous_bids_labels_are_refused(tmp_path, label):
+    ses = small_session(tmp_path / "data")
+    bad = tmp_path / "data" / f"sub-{label}" / "ses-01"
+    shutil.copytree(ses.path, bad)
+    with pytest.raises(BIDSExportError, match="subject label .* refused"):
+        export_bids(bad, tmp_path / "bids")
+    assert not list((tmp_path / "bids").rglob("*.edf")) if (tmp_path / "bids").exists() \
+        else True
+
+
+def test_a_folder_renamed_away_from_its_log_is_refused(tmp_path):
+    ses = small_session(tmp_path / "data")
+    moved = tmp_path / "data" / "sub-P008" / "ses-01"
+    shutil.copytree(ses.path, moved)
+    with pytest.raises(BIDSExportError, match="folder says subject_id 'P008' but the session "
+                                              "log says 'P007'"):
+        export_bids(moved, tmp_path / "bids")
+
+
+def test_a_sham_session_is_refused_without_a_key_and_exported_blinded_with_one(tmp_path):
+    ses = small_session(tmp_path / "data", protocol="sham_m1_10hz_pain", asked=True)
+    with pytest.raises(BIDSExportError, match="would unblind"):
+        export_bids(ses, tmp_path / "bids")
+    key = AllocationKey({"K": "active", "Q": "sham"})
+    out = export_bids(ses, tmp_path / "bids", allocation=key)
+    rows = exported_pulses(out.events_files[0])
+    assert {r["arm"] for r in rows} == {"Q"} and {r["protocol"] for r in rows} == {"arm-Q"}
+    leaks = [p.relative_to(tmp_path / "bids").as_posix() for p in (tmp_path / "bids").rglob("*")
+             if p.is_file() and p.suffix in (".json", ".tsv", "")
+             and any(w in p.read_text(errors="replace").lower() for w in ("sham", "placebo"))]
+    assert leaks == []
+    with pytest.raises(BIDSExportError, match="must not be stored inside the BIDS dataset"):
+        key.write(tmp_path / "bids" / "code" / "allocation.json")
+    kept = key.write(tmp_path / "key" / "allocation.json")
+    assert json.loads(kept.read_text())["arms"] == {"K": "active", "Q": "sham"}
+
+
+def test_active_session_of_a_blinded_study_gets_the_other_code(tmp_path):
+    ses = small_session(tmp_path / "data", protocol="m1_10hz_pain_1000")
+    out = export_bids(ses, tmp_path / "bids",
+                      allocation=AllocationKey({"K": "active", "Q": "sham"}))
+    assert {r["arm"] for r in exported_pulses(out.events_files[0])} == {"K"}
+
+
+def test_allocation_codes_must_not_say_what_they_hide():
+    with pytest.raises(ConfigError, match="neutral"):
+        AllocationKey({"sham": "sham", "A": "active"})
+    with pytest.raises(ConfigError, match="exactly one 'active' and one 'sham'"):
+        AllocationKey({"A": "active", "B": "active"})
+
+
+@pytest.mark.parametrize(("asked", "expected"), [(None, ["false", "n/a"]),
+                                                 (True, ["true", "0"])])
+def test_adverse_events_are_not_zero_when_nobody_asked(tmp_path, asked, expected):
+    ses = small_session(tmp_path / "data", asked=asked)
+    export_bids(ses, tmp_path / "bids")
+    line = (tmp_path / "bids" / "sub-P007" / "sub-P007_sessions.tsv").read_text().splitlines()
+    assert line[1].split("\t")[-2:] == expected
+
+
+def test_emg_channels_without_a_named_muscle_are_refused(tmp_path):
+    ses = Session(tmp_path / "data", "P007", 1, clock=lambda: T0)
+    log_setup(ses, device=True)
+    write_fake_recording(ses.recordings_dir / "emg", np.zeros((1, 4000)), T0, ch_names=["ADM"])
+    ses.close()
+    with pytest.raises(BIDSExportError, match=r"no target muscle for channel\(s\) \['ADM'\]"):
+        export_bids(ses, tmp_path / "bids")

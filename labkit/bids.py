@@ -349,6 +349,7 @@ class AllocationKey:
             if (parent / "dataset_description.json").exists():
                 raise BIDSExportError(f"{path}: the allocation key must not be stored inside "
                                       f"the BIDS dataset {parent} (it would unblind it)")
+        path.parent.mkdir(parents=True, exist_ok=True)
         _write_json(path, {"arms": self.arms, "note": "blinding key; keep apart from data"})
         return path
 

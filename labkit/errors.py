@@ -92,6 +92,13 @@ class NotConnectedError(StimulatorError):
     """An operation needs an open connection and there is none."""
 
 
+class PortBusyError(StimulatorError):
+    """The serial port is already open, by a driver in this process or by another process.
+
+    The message names the holder (driver object and thread, or process id and command).
+    """
+
+
 class SafetyError(LabkitError):
     """A safety limit refused the requested stimulation."""
 

@@ -116,6 +116,8 @@ class SerialEmulator(ABC):
         self._pty_lock = threading.Lock()
         #: When True the device neither reads nor answers: a pulled cable.
         self.silent = False
+        self._held: list[list] = []
+        self._held_lock = threading.Lock()
         if self._want_pty:
             self._open_pty()
         self.start()
@@ -153,11 +155,30 @@ class SerialEmulator(ABC):
         """The in-process host discards unread replies."""
         self._to_url_host.clear()
 
+    def delay_replies(self, prefix: bytes, delay_s: float, count: int = 1) -> None:
+        """Fault injection: send the next ``count`` replies that start with ``prefix``
+        ``delay_s`` late (the device acts at once; only its answer is late)."""
+        with self._held_lock:
+            self._held.append([bytes(prefix), float(delay_s), int(count)])
+
     def reply(self, data: bytes) -> None:
         """Send bytes to the host that spoke last (dropped while :attr:`silent`)."""
         if self.silent or not data:
             return
-        if self._reply_to == "pty" and self._pty_master is not None:
+        with self._held_lock:
+            for rule in self._held:
+                if data.startswith(rule[0]) and rule[2] > 0:
+                    rule[2] -= 1
+                    timer = threading.Timer(rule[1], self._deliver, (data, self._reply_to))
+                    timer.daemon = True
+                    timer.start()
+                    return
+        self._deliver(data, self._reply_to)
+
+    def _deliver(self, data: bytes, target: str) -> None:
+        if self.silent or self._stop.is_set():
+            return
+        if target == "pty" and self._pty_master is not None:
             with self._pty_lock:
                 try:
                     os.write(self._pty_master, data)

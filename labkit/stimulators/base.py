@@ -26,6 +26,7 @@ from labkit.errors import (
     StimulatorTimeoutError,
 )
 from labkit.markers import PulseEvent
+from labkit.stimulators import ports
 
 PulseListener = Callable[[PulseEvent], None]
 
@@ -102,6 +103,11 @@ class Stimulator(ABC):
         self.fault: BaseException | None = None
         #: Protocol errors swallowed by the keep-alive thread (garbage on the line).
         self.keepalive_errors = 0
+        #: Times the line was resynchronised after a timeout (late replies discarded).
+        self.resyncs = 0
+        #: Bytes discarded while resynchronising.
+        self.stale_bytes = 0
+        self._resync_needed = False
 
     # ------------------------------------------------------------------ lifecycle
     def connect(self) -> Stimulator:
@@ -115,8 +121,9 @@ class Stimulator(ABC):
         with self._lock:
             if self._serial is not None:
                 return self
-            self._serial = serial.serial_for_url(
+            self._serial = ports.open_exclusive(
                 self.port,
+                self,
                 baudrate=self.baudrate,
                 bytesize=serial.EIGHTBITS,
                 parity=serial.PARITY_NONE,
@@ -125,6 +132,7 @@ class Stimulator(ABC):
                 write_timeout=self.timeout_s,
             )
             self.fault = None
+            self._resync_needed = False
             try:
                 self._serial.reset_input_buffer()
                 self._on_connect()
@@ -272,6 +280,8 @@ class Stimulator(ABC):
             only after its bytes arrive, so this time never lies after the discharge.
         """
         port = self._port()
+        if self._resync_needed:
+            self._resync()
         sent_s = local_clock()
         try:
             port.write(data)
@@ -299,6 +309,7 @@ class Stimulator(ABC):
                 raise self.fault from exc
             buf.extend(chunk)
         if len(buf) < n:
+            self._resync_needed = True
             if buf:
                 raise StimulatorProtocolError(
                     f"short reply: expected {n} bytes, got {len(buf)}",
@@ -319,6 +330,39 @@ class Stimulator(ABC):
         except (serial.SerialException, OSError):
             pass
 
+    def _resync(self) -> None:
+        """Before the next command after a timeout: let a late reply arrive and drop it.
+
+        Reads until the line has been quiet for ``timeout_s`` (so a reply up to twice the
+        timeout late is discarded, never taken as the answer to the next command). A line
+        that never goes quiet within four timeouts latches a fault. Drivers of units that
+        talk unprompted override this.
+        """
+        port = self._port()
+        quiet_s = self.timeout_s
+        start = last_s = local_clock()
+        while True:
+            now = local_clock()
+            if now - last_s >= quiet_s:
+                break
+            if now - start >= 4 * quiet_s:
+                self._latch(StimulatorProtocolError(
+                    f"{type(self).__name__} on {self.port!r}: the line did not go quiet "
+                    f"within {4 * quiet_s:.1f} s after a timeout ({self.stale_bytes} stale "
+                    "bytes); close() and connect() again"))
+                raise self.fault
+            try:
+                port.timeout = min(0.02, quiet_s)
+                data = port.read(256)
+            except (serial.SerialException, OSError) as exc:
+                self._latch(StimulatorError(f"reading from {self.port!r} failed: {exc}"))
+                raise self.fault from exc
+            if data:
+                last_s = local_clock()
+                self.stale_bytes += len(data)
+        self._resync_needed = False
+        self.resyncs += 1
+
     def _latch(self, exc: BaseException) -> None:
         """Remember a fatal fault; later commands refuse until reconnect."""
         if self.fault is None:
@@ -331,6 +375,7 @@ class Stimulator(ABC):
                 port.close()
             except (serial.SerialException, OSError):
                 pass
+            ports.release(self.port, self)
 
     def _announce(self, event: PulseEvent) -> None:
         for listener in list(self._pulse_listeners):

@@ -5,22 +5,44 @@ port (through :class:`~labkit.stimulators.base.Stimulator`), waits for the right
 among the messages the unit sends on its own, keeps a cache of what the unit last
 reported (enabled, amplitudes, page, di/dt), and publishes pulse markers.
 
-Acknowledgements the driver waits for (unit-to-host message ids, see the protocol module):
+Acknowledgements the driver waits for (unit-to-host message ids, see the protocol module).
+A reply counts only if it *answers this command*: a message of the right id that reports
+something else (an amplitude other than the one sent, a late reply to an earlier command,
+one of the extra messages an X100 sends after enable) is absorbed and the wait goes on.
 
 =====================  ==============================================================
 command                reply awaited
 =====================  ==============================================================
 0x00 status            0x00 status (13-byte frame)
-0x01 amplitude         0x01 amplitude (checked: the unit must report the value sent)
-0x02 enable/disable    0x01 amplitude, whose info byte must show the new state
-0x03 single pulse      0x02 di/dt (the discharge happened); a 0x01 reply means the unit
-                       did not fire (disabled)
-0x04 start train       0x08 page/train status, which must report the train running
+0x01 amplitude         0x01 amplitude reporting the value sent
+0x02 enable/disable    0x01 amplitude whose info byte shows the new state (an X100 also
+                       sends a coil message and a second 0x01: absorbed)
+0x03 single pulse      0x02 di/dt (the discharge happened); a 0x01 reporting the unit
+                       disabled means it did not fire
+0x04 start train       0x08 page/train status reporting the train running
 0x05 status 2          0x05 status 2 (19-byte frame)
-0x06 train parameters  0x0B timing menu (checked against what was sent)
-0x07 page              0x08 page/train status (checked)
+0x06 train parameters  0x0B timing menu *or* a short message (MAGIC reads one 8-byte
+                       frame); then the timing menu is read back with ``0B 00`` and
+                       compared, where the unit answers it
+0x07 page              0x08 page/train status reporting the page asked for
 0x09 mode block        0x09 mode block
+0x0A delays            0x0A delays
+0x0B timing menu       0x0B timing menu
+0x0C page/count        0x0C page and stimulus count
 =====================  ==============================================================
+
+Failures: after a timeout the next command first listens for one more timeout and
+absorbs what arrives, so a late reply is never taken for the next command's answer.
+Queries and absolute settings (status, amplitude, disable, train, page, mode block,
+menus) are sent once more after a corrupted (bad CRC) reply; enable, single pulse and
+start train never are. A single pulse or train start that goes unanswered latches a
+fault (the pulse may have happened) and the driver sends disable at once.
+
+Host death: a MagPro has no remote-control timeout. A train the unit has started runs to
+its end even if this computer dies, and the unit stays enabled. So :meth:`MagPro.set_train`
+accepts one train per command (``number_of_trains=1``): a dead host leaves at most the
+current train running. The operator's stop procedure is the unit's own stop/disable
+button (or its power switch); see the README's hardware section.
 
 The MagPro needs no keep-alive to keep remote control; the base class still sends a
 status request every ~0.5 s when idle, so a pulled cable latches a
@@ -39,6 +61,7 @@ from labkit.errors import (
     ConfigError,
     CRCError,
     InvalidDataError,
+    SettingsConflictError,
     StimulatorError,
     StimulatorProtocolError,
     StimulatorTimeoutError,
@@ -48,6 +71,12 @@ from labkit.stimulators import magpro_protocol as proto
 from labkit.stimulators.base import PulseListener, Stimulator, StimulatorStatus
 
 __all__ = ["MagPro", "MagProStatus"]
+
+#: Message ids that may acknowledge command 0x06: the timing menu (MagventurePyTMS's
+#: reading) or one short 4-byte message (MAGIC reads a single 8-byte frame). Never di/dt.
+_TRAIN_ACKS = (proto.Message.TIMING, proto.Message.AMPLITUDE, proto.Message.TEMPERATURE,
+               proto.Message.ORIGINAL_AMPLITUDE, proto.Message.AMPLITUDE_FACTOR,
+               proto.Message.PAGE)
 
 
 @dataclass(frozen=True)
@@ -109,6 +138,9 @@ class MagPro(Stimulator):
         Poll the status every ~0.5 s when idle so that a dead link is noticed.
     markers : callable | None
         Receives a :class:`~labkit.markers.PulseEvent` per delivered pulse.
+    short_forms : bool
+        Send single pulse as ``03`` and page as ``07 p`` (MagventurePyTMS) instead of
+        ``03 01`` and ``07 p 00`` (MAGIC). Both are public; units are reported to take both.
 
     Examples
     --------
@@ -129,6 +161,7 @@ class MagPro(Stimulator):
         timeout_s: float = 0.5,
         keepalive: bool = True,
         markers: PulseListener | None = None,
+        short_forms: bool = False,
     ) -> None:
         if model not in proto.MODELS:
             raise ConfigError(f"model must be one of {list(proto.MODELS)}, got {model!r}",
@@ -148,6 +181,17 @@ class MagPro(Stimulator):
         #: Malformed or unparsable frames skipped on the line (counted, then ignored).
         self.unsolicited_errors = 0
         self._last_reply_frame = b""
+        self.short_forms = bool(short_forms)
+        #: Corrupted replies whose command was sent again successfully.
+        self.retries = 0
+        #: Timing menu as last read back (0x0B), or None.
+        self.timing: proto.TimingReply | None = None
+        #: True once the unit answered a timing-menu read, False once it did not.
+        self.timing_menu_answered: bool | None = None
+        #: True when the train last set was confirmed by reading the timing menu back.
+        self.train_verified = False
+        #: Last MEP reported by the unit's MEP monitor (message 0x04), if any.
+        self.last_mep: proto.MEPReply | None = None
 
     # ------------------------------------------------------------------ public API
     @property
@@ -180,15 +224,15 @@ class MagPro(Stimulator):
         """
         frame = proto.amplitude_command(percent, b_percent)
         a = proto.validate_percent(percent, "percent")
+        b = None if b_percent is None else int(b_percent)
+
+        def answers(reply: proto.AmplitudeReply) -> bool:
+            return reply.amplitude_a_percent == a and (b is None or reply.amplitude_b_percent == b)
+
+        wanted = f"amplitude {a}" + ("" if b is None else f"/{b}") + " %"
         with self._lock:
-            reply = self._transact(frame, "amplitude (0x01)", (proto.Message.AMPLITUDE,))
-            if reply.amplitude_a_percent != a or (
-                    b_percent is not None and reply.amplitude_b_percent != int(b_percent)):
-                raise InvalidDataError(
-                    f"MagPro reports amplitude {reply.amplitude_a_percent}/"
-                    f"{reply.amplitude_b_percent} % after setting {a}"
-                    + ("" if b_percent is None else f"/{int(b_percent)}") + " %",
-                    command=frame)
+            self._transact(frame, "amplitude (0x01)", (proto.Message.AMPLITUDE,),
+                           accept=answers, wanted=wanted)
 
     def status(self) -> MagProStatus:
         """Query the status (command 0x00) and parse the 13-byte reply."""
@@ -220,30 +264,35 @@ class MagPro(Stimulator):
     def set_page(self, page: str | int) -> None:
         """Show a page on the unit: ``"main"``, ``"train"``, ``"trig"``, ``"config"``,
         ``"protocol"`` (command 0x07). Trains start only from the train page."""
-        frame = proto.page_command(page)
+        frame = proto.page_command(page, short=self.short_forms)
         wanted = proto.PAGES[proto.page_number(page)]
         with self._lock:
-            reply = self._transact(frame, "page (0x07)", (proto.Message.PAGE,))
-            if reply.page != wanted:
-                raise InvalidDataError(f"MagPro shows page {reply.page!r} after asking for "
-                                       f"{wanted!r}", command=frame)
+            self._transact(frame, "page (0x07)", (proto.Message.PAGE,),
+                           accept=lambda reply: reply.page == wanted, wanted=f"page {wanted!r}")
 
     def set_train(
-        self, rep_rate_hz: float, pulses_in_train: int, number_of_trains: int, iti_s: float
+        self, rep_rate_hz: float, pulses_in_train: int, number_of_trains: int = 1,
+        iti_s: float = 1.0,
     ) -> proto.TrainSettings:
-        """Send train parameters (command 0x06) after checking the unit's ranges.
+        """Send the parameters of one train (command 0x06) after checking the unit's ranges.
+
+        The unit's acknowledgement may be the timing menu (0x0B) or one short message
+        (as MAGIC reads it); either way the timing menu is then read back (``0B 00``) and
+        compared where the unit answers, and :attr:`train_verified` says whether it did.
 
         Parameters
         ----------
         rep_rate_hz : float
-            Pulses per second: 0.1–1.0 in 0.1 steps, then whole values up to 30 (R30
-            family) or 100 (X100 family; 20 with the biphasic-burst waveform).
+            Pulses per second: 0.1–1.0 in 0.1 steps, then whole values up to the model's
+            ceiling (:func:`~labkit.stimulators.magpro_protocol.max_rep_rate_hz`: 30 on an
+            R30, 100 on an X100; less with biphasic burst or in twin/dual mode).
         pulses_in_train : int
             1–1000, or 1100–2000 in steps of 100.
         number_of_trains : int
-            1–500.
+            Must be 1: the host starts each train (:meth:`start_train`), so a host that
+            dies leaves at most one train running on the unit.
         iti_s : float
-            Inter-train interval (last pulse to next first pulse), 0.1–300 s, 0.1 s steps.
+            Inter-train interval the unit stores (unused with one train), 0.1–300 s.
 
         Returns
         -------
@@ -253,24 +302,113 @@ class MagPro(Stimulator):
         Raises
         ------
         ConfigError
-            Naming the field out of range; nothing is sent.
+            Naming the field out of range, or ``number_of_trains`` other than 1; nothing
+            is sent.
         InvalidDataError
-            If the unit echoes different timing values.
+            If the unit reports different timing values.
+        SettingsConflictError
+            If the unit's timing menu has ramp-up below 100 % (the train would run below
+            the amplitude its markers state) or timing control other than "sequence".
         """
-        waveform = self._info.waveform if self._info else "biphasic"
-        settings = proto.validate_train(rep_rate_hz, pulses_in_train, number_of_trains, iti_s,
-                                        model=self.model, waveform=waveform)
+        if number_of_trains != 1 or isinstance(number_of_trains, bool):
+            raise ConfigError(
+                f"number_of_trains must be 1, got {number_of_trains!r}: a MagPro runs a queued "
+                "sequence to its end even if this computer dies, so trains are started one "
+                "at a time (call start_train() once per train)", field="number_of_trains")
+        info = self._info
+        settings = proto.validate_train(
+            rep_rate_hz, pulses_in_train, number_of_trains, iti_s, model=self.model,
+            waveform=info.waveform if info else "biphasic",
+            mode=info.mode if info else "standard",
+            extended_rate=bool(self.timing and self.timing.extended_rate))
         frame = proto.train_command(settings)
         with self._lock:
-            reply = self._transact(frame, "train parameters (0x06)", (proto.Message.TIMING,))
-            if reply.settings() != settings:
-                raise InvalidDataError(f"MagPro echoes train {reply.settings()} after "
-                                       f"setting {settings}", command=frame)
+            self.train_settings = None
+            self.train_verified = False
+            ack = self._transact(frame, "train parameters (0x06)", _TRAIN_ACKS,
+                                 wanted="an acknowledgement")
+            timing = ack if isinstance(ack, proto.TimingReply) else self._read_timing()
+            if timing is not None:
+                self._check_timing(timing, settings, frame)
+                self.train_verified = True
             self.train_settings = settings
         return settings
 
+    def set_timing(
+        self, rep_rate_hz: float, pulses_in_train: int, *, iti_s: float = 1.0,
+        prior_warning_sound: bool = True,
+    ) -> proto.TimingReply:
+        """Set one train through the timing menu (``0B 01 …``, as MagventurePyTMS does).
+
+        Same checks and one-train policy as :meth:`set_train`; the unit's 0x0B answer
+        (or a read-back) is compared with what was sent.
+
+        Raises
+        ------
+        StimulatorError
+            If the unit does not answer the timing menu (use :meth:`set_train`).
+        """
+        info = self._info
+        settings = proto.validate_train(
+            rep_rate_hz, pulses_in_train, 1, iti_s, model=self.model,
+            waveform=info.waveform if info else "biphasic",
+            mode=info.mode if info else "standard",
+            extended_rate=bool(self.timing and self.timing.extended_rate))
+        frame = proto.timing_set_command(settings, prior_warning_sound=prior_warning_sound)
+        with self._lock:
+            self.train_settings = None
+            self.train_verified = False
+            reply = self._transact(frame, "timing menu set (0x0B)", (proto.Message.TIMING,))
+            self.timing_menu_answered = True
+            self._check_timing(reply, settings, frame)
+            self.timing = reply
+            self.train_settings = settings
+            self.train_verified = True
+            return reply
+
+    def timing_menu(self) -> proto.TimingReply | None:
+        """Read the timing menu (``0B 00``); ``None`` if the unit does not answer it."""
+        with self._lock:
+            return self._read_timing(force=True)
+
+    def delays(self) -> proto.DelaysReply:
+        """Read trigger-in, trigger-out and charge delays (``0A 00``), ms."""
+        with self._lock:
+            return self._transact(proto.delays_get_command(), "delays get (0x0A)",
+                                  (proto.Message.DELAYS,))
+
+    def set_delays(self, trigger_in_ms: float, trigger_out_ms: float,
+                   charge_delay_ms: int) -> proto.DelaysReply:
+        """Set the trigger and charge delays (``0A 01 …``), then read them back.
+
+        Raises
+        ------
+        ConfigError
+            For a value off the unit's grid (naming the field).
+        InvalidDataError
+            If the unit reports other values.
+        """
+        frame = proto.delays_set_command(trigger_in_ms, trigger_out_ms, charge_delay_ms)
+        wanted = (round(trigger_in_ms, 1), round(trigger_out_ms, 1), int(charge_delay_ms))
+        with self._lock:
+            self._write_only(frame)
+            reply = self.delays()
+            got = (reply.trigger_in_ms, reply.trigger_out_ms, reply.charge_delay_ms)
+            if got != wanted:
+                raise InvalidDataError(f"MagPro reports delays {got} ms after setting {wanted}",
+                                       command=frame)
+            return reply
+
+    def page_count(self) -> proto.PageCountReply:
+        """Read the page and the unit's stimulus count (``0C 00``)."""
+        with self._lock:
+            reply = self._transact(proto.page_count_command(), "page/count get (0x0C)",
+                                   (proto.Message.PAGE_COUNT,))
+            self._page = reply.page
+            return reply
+
     def start_train(self) -> float:
-        """Start the train sequence set by :meth:`set_train` (command 0x04).
+        """Start the train set by :meth:`set_train` (command 0x04).
 
         Switches the unit to the train page first if needed. Each pulse the unit reports
         (di/dt message) becomes a pulse marker timestamped on the train schedule.
@@ -285,23 +423,29 @@ class MagPro(Stimulator):
         ConfigError
             If :meth:`set_train` was not called on this connection.
         StimulatorError
-            If the unit is disabled or did not report the train running.
+            If the unit is disabled or did not report the train running. No answer at all
+            latches a fault and disables the unit (the train may have started).
         """
         if self.train_settings is None:
-            raise ConfigError("call set_train(rep_rate_hz, pulses_in_train, number_of_trains, "
-                              "iti_s) before start_train()", field="train")
+            raise ConfigError("call set_train(rep_rate_hz, pulses_in_train) before "
+                              "start_train()", field="train")
         with self._lock:
             if not self.enabled:
                 raise StimulatorError("MagPro is disabled: call arm() before start_train()")
             if self._page != "train":
                 self.set_page("train")
             frame = proto.start_train_command()
-            sent_s = self._send(frame, "start train (0x04)")
-            reply = self._await(frame, "start train (0x04)", (proto.Message.PAGE,))
-            if not reply.train_running:
-                raise StimulatorError(
-                    f"MagPro did not start the train (page {reply.page!r}, enabled "
-                    f"{reply.info.enabled}); command {frame!r}")
+            name = "start train (0x04)"
+            sent_s = self._send(frame, name)
+            try:
+                self._await(frame, name, (proto.Message.PAGE,),
+                            accept=lambda reply: reply.train_running,
+                            wanted="the train running")
+            except StimulatorTimeoutError as exc:
+                self._latch_and_disable(exc, "the train may be running")
+                raise
+            except InvalidDataError as exc:
+                raise StimulatorError(f"MagPro did not start the train ({exc})") from None
             self._train_start_s = sent_s
             self._train_pulses_seen = 0
         return sent_s
@@ -370,17 +514,40 @@ class MagPro(Stimulator):
         self.status()
 
     def _fire(self) -> float:
-        frame = proto.single_pulse_command()
+        frame = proto.single_pulse_command(short=self.short_forms)
         if not self.enabled:
             raise StimulatorError("MagPro is disabled: call arm() before fire(); "
                                   f"command {frame!r}")
-        sent_s = self._send(frame, "single pulse (0x03)")
-        reply = self._await(frame, "single pulse (0x03)",
-                            (proto.Message.DIDT, proto.Message.AMPLITUDE))
+        name = "single pulse (0x03)"
+        sent_s = self._send(frame, name)
+
+        def answers(reply) -> bool:
+            # di/dt = the discharge; an amplitude message counts only as a refusal
+            return isinstance(reply, proto.DidtReply) or not reply.info.enabled
+
+        try:
+            reply = self._await(frame, name, (proto.Message.DIDT, proto.Message.AMPLITUDE),
+                                accept=answers, wanted="di/dt after the discharge")
+        except StimulatorTimeoutError as exc:
+            self._latch_and_disable(exc, "the pulse may have been delivered")
+            raise
         if isinstance(reply, proto.AmplitudeReply):
             raise StimulatorError(
                 f"MagPro did not fire (enabled={reply.info.enabled}); command {frame!r}")
         return sent_s
+
+    def _latch_and_disable(self, exc: BaseException, what: str) -> None:
+        """Latch ``exc`` as the fault and send disable without waiting for an answer."""
+        exc.add_note(f"No acknowledgement: {what}. The driver sent disable and refuses "
+                     "further commands until close() and connect().")
+        self._latch(exc)
+        port = self._serial
+        if port is not None:
+            try:
+                port.write(proto.enable_command(False))
+                port.flush()
+            except Exception:  # noqa: BLE001 - best effort on a failing link
+                pass
 
     def _current_intensity(self) -> float:
         return float(self._amplitude_a)
@@ -389,21 +556,84 @@ class MagPro(Stimulator):
         super()._discard_input()
         self._extractor.clear()
 
+    def _resync(self) -> None:
+        """After a timeout: absorb everything for one more timeout, then go on.
+
+        A MagPro talks unprompted (di/dt during a train), so the line need not go quiet;
+        every frame that arrives in the window is absorbed like an unsolicited message.
+        """
+        end = local_clock() + self.timeout_s
+        while (remaining := end - local_clock()) > 0:
+            data = self._read_some(256, min(remaining, 0.02))
+            if data:
+                self.stale_bytes += len(data)
+                self._extractor.feed(data)
+                self._absorb_buffered()
+        self._resync_needed = False
+        self.resyncs += 1
+
     # ------------------------------------------------------------------ I/O
     def _set_enabled(self, enabled: bool) -> None:
         frame = proto.enable_command(enabled)
         name = "enable (0x02)" if enabled else "disable (0x02)"
         with self._lock:
-            reply = self._transact(frame, name, (proto.Message.AMPLITUDE,))
-            if reply.info.enabled != enabled:
-                raise InvalidDataError(f"MagPro reports enabled={reply.info.enabled} after "
-                                       f"{name}", command=frame)
+            # enable is not repeated blindly; disable is (it only makes things safer)
+            self._transact(frame, name, (proto.Message.AMPLITUDE,),
+                           accept=lambda reply: reply.info.enabled == enabled,
+                           wanted=f"enabled={enabled}", retry=not enabled)
 
-    def _transact(self, frame: bytes, name: str, expect: tuple[int, ...]):
-        self._send(frame, name)
-        return self._await(frame, name, expect)
+    def _read_timing(self, force: bool = False) -> proto.TimingReply | None:
+        """Read the timing menu back; ``None`` (remembered) if the unit does not answer."""
+        if self.timing_menu_answered is False and not force:
+            return None
+        try:
+            reply = self._transact(proto.timing_get_command(), "timing menu get (0x0B)",
+                                   (proto.Message.TIMING,))
+        except StimulatorTimeoutError:
+            self.timing_menu_answered = False
+            return None
+        self.timing_menu_answered = True
+        self.timing = reply
+        return reply
+
+    def _check_timing(self, timing: proto.TimingReply, settings: proto.TrainSettings,
+                      frame: bytes) -> None:
+        if timing.settings() != settings:
+            raise InvalidDataError(f"MagPro reports train {timing.settings()} after setting "
+                                   f"{settings}", command=frame)
+        if timing.ramps_up:
+            raise SettingsConflictError(
+                f"the MagPro's timing menu has ramp-up {timing.ramp_up_percent} % over "
+                f"{timing.ramp_up_trains} trains: every train started from here would begin "
+                "below the set amplitude and its markers would overstate it; set Ramp Up to "
+                "1.00 on the unit's timing page", command=frame)
+        if timing.timing_control != 0:
+            control = proto.TIMING_CONTROLS[timing.timing_control] if (
+                timing.timing_control < len(proto.TIMING_CONTROLS)) else timing.timing_control
+            raise SettingsConflictError(
+                f"the MagPro's timing control is {control!r}, not 'sequence': a train "
+                "started over the serial port would not run as set", command=frame)
+
+    def _transact(self, frame: bytes, name: str, expect: tuple[int, ...], *,
+                  accept=None, wanted: str = "", retry: bool = True):
+        """Send ``frame`` and await its answer; once more after a bad CRC if ``retry``."""
+        for attempt in (0, 1):
+            self._send(frame, name)
+            try:
+                return self._await(frame, name, expect, accept=accept, wanted=wanted)
+            except CRCError:
+                if attempt or not retry:
+                    raise
+                self.retries += 1
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _write_only(self, frame: bytes) -> float:
+        """Send a command whose answer (if any) is read by the next query."""
+        return self._send(frame, "")
 
     def _send(self, frame: bytes, name: str) -> float:
+        if self._resync_needed:
+            self._resync()
         self._drain_unsolicited()
         return self._write(frame)
 
@@ -425,6 +655,10 @@ class MagPro(Stimulator):
             waiting = 0
         if waiting:
             self._extractor.feed(self._read_some(waiting, 0.0))
+        self._absorb_buffered()
+
+    def _absorb_buffered(self) -> None:
+        """Absorb every complete frame already buffered, counting malformed ones."""
         while True:
             try:
                 payload = self._extractor.next_payload()
@@ -434,8 +668,14 @@ class MagPro(Stimulator):
             except StimulatorProtocolError:
                 self.unsolicited_errors += 1
 
-    def _await(self, frame: bytes, name: str, expect: tuple[int, ...]):
-        """Read frames until one whose message id is in ``expect``; absorb the others.
+    def _await(self, frame: bytes, name: str, expect: tuple[int, ...], *, accept=None,
+               wanted: str = ""):
+        """Read frames until one answers this command; absorb every other one.
+
+        A frame answers when its message id is in ``expect`` and ``accept(reply)`` (if
+        given) is true. A frame of an expected id that ``accept`` rejects (a late reply to
+        an earlier command, an extra message) is absorbed; if no answer comes before the
+        timeout, the last such frame is reported in an :class:`InvalidDataError`.
 
         A bad CRC raises :class:`~labkit.errors.CRCError` at once. Malformed bytes (a stray
         ``0xFE``, a wrong end byte) are skipped while the reply may still come; if it does
@@ -443,6 +683,7 @@ class MagPro(Stimulator):
         """
         deadline = local_clock() + self.timeout_s
         malformed: StimulatorProtocolError | None = None
+        rejected = None
         while True:
             try:
                 raw = self._extractor.next_frame()
@@ -467,11 +708,18 @@ class MagPro(Stimulator):
                     continue
                 self._absorb(reply)
                 if payload[0] in expect:
-                    self._last_reply_frame = raw
-                    return reply
+                    if accept is None or accept(reply):
+                        self._last_reply_frame = raw
+                        return reply
+                    rejected = (reply, raw)
                 continue
             remaining = deadline - local_clock()
             if remaining <= 0:
+                self._resync_needed = True
+                if rejected is not None:
+                    raise InvalidDataError(
+                        f"MagPro answered {name} with {rejected[0]} instead of {wanted} "
+                        f"within {self.timeout_s:.2f} s", command=frame, reply=rejected[1])
                 got = len(self._extractor)
                 if malformed is not None and not got:
                     raise malformed
@@ -497,6 +745,12 @@ class MagPro(Stimulator):
             self._page = reply.page
             if not reply.train_running and self._train_start_s is not None:
                 self._train_start_s = None
+        if isinstance(reply, proto.MEPReply):
+            self.last_mep = reply
+        if isinstance(reply, proto.TimingReply):
+            self.timing = reply
+        if isinstance(reply, proto.PageCountReply):
+            self._page = reply.page
         if isinstance(reply, proto.DidtReply):
             self._didt = (reply.didt_a, reply.didt_b)
             if self._train_start_s is not None and self.train_settings is not None:

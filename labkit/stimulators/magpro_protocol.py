@@ -25,12 +25,26 @@ Unit-to-host message ids used here:
 0x01  amplitude A, amplitude B, info (also reports enable/disable)
 0x02  di/dt A, di/dt B (A/µs), info (sent after each discharge)
 0x03  coil temperature, coil type, info
+0x04  MEP: max amplitude (µV), min amplitude (µV), time of max (µs), 32-bit BE each
 0x05  status 2: status fields + original amplitudes, amplitude factors, page,
       train running (19-byte frame)
+0x06  original amplitudes A, B, info (protocol page)
+0x07  amplitude factors A, B (%), info (protocol page)
 0x08  page, train running, info
 0x09  model, mode, current direction, waveform, burst index, IPI index (LE), B/A index
-0x0B  timing menu: control, rep rate ×10, pulses, trains, ITI ×10 (16-bit BE), ...
+0x0A  delays: trigger-in ×10 ms, trigger-out ×10 ms (signed), charge delay ms (BE)
+0x0B  timing menu: control (bits 0–3 timing control, bit 4 extended rate), rep rate
+      ×10, pulses, trains, ITI ×10 (16-bit BE), prior-warning sound, ramp-up ×100,
+      ramp-up trains
+0x0C  page and stimulus count: trains, pulses × trains, stimuli delivered, page
 ====  ===========================================================================
+
+Host-to-unit commands come in the forms the public sources use, and the emulator
+answers every one: single pulse ``03 01`` (MAGIC) or ``03`` (MagventurePyTMS); page
+``07 p 00`` (MAGIC) or ``07 p`` (MagventurePyTMS); mode block get ``09 00`` followed
+by nine zero bytes (MAGIC) or not (MagventurePyTMS); train parameters ``06 …`` (MAGIC)
+or the timing menu ``0B 01 …`` (MagventurePyTMS); trigger and charge delays ``08 …``
+(MAGIC) or ``0A 01 …`` (MagventurePyTMS).
 
 The *info* byte packs bits 0–1 mode, bits 2–3 waveform, bit 4 enabled, bits 5–7 model.
 """
@@ -87,7 +101,11 @@ class Command(IntEnum):
     STATUS2 = 0x05
     TRAIN_PARAMETERS = 0x06
     PAGE = 0x07
+    TRIG_CHARGE_DELAY = 0x08
     MODE_BLOCK = 0x09
+    DELAYS = 0x0A
+    TIMING = 0x0B
+    PAGE_COUNT = 0x0C
 
 
 class Message(IntEnum):
@@ -105,6 +123,11 @@ class Message(IntEnum):
     MODE_BLOCK = 0x09
     DELAYS = 0x0A
     TIMING = 0x0B
+    PAGE_COUNT = 0x0C
+
+
+#: Timing-control settings of the timing menu (low nibble of its control byte).
+TIMING_CONTROLS = ("sequence", "external_trig", "ext_seq_start", "ext_seq_cont")
 
 
 def _error(cls: type[StimulatorProtocolError], detail: str, reply: bytes | None):
@@ -364,11 +387,27 @@ def _whole(value, name: str, low: int, high: int) -> int:
     return int(value)
 
 
-def max_rep_rate_hz(model: str, waveform: str = "biphasic") -> float:
-    """Highest repetition rate the unit accepts for ``model`` and ``waveform``."""
+#: Highest rate in twin/dual mode: R30+Option 5 pps; X100+Option 50 pps (5 monophasic).
+TWIN_DUAL_MAX_REP_RATE_HZ = {"R30+Option": 5.0, "X100+Option": 50.0}
+#: Top of the 0.1-pps range when the unit offers extended rates (timing-menu bit 4).
+EXTENDED_RATE_FINE_TOP_HZ = 20.0
+
+
+def max_rep_rate_hz(model: str, waveform: str = "biphasic", mode: str = "standard") -> float:
+    """Highest repetition rate the unit accepts for ``model``, ``waveform`` and ``mode``.
+
+    Per MagventurePyTMS's rate tables: R30 30 pps; R30+Option 30 (5 in twin/dual);
+    X100 100 (20 with biphasic burst); X100+Option 100 (20 biphasic burst; in twin/dual
+    50, or 5 monophasic). Models those tables do not cover keep the family ceiling.
+    """
     high = MAX_REP_RATE_HZ.get(model, 30.0)
     if waveform == "biphasic_burst":
         high = min(high, MAX_BURST_REP_RATE_HZ)
+    if mode in ("twin", "dual") and model in TWIN_DUAL_MAX_REP_RATE_HZ:
+        twin = TWIN_DUAL_MAX_REP_RATE_HZ[model]
+        if model == "X100+Option" and waveform == "monophasic":
+            twin = 5.0
+        high = min(high, twin)
     return high
 
 
@@ -412,25 +451,29 @@ class TrainSettings:
 
 def validate_train(
     rep_rate_hz, pulses_in_train, number_of_trains, iti_s, *,
-    model: str = "X100", waveform: str = "biphasic",
+    model: str = "X100", waveform: str = "biphasic", mode: str = "standard",
+    extended_rate: bool = False,
 ) -> TrainSettings:
     """Check train parameters against the unit's documented ranges.
 
-    Rep rate: 0.1–1.0 pps in 0.1 steps, then whole pps up to 30 (R30 family) or 100
-    (X100 family; 20 with the biphasic-burst waveform). Pulses in train: 1–1000, then
-    1100–2000 in steps of 100. Trains: 1–500. ITI: 0.1–300 s in 0.1 s steps.
+    Rep rate: 0.1–1.0 pps in 0.1 steps (up to 20 pps with ``extended_rate``), then whole
+    pps up to :func:`max_rep_rate_hz`. Pulses in train: 1–1000, then 1100–2000 in steps
+    of 100. Trains: 1–500. ITI: 0.1–300 s in 0.1 s steps (MagventurePyTMS, tested on an
+    X100; MAGIC checks 0.1–120 s).
 
     Raises
     ------
     ConfigError
         Naming the field and its allowed range.
     """
-    high = max_rep_rate_hz(model, waveform)
+    high = max_rep_rate_hz(model, waveform, mode)
     rate_tenths = _tenths(rep_rate_hz, "rep_rate_hz", 0.1, high, "pps")
-    if rate_tenths > 10 and rate_tenths % 10:
+    fine_top = min(high, EXTENDED_RATE_FINE_TOP_HZ) if extended_rate else 1.0
+    if rate_tenths > round(fine_top * 10) and rate_tenths % 10:
         raise ConfigError(
-            f"rep_rate_hz above 1 pps must be a whole number (0.1..1.0 in 0.1 steps, then "
-            f"1..{high:g}) for model {model}, got {rep_rate_hz!r}", field="rep_rate_hz")
+            f"rep_rate_hz above {fine_top:g} pps must be a whole number (0.1..{fine_top:g} in "
+            f"0.1 steps, then up to {high:g}) for model {model} ({mode}, {waveform}), got "
+            f"{rep_rate_hz!r}", field="rep_rate_hz")
     low_p, high_p = PULSES_IN_TRAIN_RANGE
     if _is_number(pulses_in_train) and pulses_in_train in PULSES_IN_TRAIN_HIGH:
         pulses = int(pulses_in_train)
@@ -470,9 +513,13 @@ def enable_command(enabled: bool) -> bytes:
     return build_frame(bytes((Command.ENABLE, 1 if enabled else 0)))
 
 
-def single_pulse_command() -> bytes:
-    """Frame of command 0x03: trigger one pulse (or one burst)."""
-    return build_frame(bytes((Command.SINGLE_PULSE, 0x01)))
+def single_pulse_command(short: bool = False) -> bytes:
+    """Frame of command 0x03: trigger one pulse (or one burst).
+
+    ``short=False`` gives MAGIC's ``03 01`` (``FE 02 03 01 …``); ``short=True`` gives
+    MagventurePyTMS's one-byte ``03``.
+    """
+    return build_frame(bytes((Command.SINGLE_PULSE,) if short else (Command.SINGLE_PULSE, 1)))
 
 
 def start_train_command() -> bytes:
@@ -489,9 +536,113 @@ def train_command(settings: TrainSettings) -> bytes:
     return build_frame(payload)
 
 
-def page_command(page: str | int) -> bytes:
-    """Frame of command 0x07: show ``page`` (main, train, trig, config, protocol)."""
-    return build_frame(bytes((Command.PAGE, page_number(page), 0x00)))
+def page_command(page: str | int, short: bool = False) -> bytes:
+    """Frame of command 0x07: show ``page`` (main, train, trig, config, protocol).
+
+    ``short=False`` gives MAGIC's ``07 p 00``; ``short=True`` MagventurePyTMS's ``07 p``.
+    """
+    code = page_number(page)
+    return build_frame(bytes((Command.PAGE, code) if short else (Command.PAGE, code, 0x00)))
+
+
+def timing_get_command() -> bytes:
+    """Frame of command 0x0B 00: read the timing menu (answered with message 0x0B)."""
+    return build_frame(bytes((Command.TIMING, 0x00)))
+
+
+def timing_set_command(settings: TrainSettings, *, control: str = "sequence",
+                       prior_warning_sound: bool = True) -> bytes:
+    """Frame of command 0x0B 01: set the timing menu.
+
+    Payload ``0B 01 control rate×10 pulses trains ITI×10 sound`` (16-bit big-endian
+    values), as MagventurePyTMS sends it. Ramp-up cannot be set this way.
+    """
+    code = _index(TIMING_CONTROLS, control, "control")
+    fields = (round(settings.rep_rate_hz * 10), settings.pulses_in_train,
+              settings.number_of_trains, round(settings.iti_s * 10))
+    return build_frame(bytes((Command.TIMING, 0x01, code))
+                       + b"".join(int(v).to_bytes(2, "big") for v in fields)
+                       + bytes((1 if prior_warning_sound else 0,)))
+
+
+def parse_timing_set_command(payload: bytes) -> tuple[int, TrainSettings | None, int, bool]:
+    """Decode a ``0B 01`` payload: ``(control code, settings or None, raw rate×10, sound)``.
+
+    ``settings`` is ``None`` when the values are outside the unit's ranges (validated
+    for an X100; the caller re-validates for its model).
+    """
+    payload = bytes(payload)
+    if len(payload) < 12 or payload[:2] != bytes((Command.TIMING, 1)):
+        raise _error(StimulatorProtocolError,
+                     f"MagPro 0x0B set needs 12 payload bytes, got {len(payload)}", payload)
+    rate, pulses, trains, iti = (int.from_bytes(payload[i:i + 2], "big") for i in (3, 5, 7, 9))
+    try:
+        settings = validate_train(rate / 10, pulses, trains, iti / 10)
+    except ConfigError:
+        settings = None
+    return payload[2] & 0x0F, settings, rate, bool(payload[11])
+
+
+def page_count_command() -> bytes:
+    """Frame of command 0x0C 00: read page and stimulus count (message 0x0C)."""
+    return build_frame(bytes((Command.PAGE_COUNT, 0x00)))
+
+
+def delays_get_command() -> bytes:
+    """Frame of command 0x0A 00: read the trigger and charge delays (message 0x0A)."""
+    return build_frame(bytes((Command.DELAYS, 0x00)))
+
+
+#: Settable trigger-in delays (ms), per MagventurePyTMS.
+DELAY_IN_MS = (tuple(round(0.1 * i, 1) for i in range(101)) + tuple(range(11, 101))
+               + tuple(range(110, 6501, 10)))
+#: Settable trigger-out delays (ms; negative = before the pulse), per MagventurePyTMS.
+DELAY_OUT_MS = (tuple(range(-100, -9)) + tuple(round(0.1 * i, 1) for i in range(-99, 101))
+                + tuple(range(11, 101)))
+#: Settable charge delays (ms), per MagventurePyTMS.
+CHARGE_DELAY_MS = (tuple(range(0, 101, 10)) + tuple(range(125, 4001, 25))
+                   + tuple(range(4050, 12001, 50)))
+
+
+def _on_grid(value, name: str, grid: tuple[float, ...], unit: str) -> float:
+    if not _is_number(value) or not math.isfinite(value) or not any(
+            abs(value - g) < 1e-6 for g in grid):
+        raise ConfigError(f"{name} must be one of the unit's steps from {grid[0]:g} to "
+                          f"{grid[-1]:g} {unit}, got {value!r}", field=name)
+    return float(value)
+
+
+def delays_set_command(trigger_in_ms, trigger_out_ms, charge_delay_ms) -> bytes:
+    """Frame of command 0x0A 01: ``0A 01 in×10 out×10 charge`` (16-bit BE, out signed).
+
+    Raises
+    ------
+    ConfigError
+        For values off the unit's grid (:data:`DELAY_IN_MS`, :data:`DELAY_OUT_MS`,
+        :data:`CHARGE_DELAY_MS`), naming the field.
+    """
+    d_in = _on_grid(trigger_in_ms, "trigger_in_ms", DELAY_IN_MS, "ms")
+    d_out = _on_grid(trigger_out_ms, "trigger_out_ms", DELAY_OUT_MS, "ms")
+    d_charge = _on_grid(charge_delay_ms, "charge_delay_ms", CHARGE_DELAY_MS, "ms")
+    return build_frame(bytes((Command.DELAYS, 0x01))
+                       + round(d_in * 10).to_bytes(2, "big")
+                       + round(d_out * 10).to_bytes(2, "big", signed=True)
+                       + round(d_charge).to_bytes(2, "big"))
+
+
+def trig_charge_delay_command(trigger_in_ms: int, trigger_out_ms: int,
+                              charge_delay_ms: int) -> bytes:
+    """Frame of MAGIC's command 0x08: ``08 in×10 out×10 charge 00 00`` (16-bit BE).
+
+    Whole milliseconds as MAGIC checks them; the output delay may be negative
+    (two's complement).
+    """
+    d_in = _whole(trigger_in_ms, "trigger_in_ms", 0, 6500)
+    d_out = _whole(trigger_out_ms, "trigger_out_ms", -100, 100)
+    d_charge = _whole(charge_delay_ms, "charge_delay_ms", 0, 12000)
+    return build_frame(bytes((Command.TRIG_CHARGE_DELAY,)) + (d_in * 10).to_bytes(2, "big")
+                       + (d_out * 10).to_bytes(2, "big", signed=True)
+                       + d_charge.to_bytes(2, "big") + b"\x00\x00")
 
 
 def page_number(page: str | int) -> int:
@@ -683,7 +834,23 @@ class ModeBlock:
 
 @dataclass(frozen=True)
 class TimingReply:
-    """Message 0x0B: timing (train) menu as the unit holds it."""
+    """Message 0x0B: timing (train) menu as the unit holds it.
+
+    Attributes
+    ----------
+    rep_rate_hz, pulses_in_train, number_of_trains, iti_s
+        The train part (see :class:`TrainSettings`).
+    timing_control : int
+        Index into :data:`TIMING_CONTROLS` (0 = sequence started from the host).
+    prior_warning_sound : bool
+        The unit beeps before each train.
+    ramp_up_percent : int
+        Level of the first train(s), 70–100 % of the set amplitude.
+    ramp_up_trains : int
+        Trains over which the ramp-up applies, 1–10.
+    extended_rate : bool
+        The unit offers 0.1 pps steps above 1 pps (bit 4 of the control byte).
+    """
 
     rep_rate_hz: float
     pulses_in_train: int
@@ -691,19 +858,116 @@ class TimingReply:
     iti_s: float
     timing_control: int = 0
     prior_warning_sound: bool = True
+    ramp_up_percent: int = 100
+    ramp_up_trains: int = 10
+    extended_rate: bool = False
 
     def to_payload(self) -> bytes:
         """Encode as the unit would send it (14-byte payload)."""
         fields = (round(self.rep_rate_hz * 10), self.pulses_in_train, self.number_of_trains,
                   round(self.iti_s * 10))
-        return (bytes((Message.TIMING, 0x00, self.timing_control))
+        control = (self.timing_control & 0x0F) | (0x10 if self.extended_rate else 0)
+        return (bytes((Message.TIMING, 0x00, control))
                 + b"".join(int(v).to_bytes(2, "big") for v in fields)
-                + bytes((1 if self.prior_warning_sound else 0, 100, 10)))
+                + bytes((1 if self.prior_warning_sound else 0, self.ramp_up_percent,
+                         self.ramp_up_trains)))
 
     def settings(self) -> TrainSettings:
         """The train part as :class:`TrainSettings`."""
         return TrainSettings(self.rep_rate_hz, self.pulses_in_train, self.number_of_trains,
                              self.iti_s)
+
+    @property
+    def ramps_up(self) -> bool:
+        """True when the first trains run below the set amplitude (ramp-up < 100 %)."""
+        return self.ramp_up_percent < 100
+
+
+@dataclass(frozen=True)
+class MEPReply:
+    """Message 0x04: MEP measured by the unit's MEP monitor (32-bit big-endian fields)."""
+
+    max_amplitude_uv: int
+    min_amplitude_uv: int
+    max_time_us: int
+
+    def to_payload(self) -> bytes:
+        """Encode as the unit would send it (13-byte payload)."""
+        return bytes((Message.MEP,)) + b"".join(
+            int(v).to_bytes(4, "big") for v in (self.max_amplitude_uv, self.min_amplitude_uv,
+                                                self.max_time_us))
+
+
+@dataclass(frozen=True)
+class OriginalAmplitudeReply:
+    """Message 0x06: original amplitudes A/B (% MSO) before protocol factors, info byte."""
+
+    original_a_percent: int
+    original_b_percent: int
+    info: UnitInfo
+
+    def to_payload(self) -> bytes:
+        """Encode as the unit would send it."""
+        return bytes((Message.ORIGINAL_AMPLITUDE, self.original_a_percent,
+                      self.original_b_percent, self.info.encode()))
+
+
+@dataclass(frozen=True)
+class AmplitudeFactorReply:
+    """Message 0x07: amplitude factors A/B (% of the original amplitude), info byte."""
+
+    factor_a_percent: int
+    factor_b_percent: int
+    info: UnitInfo
+
+    def to_payload(self) -> bytes:
+        """Encode as the unit would send it."""
+        return bytes((Message.AMPLITUDE_FACTOR, self.factor_a_percent, self.factor_b_percent,
+                      self.info.encode()))
+
+
+@dataclass(frozen=True)
+class DelaysReply:
+    """Message 0x0A: trigger-in, trigger-out (may be negative) and charge delays, ms."""
+
+    trigger_in_ms: float
+    trigger_out_ms: float
+    charge_delay_ms: int
+
+    def to_payload(self) -> bytes:
+        """Encode as the unit would send it (8-byte payload)."""
+        return (bytes((Message.DELAYS, 0x00)) + round(self.trigger_in_ms * 10).to_bytes(2, "big")
+                + round(self.trigger_out_ms * 10).to_bytes(2, "big", signed=True)
+                + int(self.charge_delay_ms).to_bytes(2, "big"))
+
+
+@dataclass(frozen=True)
+class PageCountReply:
+    """Message 0x0C: page and stimulus count (fields located by MagventurePyTMS).
+
+    Attributes
+    ----------
+    number_of_trains : int
+        Trains in the sequence (payload bytes 2–3).
+    total_pulses : int
+        Pulses in train × trains (bytes 5–7).
+    stimulus_count : int
+        Stimuli delivered, as counted by the unit (bytes 9–10).
+    page : str
+        Page shown (byte 13).
+    """
+
+    number_of_trains: int
+    total_pulses: int
+    stimulus_count: int
+    page: str
+
+    def to_payload(self) -> bytes:
+        """Encode as the unit would send it (14-byte payload; unknown bytes zero)."""
+        return (bytes((Message.PAGE_COUNT, 0x00)) + self.number_of_trains.to_bytes(2, "big")
+                + b"\x00" + self.total_pulses.to_bytes(3, "big") + b"\x00"
+                + self.stimulus_count.to_bytes(2, "big") + b"\x00\x00"
+                + bytes((_page_code(self.page),)))
 
 
 @dataclass(frozen=True)
@@ -715,7 +979,8 @@ class OtherMessage:
 
 
 Reply = (StatusReply | Status2Reply | AmplitudeReply | DidtReply | TemperatureReply
-         | PageReply | ModeBlock | TimingReply | OtherMessage)
+         | PageReply | ModeBlock | TimingReply | MEPReply | OriginalAmplitudeReply
+         | AmplitudeFactorReply | DelaysReply | PageCountReply | OtherMessage)
 
 
 def _page_code(page: str) -> int:
@@ -763,7 +1028,9 @@ def ipi_ms_from_index(index: int, mode: str, waveform: str) -> float | None:
 
 _FIXED_LENGTHS = {
     Message.STATUS: 9, Message.STATUS2: 15, Message.AMPLITUDE: 4, Message.DIDT: 4,
-    Message.TEMPERATURE: 4, Message.PAGE: 4, Message.MODE_BLOCK: 10,
+    Message.TEMPERATURE: 4, Message.PAGE: 4, Message.MODE_BLOCK: 10, Message.MEP: 13,
+    Message.ORIGINAL_AMPLITUDE: 4, Message.AMPLITUDE_FACTOR: 4, Message.DELAYS: 8,
+    Message.TIMING: 14, Message.PAGE_COUNT: 14,
 }
 
 
@@ -790,8 +1057,6 @@ def parse_reply(payload: bytes) -> Reply:
         raise _error(StimulatorProtocolError, "empty MagPro payload", payload)
     mid = payload[0]
     need = _FIXED_LENGTHS.get(mid)
-    if mid == Message.TIMING:
-        need = 14
     if need is not None and len(payload) < need:
         raise _error(StimulatorProtocolError,
                      f"MagPro message 0x{mid:02X} needs {need} payload bytes, got {len(payload)}",
@@ -841,7 +1106,23 @@ def parse_reply(payload: bytes) -> Reply:
             number_of_trains=int.from_bytes(payload[7:9], "big"),
             iti_s=int.from_bytes(payload[9:11], "big") / 10,
             timing_control=payload[2] & 0x0F, prior_warning_sound=bool(payload[11]),
+            ramp_up_percent=payload[12], ramp_up_trains=payload[13],
+            extended_rate=bool(payload[2] & 0x10),
         )
+    if mid == Message.MEP:
+        return MEPReply(*(int.from_bytes(payload[i:i + 4], "big") for i in (1, 5, 9)))
+    if mid == Message.ORIGINAL_AMPLITUDE:
+        return OriginalAmplitudeReply(payload[1], payload[2], UnitInfo.decode(payload[3]))
+    if mid == Message.AMPLITUDE_FACTOR:
+        return AmplitudeFactorReply(payload[1], payload[2], UnitInfo.decode(payload[3]))
+    if mid == Message.DELAYS:
+        return DelaysReply(int.from_bytes(payload[2:4], "big") / 10,
+                           int.from_bytes(payload[4:6], "big", signed=True) / 10,
+                           int.from_bytes(payload[6:8], "big"))
+    if mid == Message.PAGE_COUNT:
+        return PageCountReply(int.from_bytes(payload[2:4], "big"),
+                              int.from_bytes(payload[5:8], "big"),
+                              int.from_bytes(payload[9:11], "big"), _page_name(payload[13]))
     return OtherMessage(mid, payload[1:])
 
 

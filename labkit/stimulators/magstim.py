@@ -8,6 +8,13 @@ Retry policy: after a corrupted reply (bad CRC, short reply, garbage) a command 
 safe to repeat (queries and absolute settings) is sent once more; ``EB`` (arm) and
 ``EH`` (fire) are never repeated blindly. Device refusals (``?``, ``S``) are never retried.
 
+Late replies: every reply echoes its command character, but ``EB``, ``EA`` and ``EH`` all
+answer ``E…``, so a reply that arrives after its command timed out could pass for the
+next one's. After a timeout the next command therefore first waits until the line has
+been quiet for one more timeout and drops what arrived (see
+:meth:`~labkit.stimulators.base.Stimulator._resync`). A fire (``EH``) that goes
+unanswered latches a fault and sends disarm (``EA``) at once: the pulse may have happened.
+
 Example
 -------
 >>> with Magstim("/dev/ttyUSB0") as stim:          # doctest: +SKIP
@@ -273,6 +280,9 @@ class Magstim(Stimulator):
             time_s = self._write(mp.FIRE)
             try:
                 mp.check_reply(mp.FIRE, self._read_reply(mp.FIRE))
+            except StimulatorTimeoutError as exc:
+                self._latch_and_disarm(exc)
+                raise
             except StimulatorProtocolError as exc:
                 if not isinstance(exc, (mp.InvalidCommandError, mp.InvalidDataError,
                                         SettingsConflictError)):
@@ -280,6 +290,20 @@ class Magstim(Stimulator):
                                  "delivered. Check status() before firing again.")
                 raise
         return time_s
+
+    def _latch_and_disarm(self, exc: BaseException) -> None:
+        """Latch ``exc`` as the fault and send disarm without waiting for an answer."""
+        exc.add_note("No acknowledgement: the pulse may have been delivered. The driver "
+                     "sent disarm (EA) and refuses further commands until close() and "
+                     "connect().")
+        self._latch(exc)
+        port = self._serial
+        if port is not None:
+            try:
+                port.write(mp.DISARM)
+                port.flush()
+            except Exception:  # noqa: BLE001 - best effort on a failing link
+                pass
 
     def _current_intensity(self) -> float:
         return float(self._intensity_percent)

@@ -1,0 +1,146 @@
+"""Exclusive serial ports: one driver per port, in this process and across processes.
+
+Two drivers on one stimulator interleave their commands and take each other's replies
+(one counts pulses the other fired). So every driver opens its port through
+:func:`open_exclusive`:
+
+* an in-process registry refuses a second opener of the same port (device path after
+  resolving symlinks, or the exact URL) and names the driver object that holds it;
+* device paths are also opened with pyserial's ``exclusive=True`` (an advisory
+  ``flock`` on POSIX, an exclusive open on Windows), so a second *process* is refused
+  too; on Linux the error names the processes that have the device open.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+import serial
+
+from labkit.errors import PortBusyError
+
+__all__ = ["PortHolder", "holder_of", "open_exclusive", "port_key", "release"]
+
+
+@dataclass(frozen=True)
+class PortHolder:
+    """Who holds a port in this process."""
+
+    key: str
+    owner: str
+    thread: str
+    since: str
+
+    def describe(self) -> str:
+        """One line naming the holder, for error messages."""
+        return f"{self.owner} (opened {self.since} from thread {self.thread!r})"
+
+
+_HOLDERS: dict[str, tuple[PortHolder, int]] = {}
+_LOCK = threading.Lock()
+
+
+def port_key(port: str) -> str:
+    """Registry key of a port: the URL as given, or the device path with symlinks resolved."""
+    if "://" in port:
+        return port
+    try:
+        return os.path.realpath(port)
+    except (OSError, ValueError):
+        return port
+
+
+def holder_of(port: str) -> PortHolder | None:
+    """The in-process holder of ``port``, or ``None`` when it is free here."""
+    with _LOCK:
+        entry = _HOLDERS.get(port_key(port))
+    return None if entry is None else entry[0]
+
+
+def _other_processes(path: str) -> list[str]:
+    """``"pid N (command)"`` for every other process with ``path`` open (Linux /proc)."""
+    found = []
+    proc = "/proc"
+    if not os.path.isdir(proc):
+        return found
+    target = os.path.realpath(path)
+    me = os.getpid()
+    for name in os.listdir(proc):
+        if not name.isdigit() or int(name) == me:
+            continue
+        fd_dir = os.path.join(proc, name, "fd")
+        try:
+            links = [os.readlink(os.path.join(fd_dir, fd)) for fd in os.listdir(fd_dir)]
+        except OSError:
+            continue
+        if target in links:
+            try:
+                with open(os.path.join(proc, name, "cmdline"), "rb") as fh:
+                    cmd = fh.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            except OSError:
+                cmd = "?"
+            found.append(f"pid {name} ({cmd[:80]})")
+    return found
+
+
+def open_exclusive(port: str, owner: object, **options) -> serial.SerialBase:
+    """Open ``port`` for ``owner`` alone and register it.
+
+    Parameters
+    ----------
+    port : str
+        Device path or pyserial URL.
+    owner : object
+        The driver taking the port (named in errors raised to later openers).
+    **options
+        Passed to :func:`serial.serial_for_url` (baud rate, timeouts, ...).
+
+    Returns
+    -------
+    serial.SerialBase
+        The open port. Give it back with :func:`release`.
+
+    Raises
+    ------
+    PortBusyError
+        When a driver in this process holds the port (naming it), or another process
+        has it locked (naming the processes found, on Linux).
+    """
+    key = port_key(port)
+    holder = PortHolder(key, f"{type(owner).__name__} object at 0x{id(owner):x}",
+                        threading.current_thread().name, time.strftime("%H:%M:%S"))
+    with _LOCK:
+        entry = _HOLDERS.get(key)
+        if entry is not None:
+            raise PortBusyError(f"serial port {port!r} is already open in this process by "
+                                f"{entry[0].describe()}; close() that driver first")
+        _HOLDERS[key] = (holder, id(owner))
+    try:
+        if "://" not in port:
+            options["exclusive"] = True
+        return serial.serial_for_url(port, **options)
+    except serial.SerialException as exc:
+        with _LOCK:
+            _HOLDERS.pop(key, None)
+        if "lock" in str(exc).lower():
+            others = _other_processes(port)
+            who = ", ".join(others) if others else "another process"
+            raise PortBusyError(f"serial port {port!r} is locked by {who}; close the "
+                                f"program that holds it first ({exc})") from exc
+        raise
+    except BaseException:
+        with _LOCK:
+            _HOLDERS.pop(key, None)
+        raise
+
+
+def release(port: str, owner: object) -> None:
+    """Forget ``owner``'s claim on ``port`` (after closing it). Other owners are untouched."""
+    key = port_key(port)
+    with _LOCK:
+        entry = _HOLDERS.get(key)
+        if entry is not None and entry[1] == id(owner):
+            del _HOLDERS[key]

@@ -12,23 +12,35 @@ Per trial (one row per pulse, :func:`mep_table`; the same table is the ``metadat
 ``ptp_uv``
     Peak-to-peak amplitude (max - min) within ``window_ms`` (default 15-50 ms), µV.
 ``latency_ms``
-    Onset latency by the threshold rule of Hodges & Bui (1996, Electroencephalogr Clin
-    Neurophysiol 101:511-519), applied to the rectified, baseline-demeaned EMG: the first
-    sample after the blanking interval (and up to the end of ``window_ms``) from which the
-    rectified EMG stays above ``mean + k * SD`` of the rectified pre-stimulus baseline
-    (−100…0 ms) for at least ``onset_min_duration_ms``. Defaults ``k = 3``, 1 ms. NaN
-    when no onset is found. ``onset_method="cusum"`` uses a one-sided CUSUM instead
-    (Page 1954; as applied to EMG onsets by Staude et al. 2001, J Biomech 34:1425): see
+    Onset latency by a sustained baseline-threshold rule on the raw (unfiltered, single
+    trial) rectified, baseline-demeaned EMG: the first sample after the blanked artifact
+    (and up to the end of ``window_ms``) from which the rectified EMG stays above
+    ``mean + k * SD`` of the rectified pre-stimulus baseline (−100…0 ms) for at least
+    ``onset_min_duration_ms``. Defaults ``k = 3``, 1 ms. This is the "mean + k·SD"
+    family compared by Hodges & Bui (1996, Electroencephalogr Clin Neurophysiol
+    101:511-519), without the low-pass filtering and moving-window averaging of the
+    variants they recommend. Counted from the discharge: the artifact's onset where the
+    EMG shows one (``discharge_ms``), else the pulse marker. NaN when no onset is found.
+    ``onset_method="cusum"`` uses a one-sided CUSUM instead (Page 1954; as applied to
+    EMG onsets by Staude et al. 2001, J Biomech 34:1425): see
     :func:`onset_latency_cusum_ms`.
+``discharge_ms``
+    Where the stimulus artifact starts after the pulse marker, ms (the fire command's
+    transmission and the unit's reaction; NaN when the EMG shows no artifact).
 ``background_rms_uv``, ``rejected``
     RMS of the demeaned EMG over ``baseline_ms`` (default −100…0 ms), µV, and whether it
     exceeds ``rms_limit_uv`` (default 20 µV; 10-20 µV is typical at rest).
 ``intensity_percent``
     Pulse intensity, % MSO (NaN when unknown).
 
-The stimulus artifact is blanked before any feature is computed: samples in
-``blank_ms`` (default 0-5 ms) are replaced by the straight line between the last sample
-before and the first sample after the interval.
+The stimulus artifact is blanked before any feature is computed. The blanked interval
+starts at ``blank_ms[0]`` and ends, per trial, at the **measured** end of the artifact
+(:func:`artifact_span_ms`: the first 0.5 ms after the artifact's spike in which the
+rectified EMG is back within the baseline's ``mean + k * SD``), but never before
+``blank_ms[1]`` (default 5 ms) nor after ``artifact_max_ms`` (default 10 ms; TMS
+artifacts on EMG last ~2-10 ms). The onset search starts where the blanking ended.
+Samples in the interval are replaced by the straight line between the last sample before
+and the first sample after it.
 
 Everything is in µV and ms, except :func:`mep_epochs`, which returns MNE epochs in volts
 as MNE expects.
@@ -50,6 +62,7 @@ from labkit.markers import PulseEvent
 __all__ = [
     "MEPInputError",
     "background_rms_uv",
+    "artifact_span_ms",
     "blank_artifact",
     "mep_epochs",
     "mep_table",
@@ -118,6 +131,80 @@ def blank_artifact(
     return out
 
 
+def artifact_span_ms(
+    epochs_uv: np.ndarray,
+    times_ms: np.ndarray,
+    baseline_ms: tuple[float, float] = (-100.0, 0.0),
+    *,
+    start_ms: float = 0.0,
+    max_ms: float = 10.0,
+    k: float = 3.0,
+    quiet_ms: float = 0.5,
+    spike_k: float = 10.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Measured onset and end of the stimulus artifact per epoch, ms.
+
+    The EMG is demeaned by its baseline mean and rectified. The artifact's onset (the
+    discharge as the EMG saw it) is the first sample in ``[start_ms, max_ms]`` above
+    ``mean + spike_k * SD`` of the rectified baseline; it may come a few ms after the
+    pulse marker (serial transmission of the fire command, a busy host). The artifact ends
+    at the first sample after its largest value from which the rectified EMG stays at or
+    below ``mean + k * SD`` for ``quiet_ms``. An epoch with nothing above the spike
+    threshold (background EMG never reaches it) has no artifact: onset NaN, end
+    ``start_ms``.
+
+    Parameters
+    ----------
+    epochs_uv : ndarray, shape (n_epochs, n_times) or (n_times,)
+        Epoched EMG, µV, not blanked.
+    times_ms : ndarray, shape (n_times,)
+        Sample times relative to the pulse marker, ms.
+    baseline_ms : (float, float)
+        Pre-stimulus interval for the thresholds, ms.
+    start_ms : float
+        Earliest possible artifact sample (the pulse marker), ms.
+    max_ms : float
+        Upper bound: an artifact still present here is reported as ending at ``max_ms``.
+    k : float
+        End threshold in baseline SDs above the baseline mean.
+    quiet_ms : float
+        How long the EMG must stay below the end threshold, ms (at least one sample).
+    spike_k : float
+        Onset threshold: the artifact's spike exceeds the baseline mean by this many SDs.
+
+    Returns
+    -------
+    onset_ms, end_ms : ndarray, shape (n_epochs,) or ()
+        Artifact onset (NaN when none) and end, ms, within ``[start_ms, max_ms]``.
+    """
+    x = np.atleast_2d(np.asarray(epochs_uv, dtype=float))
+    base = _mask(times_ms, baseline_ms, "baseline_ms") & (times_ms < 0)
+    idx = np.flatnonzero(_mask(times_ms, (start_ms, max_ms), "artifact interval"))
+    fs_khz = 1.0 / np.median(np.diff(times_ms))
+    n_quiet = max(1, int(round(quiet_ms * fs_khz)))
+    onset = np.full(x.shape[0], np.nan)
+    end = np.full(x.shape[0], float(max_ms))
+    for i, row in enumerate(x):
+        rect = np.abs(row - row[base].mean())
+        rb = rect[base]
+        segment = rect[idx[0]: idx[-1] + n_quiet]
+        spikes = np.flatnonzero(segment[: idx.size] > rb.mean() + spike_k * rb.std())
+        if spikes.size == 0:
+            end[i] = times_ms[idx[0]]  # no artifact above the background
+            continue
+        onset[i] = times_ms[idx[spikes[0]]]
+        peak = int(np.argmax(segment[: idx.size]))
+        quiet = segment[peak:] <= rb.mean() + k * rb.std()
+        csum = np.concatenate(([0], np.cumsum(quiet)))
+        runs = np.flatnonzero((csum[n_quiet:] - csum[:-n_quiet]) == n_quiet) + peak
+        runs = runs[runs < idx.size]
+        if runs.size:
+            end[i] = times_ms[idx[runs[0]]]
+    if np.ndim(epochs_uv) > 1:
+        return onset, end
+    return onset[0], end[0]
+
+
 def peak_to_peak_uv(
     epochs_uv: np.ndarray, times_ms: np.ndarray, window_ms: tuple[float, float] = (15.0, 50.0)
 ) -> np.ndarray:
@@ -143,12 +230,13 @@ def onset_latency_ms(
     k: float = 3.0,
     min_duration_ms: float = 1.0,
 ) -> np.ndarray:
-    """Onset latency by the Hodges & Bui (1996) threshold rule, ms.
+    """Onset latency by a sustained ``mean + k * SD`` baseline-threshold rule, ms.
 
-    The EMG is demeaned by its baseline mean and rectified; the threshold is
-    ``mean + k * SD`` of the rectified baseline. The onset is the first sample in
-    ``search_ms`` from which the rectified EMG stays above the threshold for at least
-    ``min_duration_ms`` (at least one sample).
+    The EMG is demeaned by its baseline mean and rectified, with no filtering or
+    averaging; the threshold is ``mean + k * SD`` of the rectified baseline (the family of
+    rules compared by Hodges & Bui 1996, without their low-pass filter). The onset is the
+    first sample in ``search_ms`` from which the rectified EMG stays above the threshold
+    for at least ``min_duration_ms`` (at least one sample).
 
     Parameters
     ----------
@@ -273,6 +361,8 @@ class _Prepared:
     onsets: np.ndarray           # samples
     times_s: np.ndarray          # pulse times on the data time base
     intensities: np.ndarray
+    blank_end_ms: np.ndarray     # where each trial's blanking ended
+    discharge_ms: np.ndarray     # artifact onset after the marker (NaN: none seen)
 
 
 def _emg_array(emg, fs, ch_names):
@@ -293,9 +383,36 @@ def _emg_array(emg, fs, ch_names):
     return data, float(fs), names
 
 
+def _blank_measured(ep, times_ms, blank_ms, baseline_ms, artifact_max_ms):
+    """Blank each trial from ``blank_ms[0]`` to its measured artifact end.
+
+    Returns the blanked epochs, the blank end per trial and the artifact onset per trial
+    (NaN where none was found, or when the artifact is not measured).
+    """
+    lo, hi = blank_ms
+    n = ep.shape[0]
+    if artifact_max_ms is None or hi <= lo:
+        return (blank_artifact(ep, times_ms, blank_ms), np.full(n, float(max(hi, lo))),
+                np.full(n, np.nan))
+    if not (np.isfinite(artifact_max_ms) and artifact_max_ms >= hi):
+        raise MEPInputError(
+            f"artifact_max_ms={artifact_max_ms!r} ms must be >= blank_ms[1]={hi} ms"
+        )
+    spans = [artifact_span_ms(ep[:, c, :], times_ms, baseline_ms, start_ms=lo,
+                              max_ms=artifact_max_ms) for c in range(ep.shape[1])]
+    onsets = np.stack([on for on, _ in spans])
+    onsets = np.where(np.isnan(onsets).all(axis=0), np.nan,
+                      np.nanmin(np.where(np.isnan(onsets), np.inf, onsets), axis=0))
+    ends = np.maximum(np.stack([e for _, e in spans]).max(axis=0), hi)
+    out = np.empty_like(ep)
+    for i, end in enumerate(ends):
+        out[i] = blank_artifact(ep[i], times_ms, (lo, float(end)))
+    return out, ends, onsets
+
+
 def _prepare(
     emg, pulses, fs, *, channel, ch_names, tmin_ms, tmax_ms, blank_ms, time_offset_s,
-    intensities_percent,
+    intensities_percent, baseline_ms=(-100.0, 0.0), artifact_max_ms=10.0,
 ) -> _Prepared:
     data, fs, names = _emg_array(emg, fs, ch_names)
     if isinstance(channel, str):
@@ -359,8 +476,8 @@ def _prepare(
             f"{t_s[bad[0]]:.4f} s); repair or drop those pulses"
         )
     times_ms = rel * 1000.0 / fs
-    ep = blank_artifact(ep, times_ms, blank_ms)
-    return _Prepared(ep, times_ms, fs, names, ch, onsets, t_s, inten)
+    ep, ends, discharge = _blank_measured(ep, times_ms, blank_ms, baseline_ms, artifact_max_ms)
+    return _Prepared(ep, times_ms, fs, names, ch, onsets, t_s, inten, ends, discharge)
 
 
 _DOC_PARAMS = """
@@ -381,17 +498,20 @@ _DOC_PARAMS = """
     window_ms : (float, float)
         Peak-to-peak window after the pulse, ms (default 15-50).
     blank_ms : (float, float)
-        Artifact interval to blank, ms (default 0-5).
+        Artifact blanking: start and shortest end, ms (default 0-5); the end follows the
+        measured artifact (:func:`artifact_span_ms`) up to ``artifact_max_ms``.
+    artifact_max_ms : float | None
+        Longest blanking, ms (default 10); ``None`` blanks exactly ``blank_ms``.
     baseline_ms : (float, float)
         Pre-stimulus interval for background RMS and the onset threshold (−100…0).
     rms_limit_uv : float
         Trials whose background RMS exceeds this are flagged ``rejected``, µV.
     onset_k : float
-        Onset threshold in baseline SDs (Hodges & Bui 1996).
+        Onset threshold in baseline SDs.
     onset_min_duration_ms : float
         Time the rectified EMG must stay above threshold, ms.
     onset_method : {"threshold", "cusum"}
-        Onset rule: Hodges & Bui threshold (default) or CUSUM.
+        Onset rule: sustained ``mean + k * SD`` threshold (default) or CUSUM.
     tmin_ms, tmax_ms : float
         Epoch limits around each pulse, ms (default −100, 100).
     time_offset_s : float
@@ -408,16 +528,21 @@ def _table(prep: _Prepared, window_ms, blank_ms, baseline_ms, rms_limit_uv, onse
     x = prep.epochs_uv[:, prep.channel, :]
     ptp = peak_to_peak_uv(x, prep.times_ms, window_ms)
     rms = background_rms_uv(x, prep.times_ms, baseline_ms)
-    search = (max(blank_ms[1], 0.0), window_ms[1])
-    if onset_method == "threshold":
-        lat = onset_latency_ms(x, prep.times_ms, search, baseline_ms, onset_k,
-                               onset_min_duration_ms)
-    elif onset_method == "cusum":
-        lat = onset_latency_cusum_ms(x, prep.times_ms, search, baseline_ms)
-    else:
+    if onset_method not in ("threshold", "cusum"):
         raise MEPInputError(
             f"onset_method must be one of ['cusum', 'threshold'], got {onset_method!r}"
         )
+    lat = np.full(x.shape[0], np.nan)
+    for end in np.unique(prep.blank_end_ms):  # search from where each trial's blank ended
+        rows = prep.blank_end_ms == end
+        search = (max(float(end), 0.0), window_ms[1])
+        if onset_method == "threshold":
+            lat[rows] = onset_latency_ms(x[rows], prep.times_ms, search, baseline_ms, onset_k,
+                                         onset_min_duration_ms)
+        else:
+            lat[rows] = onset_latency_cusum_ms(x[rows], prep.times_ms, search, baseline_ms)
+    # latency counts from the discharge: the artifact's onset where one was seen
+    lat = lat - np.nan_to_num(prep.discharge_ms, nan=0.0)
     return pd.DataFrame({
         "trial": np.arange(len(ptp)),
         "time_s": prep.times_s,
@@ -425,6 +550,7 @@ def _table(prep: _Prepared, window_ms, blank_ms, baseline_ms, rms_limit_uv, onse
         "intensity_percent": prep.intensities,
         "ptp_uv": ptp,
         "latency_ms": lat,
+        "discharge_ms": prep.discharge_ms,
         "background_rms_uv": rms,
         "rejected": rms > rms_limit_uv,
         "channel": prep.ch_names[prep.channel],
@@ -440,6 +566,7 @@ def mep_table(
     ch_names: list[str] | None = None,
     window_ms: tuple[float, float] = (15.0, 50.0),
     blank_ms: tuple[float, float] = (0.0, 5.0),
+    artifact_max_ms: float | None = 10.0,
     baseline_ms: tuple[float, float] = (-100.0, 0.0),
     rms_limit_uv: float = 20.0,
     onset_k: float = 3.0,
@@ -453,12 +580,13 @@ def mep_table(
     """Per-trial MEP features: one row per pulse.
 
     Columns: ``trial``, ``time_s``, ``sample``, ``intensity_percent``, ``ptp_uv``,
-    ``latency_ms``, ``background_rms_uv``, ``rejected``, ``channel`` (see the module
-    docstring for the rules).
+    ``latency_ms``, ``discharge_ms``, ``background_rms_uv``, ``rejected``, ``channel``
+    (see the module docstring for the rules).
     """
     prep = _prepare(emg, pulses, fs, channel=channel, ch_names=ch_names, tmin_ms=tmin_ms,
                     tmax_ms=tmax_ms, blank_ms=blank_ms, time_offset_s=time_offset_s,
-                    intensities_percent=intensities_percent)
+                    intensities_percent=intensities_percent, baseline_ms=baseline_ms,
+                    artifact_max_ms=artifact_max_ms)
     return _table(prep, window_ms, blank_ms, baseline_ms, rms_limit_uv, onset_k,
                   onset_min_duration_ms, onset_method)
 
@@ -472,6 +600,7 @@ def mep_epochs(
     ch_names: list[str] | None = None,
     window_ms: tuple[float, float] = (15.0, 50.0),
     blank_ms: tuple[float, float] = (0.0, 5.0),
+    artifact_max_ms: float | None = 10.0,
     baseline_ms: tuple[float, float] = (-100.0, 0.0),
     rms_limit_uv: float = 20.0,
     onset_k: float = 3.0,
@@ -488,7 +617,8 @@ def mep_epochs(
     """
     prep = _prepare(emg, pulses, fs, channel=channel, ch_names=ch_names, tmin_ms=tmin_ms,
                     tmax_ms=tmax_ms, blank_ms=blank_ms, time_offset_s=time_offset_s,
-                    intensities_percent=intensities_percent)
+                    intensities_percent=intensities_percent, baseline_ms=baseline_ms,
+                    artifact_max_ms=artifact_max_ms)
     table = _table(prep, window_ms, blank_ms, baseline_ms, rms_limit_uv, onset_k,
                    onset_min_duration_ms, onset_method)
     if isinstance(emg, mne.io.BaseRaw):

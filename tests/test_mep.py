@@ -153,3 +153,54 @@ def test_cusum_onset_within_one_sample():
     assert np.all(np.abs(table["latency_ms"] - lat_ms) <= 1000.0 / FS + 1e-9)
     with pytest.raises(MEPInputError, match="onset_method must be one of"):
         mep_table(emg, t_s, fs=FS, onset_method="eyeball")
+
+
+def _with_decaying_artifact(emg, t_s, *, peak_uv=3000.0, tau_ms=1.2, length_ms=8.0):
+    """Add a spike + exponential tail lasting ``length_ms`` (longer than the 5 ms minimum)."""
+    out = emg.copy()
+    n = int(length_ms * FS / 1000)
+    tail = 0.15 * peak_uv * np.exp(-np.arange(n) * 1000.0 / FS / tau_ms)
+    tail[0], tail[1] = peak_uv, -0.6 * peak_uv
+    for p in np.round(t_s * FS).astype(int):
+        out[p: p + n] += tail
+    return out
+
+
+def test_blanking_follows_an_artifact_longer_than_the_minimum():
+    emg, t_s, _, lat_ms = synthetic(seed=4)
+    dirty = _with_decaying_artifact(emg, t_s)
+    table = mep_table(dirty, t_s, fs=FS)
+    assert np.all(np.abs(table["latency_ms"] - lat_ms) <= 1000.0 / FS + 1e-9)
+    # a fixed 0-5 ms blank leaves the tail in place: the onset rule fires on it
+    fixed = mep_table(dirty, t_s, fs=FS, artifact_max_ms=None)
+    assert np.all(fixed["latency_ms"] < 6.0)
+
+
+def test_artifact_span_is_measured_per_trial_and_bounded():
+    from labkit.mep import artifact_span_ms
+
+    emg, t_s, _, _ = synthetic(seed=5, n_pulses=4)
+    dirty = _with_decaying_artifact(emg, t_s)
+    times_ms = np.arange(-500, 501) * 1000.0 / FS
+    onsets = np.round(t_s * FS).astype(int)
+    epochs = np.stack([dirty[p - 500: p + 501] for p in onsets])
+    onsets, ends = artifact_span_ms(epochs, times_ms)
+    assert np.all(onsets == 0.0)
+    # the tail falls below 3 SD of 0.5 µV noise (~1.3 µV) at ~7 ms and is cut at 8 ms
+    assert np.all((ends > 6.0) & (ends <= 8.2))
+    assert np.all(artifact_span_ms(epochs, times_ms, max_ms=6.0)[1] == 6.0)
+
+
+def test_latency_counts_from_a_discharge_that_follows_the_marker():
+    # the discharge follows the fire command by its serial transmission (~3 ms at 9600
+    # baud): artifact and MEP both come 2.6 ms after the marker
+    emg, discharge_s, _, lat_ms = synthetic(seed=6)
+    dirty = _with_decaying_artifact(emg, discharge_s, length_ms=6.0)
+    markers_s = discharge_s - 0.0026
+    table = mep_table(dirty, markers_s, fs=FS)
+    np.testing.assert_allclose(table["discharge_ms"], 2.6, atol=1e-9)
+    assert np.all(np.abs(table["latency_ms"] - lat_ms) <= 1000.0 / FS + 1e-9)
+    # without an artifact there is nothing to measure from but the marker
+    clean = mep_table(emg, markers_s, fs=FS)
+    assert clean["discharge_ms"].isna().all()
+    np.testing.assert_allclose(clean["latency_ms"], lat_ms + 2.6, atol=1000.0 / FS + 1e-9)

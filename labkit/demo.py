@@ -1,8 +1,11 @@
 """``make demo``: run a full simulated session headless and leave a report under ``runs/``.
 
 The session is a notebook executed top to bottom on the simulated rig (no hardware, no
-browser). The executed notebook is saved next to an HTML rendering of it, the session
-data and the BIDS export; the notebook drops a ``summary.json`` that is printed at the end.
+browser). It writes the session data, the BIDS export and the **session record**
+(``session_report.html``, the page a PI signs, and a PDF of it where Chromium is
+installed) into the run folder, and a ``summary.json`` whose paths are relative to that
+folder. The executed notebook and an HTML rendering of it are kept as the lab notebook.
+The demo ends by printing the report's path and the BIDS validator's result.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from pathlib import Path
 RUN_DIR_ENV = "LABKIT_RUN_DIR"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_NOTEBOOKS = ("04_rtms_session.ipynb", "01_single_pulse.ipynb")
+#: The session record the demo notebook writes into the run folder.
+REPORT_NAME = "session_report.html"
 
 
 def run_dir() -> Path | None:
@@ -25,14 +30,35 @@ def run_dir() -> Path | None:
     return Path(value) if value else None
 
 
+def _relative(value: object, folder: Path) -> object:
+    """Paths (and path strings) under ``folder`` made relative to it, recursively."""
+    if isinstance(value, dict):
+        return {k: _relative(v, folder) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_relative(v, folder) for v in value]
+    if isinstance(value, (str, Path)):
+        text = str(value)
+        if os.path.isabs(text):
+            try:
+                return Path(text).resolve().relative_to(folder.resolve()).as_posix()
+            except ValueError:
+                raise ValueError(f"summary.json takes paths inside the run folder only, got "
+                                 f"{text!r}") from None
+    return value
+
+
 def record_summary(summary: dict) -> None:
-    """Merge ``summary`` into the demo's ``summary.json`` (no-op outside a demo run)."""
+    """Merge ``summary`` into the demo's ``summary.json`` (no-op outside a demo run).
+
+    Paths are stored relative to the run folder (a path outside it is refused), so the
+    folder can be moved or shared without leaking the machine's layout.
+    """
     folder = run_dir()
     if folder is None:
         return
     path = folder / "summary.json"
     current = json.loads(path.read_text()) if path.exists() else {}
-    current.update(summary)
+    current.update(_relative(summary, folder))
     path.write_text(json.dumps(current, indent=2, sort_keys=True, default=str))
 
 
@@ -50,7 +76,8 @@ def execute_notebook(notebook: Path, out_dir: Path, timeout_s: int = 900) -> Pat
     Returns
     -------
     Path
-        The HTML report.
+        The session record (``session_report.html``) when the notebook wrote one, else the
+        HTML rendering of the executed notebook.
     """
     import nbformat
     from nbclient import NotebookClient
@@ -65,9 +92,10 @@ def execute_notebook(notebook: Path, out_dir: Path, timeout_s: int = 900) -> Pat
     finally:
         nbformat.write(nb, out_dir / notebook.name)
         html, _ = HTMLExporter().from_notebook_node(nb)
-        report = out_dir / (notebook.stem + ".html")
-        report.write_text(html, encoding="utf-8")
-    return report
+        rendered = out_dir / (notebook.stem + ".html")
+        rendered.write_text(html, encoding="utf-8")
+    report = out_dir / REPORT_NAME
+    return report if report.exists() else rendered
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,9 +127,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"    {sub_key}: {sub_value}")
         else:
             print(f"  {key}: {value}")
-    print(f"\nReport:   {report}")
-    print(f"Notebook: {out_dir / notebook.name}")
+    print(f"\nNotebook: {out_dir / notebook.name}")
     print(f"Run dir:  {out_dir}")
+    pdf = report.with_suffix(".pdf")
+    if pdf.exists():
+        print(f"PDF:      {pdf}")
+    print(f"Report:   {report}")
+    print(f"BIDS validator: {summary.get('bids_validator', 'not run')}")
     return 0
 
 

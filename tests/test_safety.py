@@ -1,5 +1,4 @@
-"""Safety: the Rossi 2009 table cells, the ITI rule, lab limits and overrides, TBS,
-screening and adverse events."""
+"""Safety: the Rossi 2009 table cells, the ITI rule, lab limits and overrides, TBS."""
 
 from __future__ import annotations
 
@@ -10,12 +9,10 @@ from labkit.profiles import load_profile
 from labkit.protocols import Protocol, load_protocol
 from labkit.safety import (
     ROSSI_2009,
-    AdverseEventLog,
     SafetyLimits,
     SafetyOverride,
     check_protocol,
     require_safe,
-    screen,
 )
 
 RMT = 50.0  # % MSO: 1 % MSO = 2 % RMT, so every test intensity lands exactly on the grid
@@ -188,74 +185,6 @@ def test_theta_burst_is_its_own_category():
     refused = check_protocol(Protocol.model_validate(data), RMT, amt_percent=40)
     assert any("train 80 s: must be <= 40 s" in r for r in refused.reasons)
     assert any("1200 pulses: must be <= 600" in r for r in refused.reasons)
-
-
-# ---------------------------------------------------------------------- screening
-NO = {key: False for key in (
-    "epilepsy", "syncope", "head_trauma", "hearing", "pregnancy", "metal_in_head",
-    "cochlear_implant", "neurostimulator", "pacemaker", "medication_pump", "medications",
-    "brain_surgery", "previous_tms", "previous_mri")}
-
-
-def test_all_no_is_cleared_and_answers_are_recorded():
-    result = screen(NO)
-    assert result.cleared and result.blocking_reasons() == []
-    assert result.to_log()["answers"] == NO
-
-
-def test_absolute_contraindication_blocks_and_cannot_be_cleared():
-    result = screen({**NO, "cochlear_implant": True})
-    assert not result.cleared
-    assert result.blocking_reasons()[0].startswith("absolute contraindication: cochlear_implant")
-    with pytest.raises(ConfigError, match="absolute contraindication; no decision clears it"):
-        result.with_decision("cochlear_implant", cleared=True, physician="Dr. B")
-
-
-def test_relative_contraindication_needs_a_recorded_physician_decision():
-    result = screen({**NO, "epilepsy": True}, details={"epilepsy": "febrile seizure aged 2"})
-    assert not result.cleared and result.pending == ["epilepsy"]
-    cleared = result.with_decision("epilepsy", cleared=True, physician="Dr. B",
-                                   note="single febrile seizure in infancy")
-    assert cleared.cleared
-    assert cleared.to_log()["decisions"]["epilepsy"]["physician"] == "Dr. B"
-    refused = result.with_decision("epilepsy", cleared=False, physician="Dr. B", note="no")
-    assert not refused.cleared
-    assert "did not clear: epilepsy" in refused.blocking_reasons()[0]
-
-
-def test_every_item_must_be_answered():
-    answers = dict(NO)
-    del answers["pregnancy"]
-    with pytest.raises(ConfigError, match="missing: pregnancy"):
-        screen(answers)
-    with pytest.raises(ConfigError, match="answers.syncope"):
-        screen({**NO, "syncope": "no"})
-
-
-# ---------------------------------------------------------------------- adverse events
-def test_adverse_event_log_records_and_forwards():
-    sink = []
-    log = AdverseEventLog(log=lambda kind, payload: sink.append((kind, payload)))
-    log.record("headache", "mild", 12.5, note="after session", action="none")
-    assert not log.must_stop
-    log.record("seizure", "severe", 20.0, action="session stopped", serious=True)
-    assert log.must_stop and len(log) == 2
-    assert sink[0] == ("adverse_event", {"event": "headache", "severity": "mild",
-                                         "time_s": 12.5, "description": "after session",
-                                         "action": "none", "resolved_s": None,
-                                         "serious": False})
-
-
-def test_adverse_event_validation_names_allowed_values():
-    log = AdverseEventLog()
-    with pytest.raises(ConfigError, match="unknown adverse event 'nausea'; allowed: seizure"):
-        log.record("nausea", "mild", 0.0)
-    with pytest.raises(ConfigError, match="always a serious adverse event"):
-        log.record("seizure", "severe", 0.0)
-    with pytest.raises(ConfigError, match="unknown severity 'serious'; allowed: mild"):
-        log.record("headache", "serious", 0.0)
-    with pytest.raises(ConfigError, match="resolved_s 1.0 is before time_s 2.0"):
-        log.record("headache", "mild", 2.0, resolved_s=1.0)
 
 
 def test_other_patterned_protocols_are_refused():

@@ -1,4 +1,12 @@
-"""Adverse-event log (pure: times are passed in, never read from a clock)."""
+"""Adverse-event log (pure: times are passed in, never read from a clock).
+
+The kinds are the side effects of TMS listed by Rossi et al. (2009, Clin Neurophysiol
+120:2008, Table 1: seizure, transient acute hypomania, syncope, transient headache, local
+pain, neck pain, toothache, paresthesia, transient hearing changes, transient
+cognitive/neuropsychological changes, burns from scalp electrodes), a list Rossi et al.
+(2021, Clin Neurophysiol 132:269) keep valid; plus tinnitus, facial twitch and fatigue,
+which sessions also report. Hypomania is logged as ``mood_change``.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +16,13 @@ from typing import Literal, get_args
 
 from labkit.errors import ConfigError
 
-#: Adverse events to look for after rTMS (Rossi 2009).
+#: Adverse events to look for after rTMS (Rossi 2009, Table 1; Rossi 2021).
+#: ``burn_under_electrode``: a skin burn under a scalp (EEG) or EMG electrode, heated by
+#: the coil's field.
 AdverseEventKind = Literal[
-    "seizure", "syncope", "headache", "neck_pain", "scalp_pain", "hearing_change",
-    "tinnitus", "facial_twitch", "paresthesia", "fatigue", "mood_change", "other",
+    "seizure", "syncope", "headache", "neck_pain", "scalp_pain", "toothache",
+    "hearing_change", "tinnitus", "facial_twitch", "paresthesia", "fatigue", "mood_change",
+    "cognitive_change", "burn_under_electrode", "other",
 ]
 ADVERSE_EVENT_KINDS: tuple[str, ...] = get_args(AdverseEventKind)
 

@@ -144,3 +144,17 @@ def test_adverse_event_validation_names_allowed_values():
         log.record("headache", "serious", 0.0)
     with pytest.raises(ConfigError, match="resolved_s 1.0 is before time_s 2.0"):
         log.record("headache", "mild", 2.0, resolved_s=1.0)
+
+
+def test_the_signed_session_record_shows_the_implant_decision_and_its_location(tmp_path):
+    from labkit.report import write_session_report
+    from labkit.session import Session
+
+    result = screen({**NO, "neurostimulator": True}).with_decision(
+        "neurostimulator", cleared=True, physician="Dr. B", note="VNS, device off",
+        location="left chest, generator ~40 cm from the coil")
+    with Session.open(tmp_path / "data", "P007") as ses:
+        ses.log_screening(result.answers, eligible=result.cleared, result=result.to_log())
+    page = write_session_report(ses, tmp_path / "report.html").read_text(encoding="utf-8")
+    assert ("Physician decision: neurostimulator</th><td>cleared by Dr. B (VNS, device off), "
+            "implant location: left chest, generator ~40 cm from the coil") in page

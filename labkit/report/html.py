@@ -117,7 +117,8 @@ def _screening(rec: SessionRecord) -> str:
     for key, dec in (result.get("decisions") or {}).items():
         rows.append((f"Physician decision: {key}", _v(
             f"{'cleared' if dec.get('cleared') else 'not cleared'} by {dec.get('physician')}"
-            f" ({dec.get('note', '')})")))
+            f" ({dec.get('note', '')})"
+            + (f", implant location: {dec['location']}" if dec.get("location") else ""))))
     return _kv(rows)
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import pathlib
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from third_party import require
 
 from labkit.errors import (
     ConfigError,
@@ -259,3 +261,51 @@ def test_parsers_raise_only_protocol_errors_on_garbage(index, data, prefix, fix_
         _PARSERS[index](reply)
     except StimulatorProtocolError:
         pass
+
+
+# ----------------------------------------------------------------------------- MagPy facts
+# Values below are read from MagPy (magpy-tms 1.4, magpy/rapid_system_info.yaml and
+# magpy/magstim.py), not from this package's tables.
+@pytest.mark.parametrize(("voltage", "variant", "power", "ceiling_hz"), [
+    (240, "rapid2", 30, 50), (240, "rapid2", 31, 46), (240, "rapid2", 100, 15),
+    (240, "super_rapid2", 50, 50), (240, "super_rapid2", 100, 25),
+    (240, "super_rapid2_plus", 48, 100), (240, "super_rapid2_plus", 49, 98),
+    (240, "super_rapid2_plus", 100, 41),
+    (115, "rapid2", 0, 36), (115, "rapid2", 31, 35), (115, "rapid2", 100, 11),
+    (115, "super_rapid2", 38, 59), (115, "super_rapid2", 100, 22),
+    (115, "super_rapid2_plus", 50, 58), (115, "super_rapid2_plus", 100, 25),
+])
+def test_frequency_ceilings_match_magpy(voltage, variant, power, ceiling_hz):
+    assert mp.max_frequency_hz(power, variant, voltage) == ceiling_hz
+
+
+def test_frequency_ceilings_equal_magpys_whole_table_when_installed():
+    magpy = require("magpy")
+    yaml = require("yaml")
+    info = yaml.safe_load((pathlib.Path(magpy.__file__).parent / "rapid_system_info.yaml")
+                          .read_text())
+    for voltage, types in info["maxFrequency"].items():
+        for code, table in types.items():
+            variant = mp.RAPID_VARIANTS[code]
+            assert [mp.max_frequency_hz(p, variant, voltage) for p in range(101)] == [
+                table[p] for p in range(101)], (voltage, variant)
+
+
+def test_115_v_train_refused_where_240_v_allows_it():
+    assert mp.check_train(50, 30, 30) == pytest.approx(1.0)
+    with pytest.raises(SafetyError, match="115 V"):
+        mp.check_train(50, 30, 30, voltage=115)
+    with pytest.raises(ConfigError, match="voltage"):
+        mp.max_frequency_hz(50, voltage=110)
+
+
+def test_enhanced_power_allows_110_single_pulses_and_no_trains():
+    assert mp.set_intensity(110, maximum=mp.ENHANCED_POWER_MAX_PERCENT) == mp.frame("@110")
+    with pytest.raises(ConfigError, match="enhanced-power"):
+        mp.max_frequency_hz(105)
+
+
+def test_b_at_reply_is_three_bytes_as_magpy_reads_it():
+    # MagPy ignoreCoilSafetySwitch: _processCommand(b'b@', 'instr', 3)
+    assert mp.reply_length(b"b@", rapid=True) == 3
+    assert "b" not in mp.RAPID_STATUS_COMMANDS

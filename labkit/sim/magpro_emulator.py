@@ -11,11 +11,21 @@ Behaviour, and the choices made where public sources are silent:
   reply)**, so the host times out; it is counted in :attr:`MagProEmulator.crc_errors`.
   Unknown command ids are logged in :attr:`received` and not answered.
 * Replies (message ids): status 0x00 → 0x00; amplitude 0x01 and enable/disable 0x02 →
-  0x01 (amplitudes + info byte); single pulse 0x03 → 0x02 (di/dt) after the discharge,
-  or 0x01 when disabled (no discharge); start train 0x04 → 0x08 (page, running);
-  status 2 0x05 → 0x05; train parameters 0x06 → 0x0B (timing menu echo; values outside
-  the unit's ranges are refused and the old values echoed); page 0x07 → 0x08;
-  mode block 0x09 → 0x09.
+  0x01 (amplitudes + info byte); single pulse 0x03 (``03`` or ``03 01``) → 0x02 (di/dt)
+  after the discharge, or 0x01 when disabled (no discharge); start train 0x04 → 0x08
+  (page, running); status 2 0x05 → 0x05; train parameters 0x06 → 0x0B (timing menu
+  echo; values outside the unit's ranges are refused and the old values echoed); page
+  0x07 (``07 p`` or ``07 p 00``) → 0x08; MAGIC's trigger/charge delay 0x08 → 0x01;
+  mode block 0x09 (get with or without MAGIC's nine padding bytes) → 0x09; delays 0x0A,
+  timing menu 0x0B and page/count 0x0C (get ``xx 00`` and set ``xx 01 …``) → the same id.
+* The public sources disagree on some answers, so three switches pick a reading:
+  ``train_ack="timing"`` answers 0x06 with the 0x0B timing menu (MagventurePyTMS's
+  reading), ``"short"`` with one 8-byte 0x01 message (MAGIC and magicpy read one 8-byte
+  frame; which message it is they do not say: 0x01 is this emulator's choice);
+  ``enable_replies=3`` answers enable with three 8-byte messages (0x01, 0x03 coil, 0x01),
+  as magicpy says an X100 does; ``timing_menu=False`` leaves 0x0A/0x0B/0x0C unanswered,
+  like a unit whose firmware predates them (an assumption, for testing the driver).
+  ``MagProEmulator.magic_style()`` sets all three the MAGIC way.
 * A train runs only when the unit is enabled and shows the train page; a timer thread
   delivers one :class:`~labkit.sim.events.Discharge` per pulse to the coil and sends a
   di/dt message per pulse, then 0x08 with ``running = 0`` at the end. Disabling stops it.
@@ -62,6 +72,12 @@ class MagProEmulator(SerialEmulator):
         Also open a pseudo-terminal (POSIX).
     seed : int
         Seeds the serial number.
+    train_ack : {"timing", "short"}
+        How command 0x06 is answered (see the module notes).
+    enable_replies : {1, 3}
+        Messages sent after enable.
+    timing_menu : bool
+        Answer 0x0A, 0x0B and 0x0C.
 
     Attributes
     ----------
@@ -87,7 +103,19 @@ class MagProEmulator(SerialEmulator):
         name: str | None = None,
         pty: bool = True,
         seed: int = 0,
+        train_ack: str = "timing",
+        enable_replies: int = 1,
+        timing_menu: bool = True,
     ) -> None:
+        if train_ack not in ("timing", "short"):
+            raise ConfigError(f"train_ack must be 'timing' or 'short', got {train_ack!r}",
+                              field="train_ack")
+        if enable_replies not in (1, 3):
+            raise ConfigError(f"enable_replies must be 1 or 3, got {enable_replies!r}",
+                              field="enable_replies")
+        self.train_ack = train_ack
+        self.enable_replies = enable_replies
+        self.timing_menu = bool(timing_menu)
         if model not in proto.MODELS:
             raise ConfigError(f"model must be one of {list(proto.MODELS)}, got {model!r}",
                               field="model")
@@ -107,6 +135,14 @@ class MagProEmulator(SerialEmulator):
         self.ba_ratio = 1.0
         self.page = "main"
         self.train = proto.TrainSettings(1.0, 5, 3, 1.0)
+        #: Timing-menu fields beyond the train (see TimingReply).
+        self.timing_control = 0
+        self.prior_warning_sound = True
+        self.ramp_up_percent = 100
+        self.ramp_up_trains = 10
+        self.extended_rate = False
+        #: Trigger-in, trigger-out delays (ms) and charge delay (ms).
+        self.delays_ms = (0.0, 0.0, 0)
         self.pulses_delivered = 0
         self.coil_temperature_c = AMBIENT_C
         self.received: list[bytes] = []
@@ -121,6 +157,13 @@ class MagProEmulator(SerialEmulator):
         self._train_stop = threading.Event()
         self._last_cool_s = time.monotonic()
         super().__init__(name, pty=pty)
+
+    @classmethod
+    def magic_style(cls, model: str = "X100", **options) -> MagProEmulator:
+        """A unit answering the way MAGIC and magicpy read it: 0x06 → one short message,
+        enable → three messages, no timing/delay/count menus."""
+        options.update(train_ack="short", enable_replies=3, timing_menu=False)
+        return cls(model, **options)
 
     # ----------------------------------------------------------------- state
     @property
@@ -200,6 +243,11 @@ class MagProEmulator(SerialEmulator):
             if not self.enabled:
                 self._train_stop.set()
             self._send(self._amplitude_reply())
+            if self.enable_replies == 3:
+                self._send(proto.TemperatureReply(
+                    max(0, min(255, round(self.coil_temperature_c))), self.coil_type,
+                    self._info()))
+                self._send(self._amplitude_reply())
         elif cid == proto.Command.SINGLE_PULSE:
             if self.enabled:
                 self._discharge()
@@ -212,26 +260,67 @@ class MagProEmulator(SerialEmulator):
             else:
                 self._send(self._page_reply())
         elif cid == proto.Command.TRAIN_PARAMETERS and len(payload) >= 9:
-            self._set_train(payload)
+            self._set_train(*(int.from_bytes(payload[i:i + 2], "big") for i in (1, 3, 5, 7)))
+            if self.train_ack == "timing":
+                self._send(self._timing_reply())
+            else:
+                self._send(self._amplitude_reply())
         elif cid == proto.Command.PAGE and len(payload) >= 2:
             if payload[1] in proto.SETTABLE_PAGES.values():
                 self.page = proto.PAGES[payload[1]]
             self._send(self._page_reply())
+        elif cid == proto.Command.TRIG_CHARGE_DELAY and len(payload) >= 7:
+            self.delays_ms = (int.from_bytes(payload[1:3], "big") / 10,
+                              int.from_bytes(payload[3:5], "big", signed=True) / 10,
+                              int.from_bytes(payload[5:7], "big"))
+            self._send(self._amplitude_reply())
         elif cid == proto.Command.MODE_BLOCK:
             self._mode_block_command(payload)
+        elif cid in (proto.Command.DELAYS, proto.Command.TIMING, proto.Command.PAGE_COUNT):
+            if self.timing_menu and len(payload) >= 2:
+                self._menu_command(payload)
 
-    def _set_train(self, payload: bytes) -> None:
-        rate, pulses, trains, iti = (int.from_bytes(payload[i:i + 2], "big")
-                                     for i in (1, 3, 5, 7))
+    def _menu_command(self, payload: bytes) -> None:
+        cid, setting = payload[0], payload[1] == 1
+        if cid == proto.Command.TIMING:
+            if setting and len(payload) >= 12:
+                self._set_train(*(int.from_bytes(payload[i:i + 2], "big") for i in (3, 5, 7, 9)))
+                if payload[2] & 0x0F < len(proto.TIMING_CONTROLS):
+                    self.timing_control = payload[2] & 0x0F
+                self.prior_warning_sound = bool(payload[11])
+            self._send(self._timing_reply())
+        elif cid == proto.Command.DELAYS:
+            if setting and len(payload) >= 8:
+                new = (int.from_bytes(payload[2:4], "big") / 10,
+                       int.from_bytes(payload[4:6], "big", signed=True) / 10,
+                       int.from_bytes(payload[6:8], "big"))
+                try:
+                    proto.delays_set_command(*new)  # on the unit's grid?
+                    self.delays_ms = new
+                except ConfigError:
+                    pass  # refused: the reply shows the old values
+            self._send(proto.DelaysReply(*self.delays_ms))
+        else:
+            t = self.train
+            self._send(proto.PageCountReply(t.number_of_trains, t.total_pulses,
+                                            self.pulses_delivered & 0xFFFF, self.page))
+
+    def _timing_reply(self) -> proto.TimingReply:
+        t = self.train
+        return proto.TimingReply(
+            t.rep_rate_hz, t.pulses_in_train, t.number_of_trains, t.iti_s,
+            timing_control=self.timing_control, prior_warning_sound=self.prior_warning_sound,
+            ramp_up_percent=self.ramp_up_percent, ramp_up_trains=self.ramp_up_trains,
+            extended_rate=self.extended_rate)
+
+    def _set_train(self, rate_tenths: int, pulses: int, trains: int, iti_tenths: int) -> None:
         try:
             if not self.train_running:
-                self.train = proto.validate_train(rate / 10, pulses, trains, iti / 10,
-                                                  model=self.model, waveform=self.waveform)
+                self.train = proto.validate_train(
+                    rate_tenths / 10, pulses, trains, iti_tenths / 10, model=self.model,
+                    waveform=self.waveform, mode=self.mode, extended_rate=self.extended_rate)
         except ConfigError:
             pass  # the unit keeps its old values; the echo shows the host they differ
-        t = self.train
-        self._send(proto.TimingReply(t.rep_rate_hz, t.pulses_in_train, t.number_of_trains,
-                                     t.iti_s))
 
     def _mode_block_command(self, payload: bytes) -> None:
         try:

@@ -82,15 +82,23 @@ class MagstimEmulator(SerialEmulator):
         Not ready for this long after a single pulse.
     ambient_c : float
         Coil temperature at rest, °C.
+    rapid_variant : {"rapid2", "super_rapid2", "super_rapid2_plus"}
+        Rapid frequency-ceiling table.
+    voltage : {240, 115}
+        Mains voltage of that table.
     """
 
     def __init__(self, model: str = "200", *, coil: Coil | None = None, name: str | None = None,
                  pty: bool = True, software_version: tuple[int, int, int] = (9, 0, 0),
                  keepalive_timeout_s: float = 1.0, arm_delay_s: float = 1.0,
                  auto_disarm_s: float = 60.0, seed: int = 0, unlock_code: str | None = None,
-                 recharge_s: float = 0.05, ambient_c: float = 25.0) -> None:
+                 recharge_s: float = 0.05, ambient_c: float = 25.0,
+                 rapid_variant: str = "rapid2", voltage: int = 240) -> None:
         if model not in MODELS:
             raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+        mp.max_frequency_hz(0, rapid_variant, voltage)  # checks both names
+        #: Rapid² frequency-ceiling table in use (variant and mains voltage).
+        self.rapid_variant, self.voltage = rapid_variant, voltage
         self.model = model
         self.device = _DEVICE_NAMES[model]
         self.coil = coil
@@ -334,8 +342,8 @@ class MagstimEmulator(SerialEmulator):
             if not self.enhanced_power:
                 self.intensity_percent = min(self.intensity_percent, 100)
             self._ack(char, rapid=True)
-        elif char == "b":
-            self._ack(char, rapid=True)
+        elif char == "b":  # ignore the coil safety switch: instrument status only (MagPy)
+            self._ack(char)
         else:  # pragma: no cover - _command_length filters unknown characters
             self._send(b"?")
 
@@ -368,7 +376,8 @@ class MagstimEmulator(SerialEmulator):
             self._refuse(char, "?" if value is None else "S")
             return
         if char == "B":
-            ceiling = mp.max_frequency_hz(min(self.intensity_percent, 100))
+            ceiling = mp.max_frequency_hz(min(self.intensity_percent, 100), self.rapid_variant,
+                                          self.voltage)
             if value > 1000 or value / 10 > ceiling:
                 self._refuse(char, "?")
                 return

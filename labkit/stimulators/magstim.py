@@ -391,8 +391,10 @@ class Rapid(Magstim):
         As for :class:`Magstim`.
     unlock_code : str | None
         Remote-control unlock code of newer units (sent as ``Q`` + code instead of ``Q@``).
-    variant : {"rapid2", "super_rapid2"}
-        Selects the frequency-ceiling table (240 V mains).
+    variant : {"rapid2", "super_rapid2", "super_rapid2_plus"}
+        Selects the frequency-ceiling table.
+    voltage : {240, 115}
+        Mains voltage the unit is built for (115 V units have lower ceilings).
     **options
         ``timeout_s``, ``keepalive``, ``markers``, ``arm_timeout_s``.
 
@@ -409,10 +411,13 @@ class Rapid(Magstim):
     model: ClassVar[str] = "rapid"
 
     def __init__(self, port: str, *, unlock_code: str | None = None,
-                 variant: str = "rapid2", **options) -> None:
+                 variant: str = "rapid2", voltage: int = 240, **options) -> None:
         if variant not in mp.RAPID_VARIANTS:
             raise ConfigError(f"variant must be one of {mp.RAPID_VARIANTS}, got {variant!r}",
                               field="variant")
+        if voltage not in mp.MAINS_VOLTAGES or isinstance(voltage, bool):
+            raise ConfigError(f"voltage must be one of {mp.MAINS_VOLTAGES} (V), got "
+                              f"{voltage!r}", field="voltage")
         if unlock_code is not None and (not unlock_code.isascii() or "@" in unlock_code[:1]
                                         or not unlock_code.isprintable() or not unlock_code):
             raise ConfigError("unlock_code must be printable ASCII not starting with '@'",
@@ -420,6 +425,7 @@ class Rapid(Magstim):
         super().__init__(port, **options)
         self.unlock_code = unlock_code
         self.variant = variant
+        self.voltage = int(voltage)
         self.software_version: mp.Version | None = None
         self._frequency_hz = 0.0
         self._n_pulses = 0
@@ -447,7 +453,7 @@ class Rapid(Magstim):
             params.status.enhanced_power
 
     def _max_intensity(self) -> int:
-        return 110 if self.enhanced_power else 100
+        return mp.ENHANCED_POWER_MAX_PERCENT if self.enhanced_power else 100
 
     def _keepalive(self) -> None:
         if self._version() >= mp.RAPID_V9:
@@ -489,7 +495,8 @@ class Rapid(Magstim):
         value = mp.check_whole_number(percent, name="percent", low=0,
                                       high=self._max_intensity(), unit="% MSO")
         if self.repetitive:
-            mp.check_train(value, self._frequency_hz, self._n_pulses, variant=self.variant)
+            mp.check_train(value, self._frequency_hz, self._n_pulses, variant=self.variant,
+                           voltage=self.voltage)
         super().set_intensity(value)
 
     def set_enhanced_power(self, enable: bool) -> None:
@@ -534,7 +541,8 @@ class Rapid(Magstim):
         if f_tenths == 0 or n == 0:
             raise ConfigError("a train needs frequency_hz > 0 and n_pulses > 0; use "
                               "set_single_pulse() for single pulses", field="frequency_hz")
-        on_time = mp.check_train(self._intensity_percent, f_tenths / 10, n, variant=self.variant)
+        on_time = mp.check_train(self._intensity_percent, f_tenths / 10, n, variant=self.variant,
+                                 voltage=self.voltage)
         duration_tenths = max(1, round(on_time * 10))
         d_cmd = mp.set_duration(duration_tenths / 10, version)
         with self._lock:
@@ -591,7 +599,7 @@ class Rapid(Magstim):
                                         command=mp.FIRE)
         with self._lock:
             mp.check_train(self._intensity_percent, self._frequency_hz, self._n_pulses,
-                           variant=self.variant)
+                           variant=self.variant, voltage=self.voltage)
             self._end_train_markers()
             start_s = self._fire()
             events = [

@@ -222,9 +222,11 @@ def set_duration(duration_s: object, version: Version) -> bytes:
 _REPLY_LENGTHS = {"Q": 3, "R": 3, "E": 3, "@": 3, "A": 3, "C": 3, "Y": 3, "Z": 3,
                   "J": 12, "F": 9, "I": 6}
 #: Command characters whose Rapid reply carries the Rapid-status byte after the status.
-RAPID_STATUS_COMMANDS = "\\BD[^_bx"
-#: Rapid-only commands answered with instrument + Rapid status (4 bytes).
-_RAPID_REPLY_LENGTHS = {"B": 4, "D": 4, "[": 4, "^": 4, "_": 4, "b": 4, "x": 6}
+RAPID_STATUS_COMMANDS = "\\BD[^_x"
+#: Rapid-only commands and their reply lengths: instrument + Rapid status (4 bytes);
+#: ``x@`` 6; ``b@`` (ignore the coil safety switch) 3, instrument status only, as
+#: MagPy's ``ignoreCoilSafetySwitch`` reads it.
+_RAPID_REPLY_LENGTHS = {"B": 4, "D": 4, "[": 4, "^": 4, "_": 4, "b": 3, "x": 6}
 
 
 def rapid_parameter_length(version: Version) -> int:
@@ -552,42 +554,90 @@ def min_wait_s(power_percent: int, n_pulses: int, frequency_hz: float) -> float:
     return max(0.5, n_pulses * (frequency_hz * energy - 1050.0) / (1050.0 * frequency_hz))
 
 
-# Frequency ceiling (Hz) vs power for 240 V units, powers 31..100 % (at or below 30 %
-# the ceiling is the first value). Source: the Rapid² operating tables as reproduced in
-# MagPy's rapid_system_info.yaml ("maxFrequency", 240 V, types 0 and 1).
-_CEILING_LOW = {"rapid2": 50, "super_rapid2": 100}
-_CEILING_240V = {
-    "rapid2": (
-        46, 45, 44, 42, 41, 41, 39, 39, 38, 37, 36, 34, 33, 33, 33, 33, 33, 32, 31, 30,
-        30, 29, 29, 28, 28, 27, 27, 26, 26, 25, 25, 24, 24, 23, 23, 22, 22, 21, 21, 20,
-        20, 20, 20, 19, 19, 19, 19, 19, 18, 18, 18, 18, 18, 18, 17, 17, 17, 17, 17, 17,
-        17, 16, 16, 16, 16, 16, 16, 15, 15, 15,
-    ),
-    "super_rapid2": (
-        98, 95, 93, 90, 88, 85, 83, 80, 78, 75, 73, 70, 68, 65, 63, 60, 58, 55, 53, 50,
-        50, 49, 49, 48, 48, 47, 47, 46, 46, 45, 45, 44, 44, 43, 43, 42, 42, 41, 41, 40,
-        40, 39, 39, 38, 38, 37, 37, 36, 36, 35, 35, 34, 34, 33, 33, 32, 32, 31, 31, 30,
-        30, 29, 29, 28, 28, 27, 27, 26, 26, 25,
-    ),
+# Frequency ceiling (Hz) vs power, by mains voltage and Rapid variant: (ceiling at or
+# below 30 %, ceilings for 31..100 %). Source: the Rapid² operating tables as reproduced
+# in MagPy's rapid_system_info.yaml ("maxFrequency": 240 V and 115 V; types 0, 1, 2 =
+# Rapid², Super Rapid², Super Rapid² Plus). MagPy checks the same tables before it sets a
+# frequency.
+_CEILINGS: dict[int, dict[str, tuple[int, tuple[int, ...]]]] = {
+    240: {
+        "rapid2": (50, (
+            46, 45, 44, 42, 41, 41, 39, 39, 38, 37, 36, 34, 33, 33, 33, 33, 33, 32,
+            31, 30, 30, 29, 29, 28, 28, 27, 27, 26, 26, 25, 25, 24, 24, 23, 23, 22,
+            22, 21, 21, 20, 20, 20, 20, 19, 19, 19, 19, 19, 18, 18, 18, 18, 18, 18,
+            17, 17, 17, 17, 17, 17, 17, 16, 16, 16, 16, 16, 16, 15, 15, 15,
+        )),
+        "super_rapid2": (100, (
+            98, 95, 93, 90, 88, 85, 83, 80, 78, 75, 73, 70, 68, 65, 63, 60, 58, 55,
+            53, 50, 50, 49, 49, 48, 48, 47, 47, 46, 46, 45, 45, 44, 44, 43, 43, 42,
+            42, 41, 41, 40, 40, 39, 39, 38, 38, 37, 37, 36, 36, 35, 35, 34, 34, 33,
+            33, 32, 32, 31, 31, 30, 30, 29, 29, 28, 28, 27, 27, 26, 26, 25,
+        )),
+        "super_rapid2_plus": (100, (
+            100, 100, 100, 100, 100, 100, 100, 100, 100,
+            100, 100, 100, 100, 100, 100, 100, 100, 100,
+            98, 97, 95, 93, 91, 88, 88, 87, 85, 84, 82, 80, 79, 77, 74, 74, 74, 74,
+            71, 70, 69, 68, 68, 66, 65, 62, 62, 62, 60, 59, 58, 57, 57, 56, 55, 55,
+            53, 52, 51, 50, 50, 49, 48, 47, 46, 46, 45, 44, 43, 42, 42, 41,
+        )),
+    },
+    115: {
+        "rapid2": (36, (
+            35, 35, 34, 33, 32, 32, 31, 30, 29, 28, 28, 27, 26, 26, 25, 25, 24, 24,
+            23, 23, 22, 22, 21, 21, 21, 20, 20, 19, 19, 19, 18, 18, 18, 18, 17, 17,
+            17, 16, 16, 16, 16, 16, 15, 15, 15, 15, 14, 14, 14, 14, 14, 13, 13, 13,
+            13, 13, 12, 12, 12, 12, 12, 12, 12, 12, 11, 11, 11, 11, 11, 11,
+        )),
+        "super_rapid2": (60, (
+            60, 60, 60, 60, 60, 60, 60, 59, 57, 55, 54, 53, 52, 51, 50, 49, 47, 46,
+            45, 44, 43, 42, 42, 41, 40, 40, 39, 38, 38, 37, 36, 36, 35, 35, 34, 34,
+            33, 33, 32, 32, 31, 31, 30, 30, 29, 29, 28, 28, 28, 27, 27, 27, 26, 26,
+            26, 26, 25, 25, 25, 24, 24, 24, 24, 23, 23, 23, 22, 22, 22, 22,
+        )),
+        "super_rapid2_plus": (60, (
+            60, 60, 60, 60, 60, 60, 60, 60, 60, 60, 60, 60, 60, 60, 60, 60, 60, 60,
+            60, 58, 56, 56, 54, 53, 52, 51, 50, 49, 48, 47, 46, 46, 45, 44, 43, 43,
+            42, 41, 40, 40, 39, 39, 38, 37, 37, 36, 36, 35, 35, 34, 34, 33, 33, 33,
+            32, 32, 31, 31, 30, 30, 30, 29, 29, 28, 28, 28, 27, 27, 27, 25,
+        )),
+    },
 }
 #: Rapid variants with a frequency-ceiling table.
-RAPID_VARIANTS = tuple(_CEILING_240V)
+RAPID_VARIANTS = tuple(_CEILINGS[240])
+#: Mains voltages with a table.
+MAINS_VOLTAGES = tuple(_CEILINGS)
+#: Highest power in enhanced-power mode (single pulses only: trains are refused there).
+ENHANCED_POWER_MAX_PERCENT = 110
 
 
-def max_frequency_hz(power_percent: int, variant: str = "rapid2") -> float:
-    """Highest train frequency (Hz) the unit allows at ``power_percent`` (240 V mains)."""
-    if variant not in _CEILING_240V:
+def max_frequency_hz(power_percent: int, variant: str = "rapid2", voltage: int = 240) -> float:
+    """Highest train frequency (Hz) the unit allows at ``power_percent``.
+
+    Parameters
+    ----------
+    power_percent : int
+        0–100 % MSO (trains are not allowed in enhanced-power mode, above 100 %).
+    variant : str
+        One of :data:`RAPID_VARIANTS`.
+    voltage : int
+        Mains voltage the unit is built for, one of :data:`MAINS_VOLTAGES`.
+    """
+    if voltage not in _CEILINGS:
+        raise ConfigError(f"voltage must be one of {MAINS_VOLTAGES}, got {voltage!r}",
+                          field="voltage")
+    if variant not in _CEILINGS[voltage]:
         raise ConfigError(f"variant must be one of {RAPID_VARIANTS}, got {variant!r}",
                           field="variant")
     power = check_whole_number(power_percent, name="power_percent", low=0, high=100,
-                               unit="% MSO")
+                               unit="% MSO (trains are not allowed in enhanced-power mode)")
+    low, table = _CEILINGS[voltage][variant]
     if power <= 30:
-        return float(_CEILING_LOW[variant])
-    return float(_CEILING_240V[variant][power - 31])
+        return float(low)
+    return float(table[power - 31])
 
 
 def check_train(power_percent: int, frequency_hz: float, n_pulses: int,
-                *, variant: str = "rapid2") -> float:
+                *, variant: str = "rapid2", voltage: int = 240) -> float:
     """Refuse a Rapid² train over the frequency ceiling or the on-time/energy limit.
 
     Parameters
@@ -600,6 +650,8 @@ def check_train(power_percent: int, frequency_hz: float, n_pulses: int,
         Pulses in the train.
     variant : str
         One of :data:`RAPID_VARIANTS`.
+    voltage : int
+        Mains voltage, one of :data:`MAINS_VOLTAGES`.
 
     Returns
     -------
@@ -613,11 +665,11 @@ def check_train(power_percent: int, frequency_hz: float, n_pulses: int,
     """
     if frequency_hz <= 0 or n_pulses <= 0:
         return 0.0
-    ceiling = max_frequency_hz(power_percent, variant)
+    ceiling = max_frequency_hz(power_percent, variant, voltage)
     if frequency_hz > ceiling:
         raise SafetyError(
             f"Rapid² frequency ceiling: {frequency_hz:g} Hz at {power_percent} % MSO exceeds "
-            f"the {ceiling:g} Hz allowed for a {variant} at that power")
+            f"the {ceiling:g} Hz allowed for a {variant} on {voltage} V mains at that power")
     on_time = n_pulses / frequency_hz
     limit = max_on_time_s(power_percent, frequency_hz)
     if on_time > limit + 1e-9:

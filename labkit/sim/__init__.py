@@ -18,9 +18,10 @@ from labkit.sim.magstim_emulator import MagstimEmulator  # noqa: E402
 from labkit.sim.mep_model import StatisticalMEPModel, sample_population  # noqa: E402
 from labkit.sim.subject import VirtualSubject  # noqa: E402
 from labkit.sim.transport import SerialEmulator  # noqa: E402
+from labkit.sim.ttl import WiredTrigger  # noqa: E402
 
 __all__ = [
     "Coil", "Discharge", "EEGAmplifier", "EMGAmplifier", "MagProEmulator", "MagstimEmulator",
     "MuEEGSource", "SerialEmulator", "StatisticalMEPModel", "VirtualSubject",
-    "sample_population",
+    "WiredTrigger", "sample_population",
 ]

@@ -149,6 +149,8 @@ class MagProEmulator(SerialEmulator):
         self.discharges: list[Discharge] = []
         self.crc_errors = 0
         self.malformed_frames = 0
+        #: Trigger-input edges while disabled (no discharge).
+        self.ignored_triggers = 0
         #: Exceptions raised by the coil callback (the emulator keeps running).
         self.coil_errors: list[BaseException] = []
         self._extractor = proto.FrameExtractor()
@@ -336,6 +338,14 @@ class MagProEmulator(SerialEmulator):
         self._send(self._mode_block())
 
     # ----------------------------------------------------------------- discharges
+    def on_trigger(self) -> None:
+        """TTL trigger input (RTS of the URL port): one pulse when enabled, like ``03``."""
+        with self._state:
+            if not self.enabled or self.train_running:
+                self.ignored_triggers += 1
+                return
+        self._discharge()
+
     def _discharge(self) -> None:
         with self._state:
             amplitude = self.amplitude_percent

@@ -99,6 +99,8 @@ class MagstimEmulator(SerialEmulator):
         mp.max_frequency_hz(0, rapid_variant, voltage)  # checks both names
         #: Rapid² frequency-ceiling table in use (variant and mains voltage).
         self.rapid_variant, self.voltage = rapid_variant, voltage
+        #: Trigger-input edges that found the unit not ready (no discharge).
+        self.ignored_triggers = 0
         self.model = model
         self.device = _DEVICE_NAMES[model]
         self.coil = coil
@@ -423,6 +425,18 @@ class MagstimEmulator(SerialEmulator):
                 self._ack("E")
         else:
             self._refuse("E", "?")
+
+    def on_trigger(self) -> None:
+        """TTL trigger input (RTS of the URL port): a single pulse when armed and ready."""
+        with self._lock:
+            now = time.monotonic()
+            if (not (self.armed and self.ready) or self.train_running or self.repetitive
+                    or now < self._not_ready_until):
+                self.ignored_triggers += 1
+                return
+            self._discharge_now()
+            self._not_ready_until = now + self.recharge_s
+            self.ready = self.recharge_s <= 0
 
     def _disarm(self) -> None:
         self.armed = self.ready = False

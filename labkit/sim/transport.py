@@ -117,6 +117,9 @@ class SerialEmulator(ABC):
         #: When True the device neither reads nor answers: a pulled cable.
         self.silent = False
         self._held: list[list] = []
+        #: Level of the TTL trigger input and rising edges seen on it.
+        self.trigger_level = False
+        self.trigger_edges = 0
         self._held_lock = threading.Lock()
         if self._want_pty:
             self._open_pty()
@@ -154,6 +157,22 @@ class SerialEmulator(ABC):
     def host_reset_input(self) -> None:
         """The in-process host discards unread replies."""
         self._to_url_host.clear()
+
+    def set_trigger_input(self, level: bool) -> None:
+        """Drive the unit's TTL trigger input; a rising edge calls :meth:`on_trigger`.
+
+        The in-process URL port wires its RTS line here (a pty has no modem lines), and
+        any :class:`~labkit.stimulators.trigger.TriggerLine` can be pointed at it.
+        """
+        level = bool(level)
+        rising = level and not self.trigger_level
+        self.trigger_level = level
+        if rising and not self.silent:
+            self.trigger_edges += 1
+            self.on_trigger()
+
+    def on_trigger(self) -> None:  # noqa: B027 - optional hook
+        """A rising edge on the trigger input (units that take TTL triggers override)."""
 
     def delay_replies(self, prefix: bytes, delay_s: float, count: int = 1) -> None:
         """Fault injection: send the next ``count`` replies that start with ``prefix``

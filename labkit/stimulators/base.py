@@ -14,7 +14,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import serial
 
@@ -27,6 +27,9 @@ from labkit.errors import (
 )
 from labkit.markers import PulseEvent
 from labkit.stimulators import ports
+
+if TYPE_CHECKING:
+    from labkit.stimulators.trigger import TriggerLine
 
 PulseListener = Callable[[PulseEvent], None]
 
@@ -103,6 +106,8 @@ class Stimulator(ABC):
         self.fault: BaseException | None = None
         #: Protocol errors swallowed by the keep-alive thread (garbage on the line).
         self.keepalive_errors = 0
+        #: TTL line that :meth:`fire` pulses instead of sending the fire command.
+        self.trigger_line: TriggerLine | None = None
         #: Times the line was resynchronised after a timeout (late replies discarded).
         self.resyncs = 0
         #: Bytes discarded while resynchronising.
@@ -212,17 +217,31 @@ class Stimulator(ABC):
             The pulse with its LSL ``local_clock()`` time.
         """
         with self._lock:
-            time_s = self._fire()
+            line = self.trigger_line
+            time_s = self._fire() if line is None else self._fire_by_trigger(line)
+            extra = self._pulse_extra()
+            if line is not None:
+                extra["extra"] = {**extra.get("extra", {}), "trigger": "ttl"}
             event = PulseEvent(
                 time_s=time_s,
                 intensity_percent=self._current_intensity(),
                 device=type(self).__name__,
                 index=self.pulse_count,
-                **self._pulse_extra(),
+                **extra,
             )
             self.pulse_count += 1
         self._announce(event)
         return event
+
+    def use_trigger(self, line: TriggerLine | None) -> None:
+        """Fire through a TTL trigger line from now on (``None``: the serial command again).
+
+        Intensity, arming and status still go over serial; :meth:`fire` checks the unit
+        is armed, pulses ``line`` (the marker carries the rising-edge time and
+        ``extra["trigger"] == "ttl"``) and, where the unit reports its discharges,
+        confirms the pulse afterwards.
+        """
+        self.trigger_line = line
 
     def add_pulse_listener(self, listener: PulseListener) -> None:
         """Call ``listener(event)`` for every delivered pulse."""
@@ -256,6 +275,19 @@ class Stimulator(ABC):
     def _pulse_extra(self) -> dict:
         """Extra :class:`PulseEvent` fields (BiStim B intensity, IPI...)."""
         return {}
+
+    def _fire_by_trigger(self, line: TriggerLine) -> float:
+        """Pulse ``line`` after :meth:`_check_trigger_ready`; confirm; return the edge time."""
+        self._check_trigger_ready()
+        time_s = line.pulse()
+        self._confirm_trigger(time_s)
+        return time_s
+
+    def _check_trigger_ready(self) -> None:  # noqa: B027 - optional hook
+        """Raise if the unit would ignore a trigger now (vendor hook; lock held)."""
+
+    def _confirm_trigger(self, time_s: float) -> None:  # noqa: B027 - optional hook
+        """Check the unit discharged after a trigger, where it reports it (vendor hook)."""
 
     # ------------------------------------------------------------------ I/O helpers
     def _port(self) -> serial.SerialBase:

@@ -536,6 +536,21 @@ class MagPro(Stimulator):
                 f"MagPro did not fire (enabled={reply.info.enabled}); command {frame!r}")
         return sent_s
 
+    def _check_trigger_ready(self) -> None:
+        if not self.enabled:
+            raise StimulatorError("MagPro is disabled: call arm() before firing by trigger")
+        self._drain_unsolicited()
+
+    def _confirm_trigger(self, time_s: float) -> None:
+        """The unit reports every discharge (0x02 di/dt): wait for it after the edge."""
+        try:
+            self._await(b"", "external trigger (TTL)", (proto.Message.DIDT,))
+        except StimulatorTimeoutError as exc:
+            raise StimulatorError(
+                f"MagPro reported no discharge within {self.timeout_s:.2f} s of the TTL "
+                "trigger: is the trigger cable connected and the unit set to take external "
+                "triggers? No marker was published") from exc
+
     def _latch_and_disable(self, exc: BaseException, what: str) -> None:
         """Latch ``exc`` as the fault and send disable without waiting for an answer."""
         exc.add_note(f"No acknowledgement: {what}. The driver sent disable and refuses "

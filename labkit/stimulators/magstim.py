@@ -291,6 +291,12 @@ class Magstim(Stimulator):
                 raise
         return time_s
 
+    def _check_trigger_ready(self) -> None:
+        status = self.last_status
+        if status is None or not status.armed:
+            raise StimulatorError(f"{type(self).__name__} is not armed (last status): arm() "
+                                  "before firing by trigger")
+
     def _latch_and_disarm(self, exc: BaseException) -> None:
         """Latch ``exc`` as the fault and send disarm without waiting for an answer."""
         exc.add_note("No acknowledgement: the pulse may have been delivered. The driver "

@@ -66,7 +66,9 @@ class Serial(SerialBase):
         self._check_open()
 
     def _update_rts_state(self) -> None:
-        pass
+        # RTS is wired to the emulated unit's TTL trigger input (MagPy's quickFire wiring)
+        if self.is_open and self._emulator is not None:
+            self._emulator.set_trigger_input(self._rts_state)
 
     def _update_dtr_state(self) -> None:
         pass

@@ -1,19 +1,21 @@
-"""Summarise a course of rTMS sessions from their session logs (pure: reads files only).
+"""Summarise a course of rTMS sessions from their session logs and the patient's pain diary.
 
 A course is the ``ses-*`` folders of one subject under a session root (as written by
-:class:`labkit.session.Session`). From each log: the resting motor threshold (the last
-``threshold`` record with ``threshold_kind == "rmt"``), the pulses delivered (one
-``pulse`` record per delivered pulse), the protocol and sham flag of the run, NRS pain
-ratings ``before``/``after``, adverse events and the screening verdict. A folder whose
-only ratings are ``follow-up`` ones (no pulses) is a follow-up visit.
+:class:`labkit.session.Session`) plus the subject's daily pain diary
+(``sub-<id>/pain_diary.tsv``, :func:`write_diary`). From each log: the resting motor
+threshold (the last ``threshold`` record with ``threshold_kind == "rmt"``), the pulses
+delivered (one ``pulse`` record per delivered pulse), the protocol of the run, in-clinic
+NRS ratings ``before``/``after``, PGIC ratings (``pgic`` records), adverse events and
+the screening verdict. A folder whose only ratings are ``follow-up`` ones (no pulses) is
+a follow-up visit.
 
-Responder status follows the usual definitions for chronic pain (IMMPACT, Dworkin et al.
-2008; used by the rTMS guidelines, Lefaucheur 2014/2020): the percent reduction of the
-NRS from **baseline** is at least 30 % ("moderate", clinically meaningful) or at least
-50 % ("substantial"). **Baseline** here is the ``before`` rating of the first stimulation
-session of the course (before any rTMS). Status is reported at the **end of the course**
-(the ``after`` rating of the last stimulation session, or its ``before`` rating when it
-has no ``after``) and at each follow-up.
+Responder status is **not** taken from in-clinic ratings around a session (they include
+the acute, minutes-long relief): :meth:`CourseSummary.outcomes` follows IMMPACT, Farrar
+2001 and Klein 2015 (see :mod:`labkit.outcomes`): baseline = mean of the diary's week
+before the first session, endpoint = mean of the last week of treatment, follow-ups =
+the week ending on each follow-up day; 30 % / 50 % reduction, ≥ 2-point change, PGIC.
+
+The course table never says "sham": with an allocation key it gives the blinded arm code.
 """
 
 from __future__ import annotations
@@ -24,16 +26,37 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from labkit.errors import ConfigError
+from labkit.outcomes import (
+    BASELINE_DEFINITION,
+    PGIC_LABELS,
+    RESPONDER_THRESHOLDS_PERCENT,
+    Diary,
+    PatientOutcomes,
+    patient_outcomes,
+)
 from labkit.session.ids import check_subject_id
 from labkit.session.log import LOG_FILE, LogRecord, read_log
 
 if TYPE_CHECKING:
     import pandas
 
-#: How :attr:`CourseSummary.baseline_nrs` is defined (shown in reports).
-BASELINE_DEFINITION = "NRS before the first stimulation session of the course"
-#: Reduction thresholds of the responder definitions, percent of baseline.
-RESPONDER_THRESHOLDS_PERCENT = (30.0, 50.0)
+    from labkit.bids import AllocationKey
+
+__all__ = [
+    "BASELINE_DEFINITION",
+    "DIARY_FILE",
+    "RESPONDER_THRESHOLDS_PERCENT",
+    "CourseSummary",
+    "SessionSummary",
+    "percent_reduction",
+    "read_diary",
+    "summarize_course",
+    "summarize_session",
+    "write_diary",
+]
+
+#: The daily pain diary of a subject, ``sub-<id>/pain_diary.tsv`` (columns day, nrs).
+DIARY_FILE = "pain_diary.tsv"
 
 
 @dataclass(frozen=True)
@@ -73,6 +96,8 @@ class SessionSummary:
         ``{"event", "severity", "description"}`` per adverse event.
     screening_cleared : bool | None
         The screening verdict, when screening was logged in this session.
+    pgic : tuple of (str, int)
+        PGIC ratings asked at this visit: ``(time point, score 1–7)``.
     """
 
     session_id: str
@@ -91,6 +116,7 @@ class SessionSummary:
     follow_up_nrs: int | None = None
     adverse_events: tuple[dict, ...] = field(default_factory=tuple)
     screening_cleared: bool | None = None
+    pgic: tuple[tuple[str, int], ...] = ()
 
     @property
     def is_follow_up(self) -> bool:
@@ -124,7 +150,7 @@ def summarize_session(path: str | os.PathLike) -> SessionSummary:
 
 def _summarize(session_id: str, records: list[LogRecord]) -> SessionSummary:
     values: dict[str, Any] = {"session_id": session_id}
-    pulses, adverse = 0, []
+    pulses, adverse, pgic = 0, [], []
     for rec in records:
         p = rec.payload
         if rec.kind == "pulse":
@@ -152,7 +178,13 @@ def _summarize(session_id: str, records: list[LogRecord]) -> SessionSummary:
                             "description": p.get("description", "")})
         elif rec.kind == "screening":
             values["screening_cleared"] = bool(p.get("eligible"))
-    return SessionSummary(pulses_delivered=pulses, adverse_events=tuple(adverse), **values)
+        elif rec.kind == "pgic":
+            if p.get("score") not in PGIC_LABELS or not p.get("timepoint"):
+                raise ConfigError(f"log line {rec.seq}: a pgic record needs a timepoint and a "
+                                  f"score 1–7, got {p!r}", field="pgic")
+            pgic.append((str(p["timepoint"]), int(p["score"])))
+    return SessionSummary(pulses_delivered=pulses, adverse_events=tuple(adverse),
+                          pgic=tuple(pgic), **values)
 
 
 def percent_reduction(baseline_nrs: float, nrs: float) -> float:
@@ -173,42 +205,8 @@ def percent_reduction(baseline_nrs: float, nrs: float) -> float:
 
 
 @dataclass(frozen=True)
-class Outcome:
-    """Responder status at one time point.
-
-    Attributes
-    ----------
-    label : str
-        ``"end of course"`` or ``"follow-up day N"``.
-    day : int | None
-        Course day.
-    nrs : int
-        The rating.
-    reduction_percent : float
-        Reduction from baseline, percent.
-    responder_30, responder_50 : bool
-        Reduction ≥ 30 % / ≥ 50 %.
-    """
-
-    label: str
-    day: int | None
-    nrs: int
-    reduction_percent: float
-    responder_30: bool
-    responder_50: bool
-
-
-def _outcome(label: str, day: int | None, baseline: int, nrs: int) -> Outcome:
-    reduction = percent_reduction(baseline, nrs)
-    low, high = RESPONDER_THRESHOLDS_PERCENT
-    # round first so that e.g. 7 → 4.9 is not lost to binary float error
-    r = round(reduction, 9)
-    return Outcome(label, day, nrs, reduction, r >= low, r >= high)
-
-
-@dataclass(frozen=True)
 class CourseSummary:
-    """One subject's course: stimulation sessions, follow-ups and outcomes.
+    """One subject's course: stimulation sessions, follow-ups, diary and outcomes.
 
     Attributes
     ----------
@@ -218,19 +216,14 @@ class CourseSummary:
         Stimulation sessions (and any other non-follow-up session), in session order.
     follow_ups : tuple of SessionSummary
         Follow-up visits, in session order.
+    diary : Diary | None
+        The daily pain diary, when the subject has one.
     """
 
     subject_id: str
     sessions: tuple[SessionSummary, ...]
     follow_ups: tuple[SessionSummary, ...] = ()
-
-    @property
-    def baseline_nrs(self) -> int | None:
-        """NRS before the first stimulation session (see :data:`BASELINE_DEFINITION`)."""
-        for s in self.sessions:
-            if s.pulses_delivered > 0 and s.nrs_before is not None:
-                return s.nrs_before
-        return None
+    diary: Diary | None = None
 
     @property
     def pulses_delivered(self) -> int:
@@ -243,55 +236,129 @@ class CourseSummary:
         return [{"session_id": s.session_id, **e} for s in (*self.sessions, *self.follow_ups)
                 for e in s.adverse_events]
 
-    def outcomes(self) -> list[Outcome]:
-        """Responder status at the end of the course and at each follow-up.
+    @property
+    def pgic(self) -> dict[str, int]:
+        """PGIC score by time point, from every visit (the last rating of a time point wins)."""
+        return {label: score for s in (*self.sessions, *self.follow_ups)
+                for label, score in s.pgic}
+
+    @property
+    def last_session_day(self) -> int:
+        """Course day of the last stimulation session.
 
         Raises
         ------
         ConfigError
-            No baseline (no stimulation session with a ``before`` rating).
+            No stimulation session carries its course day.
         """
-        baseline = self.baseline_nrs
-        if baseline is None:
-            raise ConfigError(f"subject {self.subject_id}: no stimulation session with an "
-                              "NRS 'before' rating, so no baseline", field="nrs_before")
-        out = []
-        stimulated = [s for s in self.sessions if s.pulses_delivered > 0]
-        last = stimulated[-1]
-        end_nrs = last.nrs_after if last.nrs_after is not None else last.nrs_before
-        if end_nrs is not None:
-            out.append(_outcome("end of course", last.day, baseline, end_nrs))
-        for f in self.follow_ups:
-            label = f"follow-up day {f.day}" if f.day is not None else \
-                f"follow-up ses-{f.session_id}"
-            out.append(_outcome(label, f.day, baseline, f.follow_up_nrs))
-        return out
+        days = [s.day for s in self.sessions if s.pulses_delivered > 0 and s.day is not None]
+        if not days:
+            raise ConfigError(f"subject {self.subject_id}: no stimulation session records "
+                              "its course_day", field="course_day")
+        return max(days)
 
-    def table(self) -> pandas.DataFrame:
+    def outcomes(self, follow_up_days: tuple[int, ...] | None = None) -> PatientOutcomes:
+        """Baseline, end-of-treatment and follow-up outcomes from the daily diary.
+
+        Parameters
+        ----------
+        follow_up_days : tuple of int | None
+            Follow-ups in days after the last session; default: the follow-up visits'
+            days, or 1 and 3 months (30, 90) when there are none.
+
+        Raises
+        ------
+        ConfigError
+            No diary (a single in-clinic rating is not a baseline), or no baseline week.
+        """
+        if self.diary is None:
+            raise ConfigError(
+                f"subject {self.subject_id}: no daily pain diary ({DIARY_FILE}); responder "
+                "status needs weekly means of daily ratings (IMMPACT), not one rating",
+                field="diary")
+        last = self.last_session_day
+        if follow_up_days is None:
+            follow_up_days = tuple(f.day - last for f in self.follow_ups
+                                   if f.day is not None and f.day > last) or (30, 90)
+        return patient_outcomes(self.subject_id, self.diary, last, follow_up_days, self.pgic)
+
+    def table(self, allocation: AllocationKey | None = None) -> pandas.DataFrame:
         """One row per visit (sessions, then follow-ups) as a ``pandas.DataFrame``.
 
-        Columns: session, day, rmt_percent, intensity_percent, protocol, sham,
-        pulses_delivered, nrs_before, nrs_after, reduction_percent (of the ``after``
-        rating, or of the follow-up rating, from baseline), adverse_events.
+        Columns: session, day, visit (``stimulation``/``follow-up``), rmt_percent,
+        intensity_percent, pulses_delivered, nrs_before, nrs_after (in-clinic ratings),
+        adverse_events; and ``arm`` (the blinded code) when ``allocation`` is given.
+        Sham is never named.
         """
         import pandas as pd
 
-        baseline = self.baseline_nrs
         rows = []
         for s in (*self.sessions, *self.follow_ups):
-            nrs = s.follow_up_nrs if s.is_follow_up else s.nrs_after
-            reduction = (round(percent_reduction(baseline, nrs), 1)
-                         if baseline and nrs is not None else None)
-            rows.append({
+            row = {
                 "session": s.session_id, "day": s.day,
-                "visit": "follow-up" if s.is_follow_up else ("sham" if s.sham else "rTMS"),
+                "visit": "follow-up" if s.is_follow_up else "stimulation",
                 "rmt_percent": s.rmt_percent, "intensity_percent": s.intensity_percent,
                 "pulses_delivered": s.pulses_delivered,
                 "nrs_before": s.follow_up_nrs if s.is_follow_up else s.nrs_before,
-                "nrs_after": s.nrs_after, "reduction_percent": reduction,
+                "nrs_after": s.nrs_after,
                 "adverse_events": ", ".join(e["event"] for e in s.adverse_events),
-            })
+            }
+            if allocation is not None:
+                row["arm"] = None if s.is_follow_up else allocation.code_for(sham=s.sham)
+            rows.append(row)
         return pd.DataFrame(rows)
+
+
+def write_diary(root: str | os.PathLike, subject_id: str, days: list[int] | tuple[int, ...],
+                nrs: list[float] | tuple[float, ...]) -> Path:
+    """Write a subject's daily pain diary to ``sub-<id>/pain_diary.tsv``.
+
+    Days are counted from the first session (day 0; the baseline week is negative), so
+    no calendar date of the patient is stored.
+
+    Raises
+    ------
+    ConfigError
+        A rating outside 0–10, a repeated day, or a bad subject id.
+    """
+    subject_id = check_subject_id(subject_id)
+    diary = Diary.from_pairs(zip(days, nrs, strict=True))
+    path = Path(root) / f"sub-{subject_id}" / DIARY_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["day\tnrs"] + [f"{d}\t{v:g}" for d, v in zip(diary.days, diary.nrs, strict=True)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def read_diary(root: str | os.PathLike, subject_id: str) -> Diary | None:
+    """A subject's daily pain diary, or ``None`` when there is none.
+
+    Raises
+    ------
+    ConfigError
+        The file is malformed (naming the file and line).
+    """
+    subject_id = check_subject_id(subject_id)
+    path = Path(root) / f"sub-{subject_id}" / DIARY_FILE
+    if not path.is_file():
+        return None
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if not lines or lines[0].split("\t") != ["day", "nrs"]:
+        raise ConfigError("header must be 'day<TAB>nrs'", file=str(path))
+    pairs = []
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        try:
+            day, value = line.split("\t")
+            pairs.append((int(day), float(value)))
+        except ValueError as exc:
+            raise ConfigError(f"line {number}: expected '<day>\t<nrs>', got {line!r}",
+                              file=str(path)) from exc
+    try:
+        return Diary.from_pairs(pairs)
+    except ConfigError as exc:
+        raise ConfigError(str(exc), file=str(path)) from exc
 
 
 def summarize_course(root: str | os.PathLike, subject_id: str) -> CourseSummary:
@@ -323,7 +390,7 @@ def summarize_course(root: str | os.PathLike, subject_id: str) -> CourseSummary:
     key = _session_order
     sessions = tuple(sorted((s for s in summaries if not s.is_follow_up), key=key))
     follow_ups = tuple(sorted((s for s in summaries if s.is_follow_up), key=key))
-    return CourseSummary(subject_id, sessions, follow_ups)
+    return CourseSummary(subject_id, sessions, follow_ups, read_diary(root, subject_id))
 
 
 def _session_order(s: SessionSummary) -> tuple:

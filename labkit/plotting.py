@@ -10,6 +10,7 @@ figure. Units are in the argument names (``_uv``, ``_ms``, ``_percent``).
 - :func:`plot_staircase`: intensity per trial of a threshold hunt, hits and misses.
 - :func:`plot_threshold_density`: posterior (or likelihood) of the threshold.
 - :func:`plot_io_curve`: input-output curve with an optional fitted sigmoid.
+- :func:`plot_pain_diary`: daily NRS diaries with the baseline/endpoint/follow-up weeks.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ __all__ = [
     "PlotInputError",
     "plot_amplitude_per_pulse",
     "plot_io_curve",
+    "plot_pain_diary",
     "plot_mep_overlay",
     "plot_staircase",
     "plot_threshold_density",
@@ -348,4 +350,43 @@ def plot_io_curve(
     ax.set_ylabel("peak-to-peak (µV)")
     ax.set_title(title)
     ax.legend(loc="upper left", fontsize="small")
+    return fig
+
+
+def plot_pain_diary(
+    diaries: dict[str, tuple[Sequence[int], Sequence[float]]],
+    windows: Sequence[tuple[str, int, int]] = (),
+    *,
+    session_days: Sequence[int] = (),
+    title: str = "Daily pain diary (NRS 0-10)",
+) -> Figure:
+    """Daily NRS of one or more patients, with the weeks the outcomes average shaded.
+
+    Parameters
+    ----------
+    diaries : dict
+        Patient label → ``(days, nrs)``; day 0 = first session.
+    windows : sequence of (label, first_day, last_day)
+        Averaging windows to shade (baseline, end of treatment, follow-ups).
+    session_days : sequence of int
+        Stimulation days, marked along the bottom.
+    title : str
+        Axes title.
+    """
+    if not diaries:
+        raise PlotInputError("diaries must name at least one patient")
+    fig, ax = _new_figure((8.0, 3.4))
+    for first, last in ((w[1], w[2]) for w in windows):
+        ax.axvspan(first - 0.5, last + 0.5, color="0.9", zorder=0)
+    for label, first, last in windows:
+        ax.text((first + last) / 2, 10.3, label, ha="center", va="bottom", fontsize=7)
+    for name, (days, nrs) in diaries.items():
+        d, v = _vector(days, f"{name} days"), _vector(nrs, f"{name} nrs")
+        if d.shape != v.shape:
+            raise PlotInputError(f"{name}: days and nrs differ in length")
+        ax.plot(d, v, ".-", lw=0.8, ms=3, label=name)
+    if len(session_days):
+        ax.plot(session_days, [0.2] * len(session_days), "k|", ms=8, label="sessions")
+    ax.set(xlabel="day (0 = first session)", ylabel="NRS", ylim=(0, 11), title=title)
+    ax.legend(fontsize=7, loc="lower right")
     return fig

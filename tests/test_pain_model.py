@@ -103,3 +103,46 @@ def test_bad_inputs_name_the_field():
         model.simulate([0, 0, 1])
     with pytest.raises(ConfigError, match="follow_up_days"):
         model.simulate([0, 1], (0,))
+
+
+# -- daily diary and PGIC ---------------------------------------------------------------
+def test_diary_covers_the_baseline_week_the_course_and_the_follow_ups():
+    model = PainCourseModel(patient_profile("responder"), seed=3)
+    d = model.diary(weekday_schedule(10), follow_up_days=(30, 90))
+    assert d.last_session_day == 11
+    assert min(d.days) >= -7 and max(d.days) <= 101
+    assert set(d.relief_by_day) == set(range(-7, 102))  # truth for every day, rated or not
+    missed = 109 - len(d.days)
+    assert 0 < missed < 20  # a few blank days at 5 %
+    assert all(0 <= v <= 10 for v in d.nrs)
+    assert set(d.pgic) == {"end of treatment", "follow-up 1 month", "follow-up 3 months"}
+    assert model.diary(weekday_schedule(10)) == d  # seeded
+
+
+def test_diary_relief_matches_the_visits_ground_truth():
+    """The diary and the in-clinic visits share one latent relief trajectory."""
+    model = PainCourseModel(patient_profile("responder"), seed=2)
+    visits = model.simulate(weekday_schedule(10), follow_up_days=(30, 90))
+    d = model.diary(weekday_schedule(10), follow_up_days=(30, 90))
+    for v in visits:
+        assert d.relief_by_day[v.day] == pytest.approx(v.relief_fraction, rel=1e-9)
+    assert d.relief_by_day[-1] == 0.0
+
+
+def test_diary_outcomes_separate_responders_from_non_responders():
+    from labkit.outcomes import Diary, patient_outcomes
+
+    hits = {"responder": 0, "non-responder": 0}
+    for kind in hits:
+        for seed in range(20):
+            d = PainCourseModel(patient_profile(kind), seed=seed).diary(weekday_schedule(10))
+            out = patient_outcomes("P", Diary(d.days, d.nrs), d.last_session_day, (30, 90),
+                                   d.pgic)
+            hits[kind] += bool(out.timepoints[0].responder_30)
+    assert hits["responder"] >= 18 and hits["non-responder"] <= 1
+
+
+def test_a_sham_course_stays_near_placebo_in_the_diary():
+    d = PainCourseModel(patient_profile("responder"), seed=1, sham=True).diary(
+        weekday_schedule(10))
+    assert max(d.relief_by_day.values()) <= 0.1 + 1e-12

@@ -16,6 +16,13 @@ numeric rating scale (NRS) and a *relief* fraction ``r`` (0 = baseline pain, 1 =
   number and clipped to 0–10; adverse events (mild headache, neck or scalp pain) occur
   per session with probability ``adverse_event_probability``.
 
+:meth:`PainCourseModel.diary` gives what trials analyse instead of in-clinic ratings: a
+**daily diary** (the day's average pain, from a baseline week before the first session
+to the last follow-up, with day-to-day noise ``diary_sd_nrs`` and a few missed days) on
+the same latent relief, and the **PGIC** (Patient Global Impression of Change, 1–7) at
+the end of treatment and at each follow-up. The diary carries no acute post-session
+relief: it is the day's average, not the minute after stimulation.
+
 Defaults: a *responder* builds towards ~55 % relief (7 → 3-4 on the NRS) and a *non-responder*
 ~10 % (about the placebo level); responders keep about 30 % relief at one month (on
 average; borderline 30 % responders) and lose most of it by three months. These
@@ -59,6 +66,10 @@ class PainProfile:
         Standard deviation of the rating noise, NRS points (≥ 0).
     adverse_event_probability : float
         Probability of a mild adverse event per session, 0–1.
+    diary_sd_nrs : float
+        Day-to-day noise of the daily diary ratings, NRS points (≥ 0).
+    diary_missing_probability : float
+        Probability that a diary day is left blank, 0–1.
     """
 
     baseline_nrs: float = 7.0
@@ -69,6 +80,8 @@ class PainProfile:
     decay_days: float = 60.0
     rating_sd_nrs: float = 0.4
     adverse_event_probability: float = 0.1
+    diary_sd_nrs: float = 0.7
+    diary_missing_probability: float = 0.05
 
     def __post_init__(self) -> None:
         checks = {
@@ -78,6 +91,8 @@ class PainProfile:
             "placebo_fraction": (self.placebo_fraction, 0.0, 1.0),
             "adverse_event_probability": (self.adverse_event_probability, 0.0, 1.0),
             "rating_sd_nrs": (self.rating_sd_nrs, 0.0, 5.0),
+            "diary_sd_nrs": (self.diary_sd_nrs, 0.0, 5.0),
+            "diary_missing_probability": (self.diary_missing_probability, 0.0, 1.0),
         }
         for name, (value, low, high) in checks.items():
             if not (isinstance(value, (int, float)) and math.isfinite(value)
@@ -141,6 +156,47 @@ class PainVisit:
     relief_fraction: float = 0.0
     adverse_events: tuple[str, ...] = field(default_factory=tuple)
     sham: bool = False
+
+
+@dataclass(frozen=True)
+class SimulatedDiary:
+    """A patient's daily diary and PGIC ratings over a course (see :meth:`PainCourseModel.diary`).
+
+    Attributes
+    ----------
+    days : tuple of int
+        Rated days (0 = first session; negative = baseline week); missed days are absent.
+    nrs : tuple of int
+        The day's average pain, NRS 0–10.
+    relief_by_day : dict
+        Noise-free relief fraction of every day (ground truth), including missed days.
+    pgic : dict
+        PGIC score (1 = very much improved … 7 = very much worse) by time point
+        (``"end of treatment"``, ``"follow-up 1 month"``, ``"follow-up 3 months"``).
+    last_session_day : int
+        Day of the last session.
+    """
+
+    days: tuple[int, ...]
+    nrs: tuple[int, ...]
+    relief_by_day: dict[int, float]
+    pgic: dict[str, int]
+    last_session_day: int
+
+
+def _pgic_from_relief(relief: float) -> int:
+    """PGIC a patient with this true relief would give (before noise)."""
+    for score, floor in ((1, 0.5), (2, 0.3), (3, 0.1), (4, -0.1)):
+        if relief >= floor:
+            return score
+    return 5
+
+
+def _months_label(days: int) -> str:
+    months = days / 30.0
+    if float(months).is_integer():
+        return f"follow-up {months:g} month" + ("" if months == 1 else "s")
+    return f"follow-up day {days}"
 
 
 def weekday_schedule(n_sessions: int = 10) -> list[int]:
@@ -236,3 +292,56 @@ class PainCourseModel:
             visits.append(PainVisit(end_day + offset, "follow-up", nrs, None, relief, (),
                                     self.sham))
         return visits
+
+    def diary(self, session_days: list[int], follow_up_days: tuple[int, ...] = (30, 90), *,
+              baseline_days: int = 7) -> SimulatedDiary:
+        """Daily diary from ``baseline_days`` before the first session to the last follow-up.
+
+        Parameters
+        ----------
+        session_days : list of int
+            Days of the stimulation sessions, increasing, from 0.
+        follow_up_days : tuple of int
+            Follow-ups in days after the last session; the PGIC is asked at the end of
+            treatment (last session day) and at each follow-up.
+        baseline_days : int
+            Days rated before the first session (7 = the usual baseline week).
+
+        Returns
+        -------
+        SimulatedDiary
+        """
+        days = [int(d) for d in session_days]
+        if not days or any(b <= a for a, b in zip(days, days[1:], strict=False)) or days[0] < 0:
+            raise ConfigError(f"must be increasing days from 0, got {session_days!r}",
+                              field="session_days")
+        if any(int(d) <= 0 for d in follow_up_days):
+            raise ConfigError(f"must be days after the last session (> 0), got "
+                              f"{follow_up_days!r}", field="follow_up_days")
+        if not isinstance(baseline_days, int) or not 1 <= baseline_days <= 60:
+            raise ConfigError(f"must be an integer in [1, 60], got {baseline_days!r}",
+                              field="baseline_days")
+        p = self.profile
+        rng = np.random.default_rng([self.seed, 5])  # own stream: visits stay as they were
+        gain = 1.0 - math.exp(-1.0 / p.build_up_sessions)
+        target = p.placebo_fraction if self.sham else p.plateau_fraction
+        daily_decay = math.exp(-1.0 / p.decay_days)
+        sessions, last = set(days), days[-1]
+        end = last + max((int(d) for d in follow_up_days), default=0)
+        relief, truth, rated, values = 0.0, {}, [], []
+        for day in range(-baseline_days, end + 1):
+            relief *= daily_decay if day > -baseline_days else 1.0
+            if day in sessions:
+                relief += (target - relief) * gain
+            truth[day] = relief
+            noisy = p.baseline_nrs * (1.0 - relief) + rng.normal(0.0, p.diary_sd_nrs)
+            if rng.random() < p.diary_missing_probability:
+                continue
+            rated.append(day)
+            values.append(int(np.clip(np.floor(noisy + 0.5), 0, 10)))
+        pgic = {}
+        for label, day in [("end of treatment", last)] + [
+                (_months_label(int(d)), last + int(d)) for d in sorted(follow_up_days)]:
+            score = _pgic_from_relief(truth[day]) + int(rng.choice([-1, 0, 0, 0, 1]))
+            pgic[label] = int(np.clip(score, 1, 7))
+        return SimulatedDiary(tuple(rated), tuple(values), truth, pgic, last)

@@ -4,8 +4,8 @@ A recording is a directory written append-only, so that a crash (``kill -9`` of 
 kernel) loses at most what the recorder had not yet pulled from the inlet:
 
 ``header.json``
-    Written (and fsync'd) first: stream name, type, source id, nominal rate, channel
-    names, units and types, sample format.
+    Written (and fsync'd) first: stream name, type, source id, host, nominal rate,
+    channel names, units and types, sample format.
 ``data.f32``
     Numeric streams: the samples as little-endian float32, one row of ``n_channels``
     values per sample (C order).
@@ -14,6 +14,20 @@ kernel) loses at most what the recorder had not yet pulled from the inlet:
 ``markers.jsonl``
     String streams (pulse markers): one JSON line ``{"time_s": t, "values": [...]}``
     per sample.
+``clock_offsets.f64``
+    Clock-offset measurements: rows of two little-endian float64, the local
+    ``local_clock()`` time of the measurement and the offset (s) that the inlet's
+    ``time_correction()`` gave for the stream's host then.
+
+Time base (as in LabRecorder's XDF files): the timestamps on disk are the stream's own,
+exactly as its outlet sent them (no liblsl post-processing), so on one host a 5 kHz
+stream steps by exactly 200 µs. The clock offset is measured when the recording starts
+and every ``clock_offset_interval_s`` after that. Readers (:func:`read_recording`,
+:func:`read_markers`, :func:`to_raw`) synchronise on read: a robust linear fit of the
+offsets over the whole recording maps the timestamps onto the local clock (see
+:mod:`labkit.timesync`), where the session log's pulse times live; ``sync=False`` gives
+the stored timestamps. Recordings of format 1 (made with liblsl's on-line clock sync,
+no offsets stored) are read as they are.
 
 Every pulled chunk is handed to the kernel with ``os.write`` at once (so a killed
 process loses nothing already pulled) and the files are ``fsync``'d every
@@ -39,6 +53,7 @@ import errno
 import json
 import os
 import shutil
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -49,6 +64,7 @@ import numpy as np
 import pylsl
 
 from labkit.errors import LabkitError, StreamError
+from labkit.timesync import ClockFit, dejitter, fit_clock_offsets
 
 __all__ = [
     "AppendFile",
@@ -56,6 +72,7 @@ __all__ = [
     "RecordingError",
     "RecordingInfo",
     "StreamRecorder",
+    "read_clock_offsets",
     "read_markers",
     "read_recording",
     "to_raw",
@@ -65,7 +82,9 @@ HEADER_FILE = "header.json"
 DATA_FILE = "data.f32"
 TIMES_FILE = "times.f64"
 MARKERS_FILE = "markers.jsonl"
-FORMAT_VERSION = 1
+OFFSETS_FILE = "clock_offsets.f64"
+#: 2: raw stream timestamps plus clock offsets; 1: timestamps clock-synced when recorded.
+FORMAT_VERSION = 2
 
 #: Unit spellings understood by :func:`to_raw`, with their factor to volts.
 UNIT_TO_VOLTS = {
@@ -247,6 +266,13 @@ class StreamRecorder:
         stimulation can stop before the disk is actually full.
     file_opener : callable | None
         ``file_opener(path) -> AppendFile``; for tests that simulate a full disk.
+    clock_offset_interval_s : float
+        Time between clock-offset measurements, s (0.1–60; liblsl refreshes its
+        estimate every few seconds).
+    clock_offset : callable | None
+        ``clock_offset() -> float``: the offset (s) to add to the stream's timestamps to
+        put them on the local clock. The inlet's ``time_correction()`` by default; tests
+        pass a function to simulate a stream from another machine.
     start : bool
         Start the thread at once (default). Otherwise call :meth:`start`.
 
@@ -277,11 +303,17 @@ class StreamRecorder:
         on_error: Callable[[RecordingError], Any] | None = None,
         min_free_bytes: int = 64 * 2**20,
         file_opener: FileOpener | None = None,
+        clock_offset_interval_s: float = 1.0,
+        clock_offset: Callable[[], float] | None = None,
         start: bool = True,
     ) -> None:
         if not 0 < flush_interval_s <= 1.0:
             raise ValueError(
                 f"flush_interval_s must be in (0, 1] s to lose at most 1 s, got {flush_interval_s}"
+            )
+        if not 0.1 <= clock_offset_interval_s <= 60.0:
+            raise ValueError(
+                f"clock_offset_interval_s must be in [0.1, 60] s, got {clock_offset_interval_s}"
             )
         self.path = Path(path)
         if (self.path / HEADER_FILE).exists():
@@ -292,16 +324,19 @@ class StreamRecorder:
             info = source if isinstance(source, pylsl.StreamInfo) else _resolve(
                 source, source_id, resolve_timeout_s, duplicate_wait_s
             )
-            self._inlet = pylsl.StreamInlet(
-                info, max_buflen=60, processing_flags=pylsl.proc_clocksync
-            )
+            # no post-processing: the stream's own timestamps are stored unmodified
+            self._inlet = pylsl.StreamInlet(info, max_buflen=60)
         self._flush_interval_s = float(flush_interval_s)
         self._max_chunk = int(max_chunk)
         self._on_error = on_error
         self._opener: FileOpener = file_opener or AppendFile
+        self._offset_interval_s = float(clock_offset_interval_s)
+        self._clock_offset = clock_offset
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._files: list[AppendFile] = []
+        self._offsets_file: AppendFile | None = None
+        self.n_offsets = 0
         self.n_samples = 0
         self.min_free_bytes = int(min_free_bytes)
         self.low_space = False
@@ -322,6 +357,7 @@ class StreamRecorder:
             type=full.type(),
             source_id=full.source_id(),
             hostname=full.hostname(),
+            recorder_hostname=socket.gethostname(),
             sfreq=float(full.nominal_srate()),
             n_channels=int(full.channel_count()),
             ch_names=names,
@@ -330,6 +366,7 @@ class StreamRecorder:
             channel_format=fmt,
             sample_dtype="<f4" if fmt != "string" else None,
             time_dtype="<f8",
+            timestamps="stream clock, unmodified; clock offsets in " + OFFSETS_FILE,
             created_local_clock_s=pylsl.local_clock(),
             created_unix_s=time.time(),
         )
@@ -355,6 +392,8 @@ class StreamRecorder:
                     self._opener(self.path / DATA_FILE),
                     self._opener(self.path / TIMES_FILE),
                 ]
+            self._offsets_file = self._opener(self.path / OFFSETS_FILE)
+            self._files.append(self._offsets_file)
         except OSError as exc:
             raise RecordingError(f"cannot open data files: {exc}", path=self.path) from exc
         self._inlet.open_stream(timeout=5.0)
@@ -367,9 +406,14 @@ class StreamRecorder:
     def _run(self) -> None:
         last_sync = time.monotonic()
         try:
+            self._measure_offset(timeout_s=2.0)
+            last_offset = time.monotonic()
             while not self._stop.is_set():
                 got = self._pull_and_write(timeout_s=0.05)
                 now = time.monotonic()
+                if now - last_offset >= self._offset_interval_s:
+                    self._measure_offset(timeout_s=0.1)
+                    last_offset = now
                 if now - last_sync >= self._flush_interval_s:
                     for f in self._files:
                         f.sync()
@@ -377,15 +421,29 @@ class StreamRecorder:
                     self._check_free_space()
                 if not got:
                     self._stop.wait(0.005)
-            # drain what is left, then make it durable
+            # drain what is left, measure the offset once more, then make it durable
             while self._pull_and_write(timeout_s=0.0):
                 pass
+            self._measure_offset(timeout_s=0.1)
             for f in self._files:
                 f.sync()
         except OSError as exc:
             self._fail(exc)
         except Exception as exc:  # noqa: BLE001 - a recorder must report, never vanish
             self._fail(exc)
+
+    def _measure_offset(self, timeout_s: float) -> None:
+        """Append one (local time, clock offset) row; a failed measurement is skipped."""
+        try:
+            if self._clock_offset is not None:
+                offset = float(self._clock_offset())
+            else:
+                offset = float(self._inlet.time_correction(timeout=timeout_s))
+        except Exception:  # noqa: BLE001 - timeout or lost stream: the next one may work
+            return
+        now = pylsl.local_clock()
+        self._offsets_file.write(np.array([now, offset], dtype="<f8").tobytes())
+        self.n_offsets += 1
 
     def _pull_and_write(self, timeout_s: float) -> int:
         if self.info.is_markers:
@@ -430,6 +488,12 @@ class StreamRecorder:
                 path=self.path,
             )
             self._notify(self.error)
+
+    def recheck_free_space(self) -> None:
+        """Forget an earlier low-space warning: the next fsync checks (and warns) again."""
+        if isinstance(self.error, LowDiskSpaceError):
+            self.error = None
+        self.low_space = False
 
     def _notify(self, err: RecordingError) -> None:
         if self._on_error is not None:
@@ -483,6 +547,7 @@ class StreamRecorder:
             except OSError:
                 pass
         self._files = []
+        self._offsets_file = None
         try:
             self._inlet.close_stream()
         except Exception:  # noqa: BLE001, S110 - closing a dead stream is fine
@@ -508,13 +573,56 @@ def _read_header(path: Path) -> RecordingInfo:
         raise RecordingError(f"corrupt header: {exc}", path=header_path) from exc
 
 
-def read_markers(path: str | os.PathLike) -> tuple[list[str], np.ndarray, RecordingInfo]:
+def read_clock_offsets(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """The clock-offset measurements of a recording (a torn last row is ignored).
+
+    Returns
+    -------
+    local_times_s, offsets_s : ndarray, shape (n,)
+        Local ``local_clock()`` time of each measurement and the offset to add to the
+        stream's timestamps, s. Empty for a recording without measurements.
+    """
+    file = Path(path) / OFFSETS_FILE
+    raw = file.read_bytes() if file.exists() else b""
+    rows = np.frombuffer(raw, dtype="<f8", count=(len(raw) // 16) * 2).reshape(-1, 2)
+    return rows[:, 0].copy(), rows[:, 1].copy()
+
+
+def clock_fit(path: str | os.PathLike, info: dict | None = None) -> ClockFit | None:
+    """The fitted clock offset of a recording; ``None`` for format 1 (synced when recorded)."""
+    path = Path(path)
+    info = _read_header(path) if info is None else info
+    if int(info.get("format_version", 1)) < 2:
+        return None
+    return fit_clock_offsets(*read_clock_offsets(path))
+
+
+def _synchronise(path: Path, info: RecordingInfo, stamps: np.ndarray, *, sync: bool,
+                 dejitter_stamps: bool) -> np.ndarray:
+    fit = clock_fit(path, info)
+    if fit is None:
+        info["clock_sync"] = {"method": "liblsl clock sync when recorded (format 1)"}
+    else:
+        info["clock_sync"] = {**fit.as_dict(), "applied": bool(sync)}
+        if sync:
+            stamps = fit.to_local(stamps)
+    if dejitter_stamps:
+        stamps = dejitter(stamps, float(info.get("sfreq", 0.0)))
+    info["dejittered"] = bool(dejitter_stamps)
+    return stamps
+
+
+def read_markers(path: str | os.PathLike, *, sync: bool = True,
+                 ) -> tuple[list[str], np.ndarray, RecordingInfo]:
     """Read a marker (string) recording.
 
     Parameters
     ----------
     path : str | os.PathLike
         Recording directory.
+    sync : bool
+        Map the timestamps onto the local clock with the recording's clock offsets
+        (default); ``False`` returns them as the stream sent them.
 
     Returns
     -------
@@ -523,7 +631,7 @@ def read_markers(path: str | os.PathLike) -> tuple[list[str], np.ndarray, Record
     timestamps : ndarray, shape (n,)
         LSL times in seconds.
     info : RecordingInfo
-        The header, with ``n_samples`` and ``torn_bytes``.
+        The header, with ``n_samples``, ``torn_bytes`` and ``clock_sync`` (the fit).
     """
     path = Path(path)
     info = _read_header(path)
@@ -543,16 +651,26 @@ def read_markers(path: str | os.PathLike) -> tuple[list[str], np.ndarray, Record
             raise RecordingError(f"line {lineno} is not a marker record: {exc}", path=file) from exc
     info["n_samples"] = len(stamps)
     info["torn_bytes"] = len(tail)
-    return values, np.asarray(stamps, dtype=np.float64), info
+    times = _synchronise(path, info, np.asarray(stamps, dtype=np.float64), sync=sync,
+                         dejitter_stamps=False)
+    return values, times, info
 
 
-def read_recording(path: str | os.PathLike) -> tuple[Any, np.ndarray, RecordingInfo]:
+def read_recording(path: str | os.PathLike, *, sync: bool = True, dejitter: bool = False,
+                   ) -> tuple[Any, np.ndarray, RecordingInfo]:
     """Read a recording back, ignoring a torn tail.
 
     Parameters
     ----------
     path : str | os.PathLike
         Recording directory written by :class:`StreamRecorder`.
+    sync : bool
+        Map the timestamps onto the local clock with a robust linear fit of the stored
+        clock offsets (default). ``False`` returns the timestamps exactly as the stream
+        sent them.
+    dejitter : bool
+        Also replace the timestamps by a straight line per stretch without gaps
+        (numeric streams; see :func:`labkit.timesync.dejitter`).
 
     Returns
     -------
@@ -560,17 +678,17 @@ def read_recording(path: str | os.PathLike) -> tuple[Any, np.ndarray, RecordingI
         float64 samples in the stream's units (see ``info["units"]``). For a marker
         stream, a list of strings (see :func:`read_markers`).
     timestamps : ndarray, shape (n_times,)
-        LSL ``local_clock`` time of every sample, in seconds.
+        Time of every sample in seconds: LSL ``local_clock`` of this host when
+        ``sync`` is true, else the stream's own clock.
     info : RecordingInfo
-        The header plus ``n_samples``, ``torn_bytes``, and ``n_gaps`` / ``max_gap_s``
-        (time steps longer than 1.5 sample periods: samples the amplifier or the
-        network dropped; :func:`to_raw` does not fill them).
+        The header plus ``n_samples``, ``torn_bytes``, ``clock_sync`` (the offset fit),
+        and ``n_gaps`` / ``max_gap_s`` (time steps longer than 1.5 sample periods:
+        samples the amplifier or the network dropped; :func:`to_raw` does not fill them).
     """
     path = Path(path)
     info = _read_header(path)
     if info.is_markers:
-        values, stamps, info = read_markers(path)
-        return values, stamps, info
+        return read_markers(path, sync=sync)
     n_ch = int(info["n_channels"])
     data_bytes = (path / DATA_FILE).read_bytes() if (path / DATA_FILE).exists() else b""
     time_bytes = (path / TIMES_FILE).read_bytes() if (path / TIMES_FILE).exists() else b""
@@ -581,6 +699,7 @@ def read_recording(path: str | os.PathLike) -> tuple[Any, np.ndarray, RecordingI
     stamps = np.frombuffer(time_bytes, dtype="<f8", count=n).copy()
     info["n_samples"] = n
     info["torn_bytes"] = torn
+    stamps = _synchronise(path, info, stamps, sync=sync, dejitter_stamps=dejitter)
     info.update(_gap_summary(stamps, float(info["sfreq"])))
     return data.T.astype(np.float64), stamps, info
 
@@ -601,6 +720,8 @@ def to_raw(
     info: dict | None = None,
     *,
     markers: str | os.PathLike | None = None,
+    sync: bool = True,
+    dejitter: bool = False,
 ):
     """Build an :class:`mne.io.RawArray` from a recording (µV → V for MNE).
 
@@ -613,7 +734,11 @@ def to_raw(
     markers : str | os.PathLike | None
         A marker recording; each marker becomes an annotation (description = its
         ``event`` key when it is a JSON object, else the string) at its time relative
-        to the first sample.
+        to the first sample. Markers and samples are on the same clock when both are
+        read with the same ``sync`` (the local clock by default).
+    sync, dejitter : bool
+        How timestamps are read (see :func:`read_recording`); ``sync`` also applies to
+        ``markers``.
 
     Returns
     -------
@@ -625,7 +750,7 @@ def to_raw(
     import mne
 
     if isinstance(path_or_data, (str, os.PathLike)):
-        data, timestamps, info = read_recording(path_or_data)
+        data, timestamps, info = read_recording(path_or_data, sync=sync, dejitter=dejitter)
     else:
         data = path_or_data
         if timestamps is None or info is None:
@@ -646,7 +771,7 @@ def to_raw(
     first = float(timestamps[0]) if len(timestamps) else 0.0
     raw.first_time_s = first
     if markers is not None:
-        values, stamps, _ = read_markers(markers)
+        values, stamps, _ = read_markers(markers, sync=sync)
         descriptions = []
         for v in values:
             try:

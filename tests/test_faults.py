@@ -111,28 +111,42 @@ def test_emg_stall_pauses_the_run_and_data_flow_resumes_it_nothing_recorded_is_l
         hw.emg_amplifier.resume()
         assert runner.join(10.0) == "finished"
         assert runner.pulses_delivered == 30 == hw.emulator.pulses_delivered
-        assert dog.resumes == 1
         dog.stop()
         time.sleep(0.3)  # the samples after the last pulse reach the recorder
         session.stop_recordings()
     pauses = read_log(session.path, kind="pause")
     resumes = read_log(session.path, kind="resume")
-    assert len(pauses) == 1 == len(resumes)
-    assert "stopped: no sample for" in pauses[0].payload["reason"]
-    assert resumes[0].time_s > resumed_at
+    # One pause is the stall made here. On a starved machine (2 cores, load ~10) the
+    # consumer can also see no sample for > stale_s while the amplifier is fine: the
+    # watchdog then pauses too (the safe side) and resumes; the recording has no gap there.
+    assert len(pauses) == len(resumes) == dog.resumes >= 1
+    assert all("stopped: no sample for" in p.payload["reason"] for p in pauses)
+    induced = next(i for i, p in enumerate(pauses) if p.time_s >= stalled_at)
+    assert pauses[induced].time_s - stalled_at < 0.6
+    assert resumes[induced].time_s > resumed_at
     pulse_times = [r.time_s for r in read_log(session.path, kind="pulse")]
-    assert not any(pauses[0].time_s < t < resumes[0].time_s for t in pulse_times)
+    for pause, resume in zip(pauses, resumes, strict=True):
+        assert not any(pause.time_s < t < resume.time_s for t in pulse_times)
     # the recording keeps everything before the gap and everything after it
-    data, stamps, _ = read_recording(session.path / "recordings" / "emg")
-    fs = 5000.0
+    amp = rig.hardware.emg_amplifier
+    rec_dir = session.path / "recordings" / "emg"
+    data, stamps, info = read_recording(rec_dir)
+    _, raw_stamps, _ = read_recording(rec_dir, sync=False)
+    fs = amp.fs
+    # stored timestamps are the amplifier's own, unmodified: sample k at t0 + k / fs
+    k = np.round((raw_stamps - amp.t0) * fs).astype(np.int64)
+    np.testing.assert_allclose(raw_stamps, amp.sample_time(k), rtol=0, atol=1e-9)
+    # on one host the synchronised time axis still steps by exactly one sample
+    assert info["clock_sync"]["n_offsets"] >= 3
+    assert abs(info["clock_sync"]["intercept_s"]) < 1e-3  # same clock: µs of estimate bias
     steps = np.diff(stamps)
     gaps = np.flatnonzero(steps > 1.5 / fs)
     assert len(gaps) == 1
+    np.testing.assert_allclose(np.delete(steps, gaps), 1 / fs, rtol=0, atol=1e-9)
+    assert np.array_equal(np.delete(np.diff(k), gaps), np.ones(k.size - 2, dtype=np.int64))
     before_end, after_start = stamps[gaps[0]], stamps[gaps[0] + 1]
     assert stalled_at - 0.1 < before_end <= stalled_at + 0.05
     assert resumed_at - 0.1 <= after_start < resumed_at + 0.2  # samples due from the resume on
-    # every other step is one sample (± 10 %: liblsl's clock-sync offset updates)
-    assert np.allclose(np.delete(steps, gaps), 1 / fs, atol=0.1 / fs)
     assert stamps[-1] >= pulse_times[-1]  # data after the resumed run's last pulse
     assert np.isfinite(data).all() and data.shape[1] == stamps.size
 

@@ -313,3 +313,110 @@ def test_kill_9_loses_at_most_one_second(tmp_path):
     if shutil.which("bids-validator-deno") or (Path(sys.executable).parent
                                                / "bids-validator-deno").exists():
         assert validate_bids(tmp_path / "bids").errors == []
+
+
+# -- time base: raw stream timestamps + clock offsets, synchronised on read -------------------
+def test_ten_seconds_of_5_khz_emg_step_by_exactly_one_sample(tmp_path):
+    from labkit.sim import VirtualSubject
+    from labkit.sim.amplifier import EMGAmplifier
+
+    name = _unique("rec-exact")
+    with EMGAmplifier(VirtualSubject(seed=1), name=name, source_id=name) as amp:
+        rec = StreamRecorder(name, tmp_path / "emg", source_id=name, duplicate_wait_s=0.0)
+        time.sleep(10.2)
+        rec.stop()
+    _, raw, _ = read_recording(tmp_path / "emg", sync=False)
+    data, stamps, info = read_recording(tmp_path / "emg")
+    assert stamps.size >= 10 * 5000 and data.shape == (2, stamps.size)
+    k = np.round((raw - amp.t0) * amp.fs).astype(np.int64)
+    assert np.array_equal(np.diff(k), np.ones(k.size - 1, dtype=np.int64))  # no sample lost
+    np.testing.assert_allclose(raw, amp.sample_time(k), rtol=0, atol=1e-9)  # unmodified
+    np.testing.assert_allclose(np.diff(stamps), 1 / amp.fs, rtol=0, atol=1e-9)
+    fit = info["clock_sync"]
+    assert fit["method"] == "robust linear" and fit["n_offsets"] >= 10 and fit["applied"]
+    assert abs(fit["intercept_s"]) < 1e-3 and info["n_gaps"] == 0
+
+
+def test_stream_from_another_clock_is_mapped_onto_the_local_clock(tmp_path):
+    """A remote host: its clock is 1234.5 s behind ours and runs 50 ppm fast."""
+    behind_s, drift = 1234.5, 50e-6
+    origin = pylsl.local_clock()
+    rng = np.random.default_rng(3)
+
+    def remote(t_local):
+        return origin - behind_s + (np.asarray(t_local) - origin) * (1 + drift)
+
+    def measured_offset():  # what time_correction() would say, ±20 µs, now and then 5 ms off
+        now = pylsl.local_clock()
+        spoilt = 5e-3 if rng.random() < 0.1 else 0.0
+        return float(now - remote(now)) + rng.uniform(-20e-6, 20e-6) + spoilt
+
+    name = _unique("rec-remote")
+    outlet = _emg_outlet(name)
+    mk = pylsl.StreamOutlet(pylsl.StreamInfo(name + "-m", "Markers", 1, 0, pylsl.cf_string,
+                                             uuid.uuid4().hex))
+    r_emg = StreamRecorder(name, tmp_path / "emg", duplicate_wait_s=0.0,
+                           clock_offset=measured_offset, clock_offset_interval_s=0.1)
+    r_mk = StreamRecorder(name + "-m", tmp_path / "mk", duplicate_wait_s=0.0)
+    assert _wait_for(lambda: outlet.have_consumers() and mk.have_consumers())
+    t_start = pylsl.local_clock()
+    local_times = t_start + np.arange(3000) / FS_HZ  # 3 s of samples, true local times
+    for k in range(0, 3000, 100):
+        while pylsl.local_clock() < local_times[k + 99]:
+            time.sleep(0.005)
+        block = np.zeros((100, 2), dtype=np.float32)
+        block[:, 0] = np.arange(k, k + 100)
+        outlet.push_chunk(block, remote(local_times[k:k + 100]).tolist())
+    mk.push_sample(["pulse"], float(local_times[1500]))  # a local marker at sample 1500
+    assert _wait_for(lambda: r_emg.n_samples >= 3000 and r_mk.n_samples >= 1)
+    r_emg.stop()
+    r_mk.stop()
+    data, stamps, info = read_recording(tmp_path / "emg")
+    raw = read_recording(tmp_path / "emg", sync=False)[1]
+    np.testing.assert_allclose(raw, remote(local_times), rtol=0, atol=1e-9)  # stored as sent
+    np.testing.assert_allclose(stamps, local_times, rtol=0, atol=30e-6)
+    assert info["clock_sync"]["slope"] == pytest.approx(-drift / (1 + drift), abs=15e-6)
+    assert info["clock_sync"]["n_outliers"] >= 1
+    _, mstamps, _ = read_markers(tmp_path / "mk")
+    hit = int(np.argmin(np.abs(stamps - mstamps[0])))
+    assert hit == 1500 and data[0, hit] == 1500  # marker and EMG share one time axis
+    raw_mne = to_raw(tmp_path / "emg", markers=tmp_path / "mk")
+    assert raw_mne.annotations.onset[0] == pytest.approx(1.5, abs=0.5 / FS_HZ)
+
+
+def test_clock_fit_is_robust_and_identity_without_offsets():
+    from labkit.timesync import dejitter, fit_clock_offsets
+
+    t = np.linspace(1000.0, 1600.0, 121)
+    offsets = 0.25 + 2e-5 * (t - t[0])
+    offsets[[10, 50, 90]] += [0.01, -0.02, 0.5]  # three spoilt measurements
+    fit = fit_clock_offsets(t, offsets)
+    remote = t - offsets
+    clean = np.delete(np.arange(t.size), [10, 50, 90])
+    np.testing.assert_allclose(fit.to_local(remote[clean]), t[clean], atol=1e-9)
+    assert fit.n_outliers == 3 and fit.method == "robust linear"
+    none = fit_clock_offsets([], [])
+    assert none.method == "none" and np.array_equal(none.to_local(np.array([1.0])), [1.0])
+    one = fit_clock_offsets([5.0], [-0.5])
+    assert one.method == "constant" and one.to_local(np.array([10.0]))[0] == 9.5
+    # dejitter: a straight line per segment; a gap stays a gap
+    rng = np.random.default_rng(0)
+    true = np.r_[np.arange(100), np.arange(200, 300)] / 1000.0
+    smooth = dejitter(true + rng.uniform(-1e-4, 1e-4, true.size), 1000.0)
+    assert np.abs(smooth - true).max() < 1e-4 and np.abs(np.diff(smooth)[:99] - 1e-3).max() < 1e-5
+    assert np.diff(smooth)[99] > 0.09
+
+
+def test_format_1_recordings_are_read_as_stored(tmp_path):
+    rec = tmp_path / "old"
+    rec.mkdir()
+    header = {"format_version": 1, "name": "old", "type": "EMG", "source_id": "x",
+              "sfreq": 1000.0, "n_channels": 1, "ch_names": ["EMG1"], "units": ["microvolts"],
+              "ch_types": ["emg"], "channel_format": "float32"}
+    (rec / "header.json").write_text(json.dumps(header))
+    (rec / "data.f32").write_bytes(np.arange(5, dtype="<f4").tobytes())
+    (rec / "times.f64").write_bytes((100.0 + np.arange(5) / 1000.0).astype("<f8").tobytes())
+    _, stamps, info = read_recording(rec)
+    np.testing.assert_array_equal(stamps, 100.0 + np.arange(5) / 1000.0)
+    assert "format 1" in info["clock_sync"]["method"]
+

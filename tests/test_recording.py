@@ -420,3 +420,57 @@ def test_format_1_recordings_are_read_as_stored(tmp_path):
     np.testing.assert_array_equal(stamps, 100.0 + np.arange(5) / 1000.0)
     assert "format 1" in info["clock_sync"]["method"]
 
+
+# -- crash repair of the session log -------------------------------------------------------
+def _session_log(tmp_path) -> Path:
+    return tmp_path / "sub-01" / "ses-01" / "log.jsonl"
+
+
+def test_resume_restores_a_lost_newline_and_says_the_run_ended_uncleanly(tmp_path):
+    from labkit.session import Session
+
+    ses = Session(tmp_path, "01", "01")
+    ses.note("before the power cut")  # never closed: no session_end
+    ses.log.close()
+    log = _session_log(tmp_path)
+    log.write_bytes(log.read_bytes()[:-1])  # the last record lost only its newline
+    with Session.resume(tmp_path, "01", "01") as resumed:
+        resumed.note("after")
+        assert resumed.log.repair.newline_restored and resumed.log.repair.torn_bytes == 0
+    records = read_log(log)  # readable: nothing was appended onto the last record
+    assert [r.kind for r in records][-5:] == ["note", "fault", "session_resume", "note",
+                                              "session_end"]
+    assert [r.seq for r in records] == list(range(len(records)))
+    fault = records[-4].payload
+    assert fault["what"] == "previous run ended uncleanly"
+    assert fault["last_kind"] == "note" and fault["newline_restored"] is True
+    assert log.read_bytes().count(b"\n") == len(records)
+
+
+def test_resume_drops_and_reports_a_torn_record(tmp_path):
+    from labkit.session import Session
+
+    Session(tmp_path, "01", "01").note("kept")
+    log = _session_log(tmp_path)
+    partial = b'{"seq": 99, "time_s": 3.0, "kind": "pul'
+    with open(log, "ab") as f:
+        f.write(partial)
+    with Session.resume(tmp_path, "01", "01") as resumed:
+        assert resumed.log.repair.torn_bytes == len(partial)
+    records = read_log(log)
+    kinds = [r.kind for r in records]
+    assert kinds[-4:] == ["fault", "fault", "session_resume", "session_end"]
+    torn, unclean = records[-4].payload, records[-3].payload
+    assert torn["what"] == "torn last line removed on reopen"
+    assert torn["bytes_dropped"] == len(partial) and torn["dropped"] == partial.decode()
+    assert unclean["what"] == "previous run ended uncleanly" and unclean["torn_bytes"] == len(
+        partial)
+    assert [r.seq for r in records] == list(range(len(records)))
+
+
+def test_clean_resume_logs_no_fault(tmp_path):
+    from labkit.session import Session
+
+    Session(tmp_path, "01", "01").close()
+    Session.resume(tmp_path, "01", "01").close()
+    assert [r.kind for r in read_log(_session_log(tmp_path))].count("fault") == 0

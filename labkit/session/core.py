@@ -164,10 +164,25 @@ class Session:
                **wall_clock()}
         ids.update({k: v for k, v in (("operator", self.operator), ("site", self.site)) if v})
         if existed:
+            self._report_unclean_end()
             self.log.append("session_resume", **ids)
         else:
             self.log.append("session_start", **ids)
             self.log_versions()
+
+    def _report_unclean_end(self) -> None:
+        """Log a ``fault`` when the previous run did not end with ``session_end``."""
+        repair = self.log.repair
+        last = repair.last_record
+        if last is not None and last.kind == "session_end" and not repair.repaired:
+            return
+        self.log.append(
+            "fault", what="previous run ended uncleanly",
+            last_seq=None if last is None else last.seq,
+            last_kind=None if last is None else last.kind,
+            last_time_s=None if last is None else last.time_s,
+            torn_bytes=repair.torn_bytes, newline_restored=repair.newline_restored,
+        )
 
     def _fault(self, err: LabkitError) -> None:
         if self.on_fault is not None:

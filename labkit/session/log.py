@@ -6,6 +6,11 @@ single ``os.write`` and ``os.fsync``'d before :meth:`SessionLog.append` returns,
 ``kill -9`` loses nothing already logged and a power cut at most the line being written.
 :func:`read_log` ignores a torn final line (no newline, not valid JSON) and refuses any
 other bad line, naming the file and line number.
+
+Reopening a log repairs its end before anything is appended (:class:`LogRepair`): a torn
+last line (a crash inside a write) is cut off and reported in a ``fault`` record with the
+dropped bytes; a complete last record that only lost its newline gets the newline back.
+So a new record never lands on a broken one.
 """
 
 from __future__ import annotations
@@ -141,7 +146,36 @@ def _parse_line(raw: bytes, path: Path, lineno: int) -> LogRecord:
         raise LogFormatError(f"bad 'seq' or 'time_s' ({exc})", path=path, line=lineno) from exc
 
 
-def _split_log(path: Path) -> tuple[list[LogRecord], int]:
+@dataclass(frozen=True)
+class LogRepair:
+    """What reopening a log found at its end and did about it.
+
+    Attributes
+    ----------
+    torn_bytes : int
+        Length of a torn last line (no newline, not a valid record) that was cut off.
+    dropped : bytes
+        Those bytes.
+    newline_restored : bool
+        The last record was complete but had lost its newline; one was written.
+    last_record : LogRecord | None
+        The last valid record before reopening.
+    """
+
+    torn_bytes: int = 0
+    dropped: bytes = b""
+    newline_restored: bool = False
+    last_record: LogRecord | None = None
+
+    @property
+    def repaired(self) -> bool:
+        """True when the end of the log had to be changed."""
+        return bool(self.torn_bytes) or self.newline_restored
+
+
+def _split_log(path: Path) -> tuple[list[LogRecord], bytes, bool]:
+    """Records, the torn tail (bytes after the last newline that are no record) and
+    whether the last record lacks its newline."""
     data = path.read_bytes() if path.exists() else b""
     lines = data.split(b"\n")
     tail = lines.pop()
@@ -150,13 +184,13 @@ def _split_log(path: Path) -> tuple[list[LogRecord], int]:
         if not line.strip():
             raise LogFormatError("empty line", path=path, line=lineno)
         records.append(_parse_line(line, path, lineno))
-    torn = 0
     if tail:
         try:  # a complete record that only lacks its newline is kept
             records.append(_parse_line(tail, path, len(lines) + 1))
         except LogFormatError:
-            torn = len(tail)
-    return records, torn
+            return records, tail, False
+        return records, b"", True
+    return records, b"", False
 
 
 def read_log(path: str | os.PathLike, *, kind: str | Iterable[str] | None = None
@@ -185,7 +219,7 @@ def read_log(path: str | os.PathLike, *, kind: str | Iterable[str] | None = None
         path = path / LOG_FILE
     if not path.exists():
         raise SessionError(f"{path}: no session log")
-    records, _ = _split_log(path)
+    records = _split_log(path)[0]
     if kind is not None:
         kinds = {kind} if isinstance(kind, str) else set(kind)
         records = [r for r in records if r.kind in kinds]
@@ -198,8 +232,10 @@ class SessionLog:
     Parameters
     ----------
     path : str | os.PathLike
-        The log file; created if missing. An existing log is continued; a torn last
-        line left by a crash is cut off first (and a ``fault`` record says so).
+        The log file; created if missing. An existing log is continued after its end is
+        repaired: a torn last line left by a crash is cut off (a ``fault`` record says so
+        and holds the dropped text), a missing final newline is restored (see
+        :attr:`repair`).
     clock : callable
         Returns the current time in seconds; LSL ``local_clock`` by default.
     opener : callable | None
@@ -233,16 +269,24 @@ class SessionLog:
         self._pending: deque[bytes] = deque()
         self._wake = threading.Condition(threading.Lock())
         self._writer: threading.Thread | None = None
-        records, torn = _split_log(self.path)
+        records, torn, no_newline = _split_log(self.path)
         if torn:
             size = self.path.stat().st_size
-            os.truncate(self.path, size - torn)
+            os.truncate(self.path, size - len(torn))
         self._seq = records[-1].seq + 1 if records else 0
         self._file: AppendFile | None = (opener or AppendFile)(self.path)
         self.failed = False
         self.error: SessionLogError | None = None
+        #: What reopening found at the end of the log and repaired.
+        self.repair = LogRepair(len(torn), torn, no_newline, records[-1] if records else None)
+        if no_newline:
+            self._pending.append(b"\n")
+            with self._io_lock:
+                self._drain("restored newline")
         if torn:
-            self.append("fault", what="torn last line removed on reopen", bytes_dropped=torn)
+            self.append("fault", what="torn last line removed on reopen",
+                        bytes_dropped=len(torn),
+                        dropped=torn[:200].decode("utf-8", errors="replace"))
 
     def _enqueue(self, kind: str, time_s: float | None, payload: dict) -> LogRecord:
         if not isinstance(kind, str) or not _KIND_PATTERN.match(kind):

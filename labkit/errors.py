@@ -105,3 +105,7 @@ class SafetyError(LabkitError):
 
 class StreamError(LabkitError):
     """An LSL stream could not be found, was ambiguous, or stopped."""
+
+
+class NavigationError(LabkitError):
+    """The neuronavigation system is unreachable, disconnected or sent something invalid."""

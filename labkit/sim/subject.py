@@ -33,6 +33,7 @@ from labkit.sim.contraction import (
 )
 from labkit.sim.events import Discharge
 from labkit.sim.mep_model import MEPModelParams, StatisticalMEPModel
+from labkit.sim.spatial import SpatialExcitability
 
 __all__ = [
     "MEPResponse",
@@ -165,6 +166,11 @@ class MEPResponse:
         During a contraction: this trial's cortical silent period, from the discharge to
         the resumption of voluntary EMG, ms (see :mod:`labkit.sim.contraction`); None at
         rest.
+    efficacy : float
+        Fraction of the output that acted on the hand area, from the coil pose (1 = on
+        the hotspot in the preferred direction, or no spatial model).
+    coil_pose : CoilPose | None
+        The true coil pose at the discharge (spatial subjects with a coil holder).
     """
 
     time_s: float
@@ -177,6 +183,8 @@ class MEPResponse:
     device: str = ""
     contraction_percent_mvc: float = 0.0
     silent_period_ms: float | None = None
+    efficacy: float = 1.0
+    coil_pose: Any = None
 
     @property
     def amplitude_uv(self) -> float:
@@ -220,6 +228,13 @@ class VirtualSubject:
         of the population: 1.3-1.85), the order of the trough > peak effect reported by
         Zrenner et al. 2018.
 
+    spatial : SpatialExcitability | bool | None
+        Where the hotspot is and how the coil pose scales the effective intensity (see
+        :mod:`labkit.sim.spatial`); True draws one from the seed; None: the coil is always
+        on the hotspot in the preferred direction (efficacy 1).
+    coil : object | None
+        Whatever holds the coil, with ``pose_at(time_s) -> CoilPose`` (e.g.
+        :class:`labkit.sim.coil_hand.HandHeldCoil`); used when ``spatial`` is set.
     contraction_percent_mvc : float
         Voluntary contraction held by the subject, % MVC (0 = at rest; settable at any
         time, also while an amplifier streams). During a contraction the amplifier adds
@@ -241,6 +256,8 @@ class VirtualSubject:
     emg_channels: Sequence[str] = ("FDI", "APB")
     eeg: Any = None
     phase_modulation_percent: float = 1.0
+    spatial: Any = None
+    coil: Any = None
     contraction_percent_mvc: float = 0.0
     responses: list[MEPResponse] = field(default_factory=list, init=False, repr=False)
 
@@ -265,6 +282,10 @@ class VirtualSubject:
         self._rng = np.random.default_rng([int(self.seed), 1])
         self.active = ActiveStateParams.sample(np.random.default_rng([int(self.seed), 3]))
         self._sp_rng = np.random.default_rng([int(self.seed), 2])
+        if self.spatial is True:
+            self.spatial = SpatialExcitability.sample(np.random.default_rng([int(self.seed), 4]))
+        elif self.spatial is False:
+            self.spatial = None
         self._lock = threading.Lock()
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -378,11 +399,14 @@ class VirtualSubject:
         a suprathreshold conditioning pulse itself is not modelled.
         """
         intensity = _checked_percent(discharge.intensity_percent, "intensity_percent")
+        efficacy, pose = 1.0, None
+        if self.spatial is not None and self.coil is not None:
+            pose = self.coil.pose_at(discharge.time_s)
+            efficacy = self.spatial.efficacy(pose)
         intensity_a_fired = intensity
         delay_ms, paired_shift = 0.0, 0.0
         if discharge.intensity_b_percent is not None:
-            intensity_b = _checked_percent(discharge.intensity_b_percent,
-                                           "intensity_b_percent")
+            intensity_b = _checked_percent(discharge.intensity_b_percent, "intensity_b_percent")
             ipi = float(discharge.ipi_ms or 0.0)
             if not (math.isfinite(ipi) and 0.0 <= ipi <= 1000.0):
                 raise ValueError(f"Discharge.ipi_ms = {discharge.ipi_ms!r} is outside 0-1000 ms")
@@ -393,9 +417,10 @@ class VirtualSubject:
             elif ipi == 0.0:
                 intensity = max(intensity, intensity_b)
             else:
-                conditioning_rmt = intensity / self.resting_motor_threshold_percent
+                conditioning_rmt = intensity * efficacy / self.resting_motor_threshold_percent
                 paired_shift = paired_pulse_shift_percent(ipi, conditioning_rmt)
                 intensity, delay_ms = intensity_b, ipi
+        effective = intensity * efficacy
         phase = self.phase_at(discharge.time_s + delay_ms / 1000.0)
         if excitability is None:
             excitability = 0.0 if phase is None else (
@@ -407,12 +432,12 @@ class VirtualSubject:
             amps: dict[str, float] = {}
             lats: dict[str, float] = {}
             for i, name in enumerate(self.emg_channels):
-                amps[name] = self.models[name].amplitude_uv(intensity, self._rng, excitability)
+                amps[name] = self.models[name].amplitude_uv(effective, self._rng, excitability)
                 jitter = float(np.clip(self._rng.normal(0.0, 0.3), -1.0, 1.0))
                 lats[name] = delay_ms + self.base_latency_ms + 0.8 * i + jitter
             silent_ms = None
             if level > 0.0:
-                mean_ms = self.silent_period_ms_at(max(intensity, intensity_a_fired))
+                mean_ms = self.silent_period_ms_at(efficacy * max(intensity, intensity_a_fired))
                 silent_ms = delay_ms + max(
                     0.0, mean_ms * (1.0 + self.active.sp_cv * self._sp_rng.standard_normal()))
             response = MEPResponse(
@@ -426,6 +451,8 @@ class VirtualSubject:
                 device=discharge.device,
                 contraction_percent_mvc=level,
                 silent_period_ms=silent_ms,
+                efficacy=efficacy,
+                coil_pose=pose,
             )
             self.responses.append(response)
         return response

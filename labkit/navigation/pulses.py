@@ -1,0 +1,146 @@
+"""Navigated single pulses: wait until the coil is on target, fire, log the pose, report the MEP.
+
+:class:`NavigatedPulser` wraps a rig (anything with ``pulse(intensity) -> trial``) and a
+navigator client. Each :meth:`NavigatedPulser.pulse`:
+
+1. with a gate, waits until the coil is on target (a fresh pose within the gate's
+   distance, rotation and tilt); while the navigator is disconnected or the pose is stale
+   the pulse is *held* and the hold is logged; after ``hold_timeout_s`` it gives up with a
+   :class:`~labkit.errors.NavigationError` and nothing is fired;
+2. fires through the rig (so every limit of the rig applies);
+3. takes the pose received last before the pulse time, only if it is at most
+   ``client.max_pose_age_s`` old (else the pulse is logged with ``pose_status`` "stale",
+   "no-pose" or "disconnected" and no position);
+4. sends the MEP back to the navigator (``coil_0_response``) so its map shows it.
+
+``log`` holds one row per pulse (the pulse time, intensity, MEP and the pose columns of
+:meth:`~labkit.navigation.gate.PulsePose.as_record`) and ``holds`` every wait.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from labkit.errors import NavigationError
+from labkit.navigation.gate import GateVerdict, PulsePose, TargetGate
+
+__all__ = ["NavigatedPulser", "NavigatedTrial"]
+
+
+@dataclass(frozen=True)
+class NavigatedTrial:
+    """One navigated pulse: the rig's trial and the coil pose that goes with it."""
+
+    trial: Any
+    pose: PulsePose
+    held_s: float
+
+    @property
+    def amplitude_uv(self) -> float:
+        """Peak-to-peak MEP, µV."""
+        return float(self.trial.ptp_uv)
+
+
+class NavigatedPulser:
+    """Fire single pulses on target and log the coil pose of each.
+
+    Parameters
+    ----------
+    rig : object
+        Has ``pulse(intensity_percent) -> trial`` (a :class:`labkit.rig.Rig`); the trial
+        has ``pulse.time_s``, ``ptp_uv``, ``latency_ms`` and ``waveform_uv``.
+    client : object
+        The navigator client (:class:`~labkit.navigation.localite.LocaliteClient`).
+    gate : TargetGate | None
+        Hold firing until on target; None fires at once (the pose is still logged).
+    hold_timeout_s : float
+        Longest hold before giving up, s.
+    send_meps : bool
+        Send each MEP back to the navigator.
+    sleep : callable
+        Wait function (tests pass a fake).
+    """
+
+    def __init__(self, rig: Any, client: Any, gate: TargetGate | None = None, *,
+                 hold_timeout_s: float = 30.0, send_meps: bool = True,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        if not (0 < hold_timeout_s <= 3600):
+            raise ValueError(f"hold_timeout_s = {hold_timeout_s!r} is outside (0, 3600] s")
+        self.rig, self.client, self.gate = rig, client, gate
+        self.hold_timeout_s = float(hold_timeout_s)
+        self.send_meps = send_meps
+        self.sleep = sleep
+        self.log: list[dict[str, Any]] = []
+        self.holds: list[dict[str, Any]] = []
+
+    def check(self) -> GateVerdict:
+        """The gate's verdict now (always ok without a gate)."""
+        if self.gate is None:
+            return GateVerdict(True, "no gate")
+        return self.gate.verdict(self.client.pulse_pose())
+
+    def wait_on_target(self, timeout_s: float | None = None) -> float:
+        """Block until the gate opens; return how long it took, s.
+
+        Raises
+        ------
+        NavigationError
+            When the gate stays closed for ``timeout_s`` (default ``hold_timeout_s``).
+        """
+        limit = self.hold_timeout_s if timeout_s is None else float(timeout_s)
+        start = time.monotonic()
+        verdict = self.check()
+        first_reason = verdict.reason
+        while not verdict.ok:
+            waited = time.monotonic() - start
+            if waited >= limit:
+                self.holds.append({"held_s": waited, "reason": verdict.reason,
+                                   "fired": False})
+                raise NavigationError(f"firing held for {waited:.1f} s and given up: "
+                                      f"{verdict.reason}")
+            self.sleep(0.02)
+            verdict = self.check()
+        waited = time.monotonic() - start
+        if waited > 0:
+            self.holds.append({"held_s": waited, "reason": first_reason, "fired": True})
+        return waited
+
+    def pulse(self, intensity_percent: int) -> NavigatedTrial:
+        """Wait for the target (with a gate), fire one pulse, log its pose and MEP."""
+        held = self.wait_on_target() if self.gate is not None else 0.0
+        trial = self.rig.pulse(intensity_percent)
+        pose = self.client.pulse_pose(trial.pulse.time_s)
+        row: dict[str, Any] = {
+            "pulse_time_s": trial.pulse.time_s,
+            "intensity_percent": intensity_percent,
+            "mep_ptp_uv": float(trial.ptp_uv),
+            "mep_latency_ms": trial.latency_ms,
+            "held_s": held,
+        }
+        row.update(pose.as_record())
+        self.log.append(row)
+        if self.send_meps:
+            self._send_mep(trial)
+        return NavigatedTrial(trial, pose, held)
+
+    def _send_mep(self, trial: Any) -> None:
+        wave = np.asarray(getattr(trial, "waveform_uv", []), dtype=float).reshape(-1)
+        times = np.asarray(getattr(trial, "times_ms", []), dtype=float).reshape(-1)
+        profile = getattr(self.rig, "profile", None)
+        start, stop = profile.mep.window_ms if profile is not None else (15.0, 50.0)
+        if times.size == wave.size and wave.size:
+            wave = wave[(times >= start) & (times <= stop)]
+        lo, hi = (float(wave.min()), float(wave.max())) if wave.size else (0.0, 0.0)
+        latency = trial.latency_ms
+        if latency is None or not np.isfinite(latency):
+            latency = 0.0
+        try:
+            self.client.send_mep(float(trial.ptp_uv), float(latency), lo, hi)
+        except (NavigationError, ValueError) as exc:
+            self.holds.append({"held_s": 0.0, "reason": f"MEP not sent to the navigator: "
+                                                          f"{exc}", "fired": True})

@@ -10,13 +10,15 @@ import labkit
 from labkit.errors import NavigationError
 from labkit.navigation import LocaliteClient, TargetGate
 from labkit.navigation.pulses import NavigatedPulser
+from labkit.sim.coil_hand import HandParams
 from labkit.sim.navigation import attach_navigation
 
 
 def test_navigated_pulses_log_the_true_pose_and_hold_while_disconnected():
     with labkit.open_rig("simulated", seed=7) as rig:
-        nav = attach_navigation(rig, rate_hz=50.0)
+        nav = attach_navigation(rig, rate_hz=50.0, hand=HandParams(settle_tau_s=0.6))
         client = LocaliteClient(*nav.address, max_pose_age_s=0.2, reconnect_interval_s=0.1)
+        x = int(round(1.2 * rig.subject.resting_motor_threshold_percent))
         with client:
             client.wait_for_pose()
             target = nav.spatial.optimal_pose()
@@ -24,9 +26,8 @@ def test_navigated_pulses_log_the_true_pose_and_hold_while_disconnected():
             client.set_target(1, target)
             pulser = NavigatedPulser(rig, client, TargetGate(max_distance_mm=3.0),
                                      hold_timeout_s=5.0)
-            x = int(round(1.2 * rig.subject.resting_motor_threshold_percent))
             trials = [pulser.pulse(x) for _ in range(3)]
-            # the coil travelled from C3 to the hotspot first: the first pulse was held
+            # the coil travels from C3 to the hotspot (~1 s): the first pulse was held
             assert trials[0].held_s > 0.0 and pulser.holds[0]["fired"]
             for trial, response in zip(trials, rig.subject.responses, strict=True):
                 assert trial.pose.status == "ok" and trial.pose.age_s <= 0.2
@@ -35,6 +36,9 @@ def test_navigated_pulses_log_the_true_pose_and_hold_while_disconnected():
                 assert trial.pose.pose.distance_mm(response.coil_pose) < 1.0
                 assert response.efficacy > 0.97
             assert len(pulser.log) == 3 and pulser.log[0]["pose_status"] == "ok"
+            deadline = time.monotonic() + 3.0  # the last MEP may still be on the wire
+            while len(nav.emulator.responses) < 3 and time.monotonic() < deadline:
+                time.sleep(0.01)
             assert len(nav.emulator.responses) == 3  # every MEP went back to the navigator
             assert nav.emulator.pulses == 3  # and every discharge reached it (didt)
             # the navigator goes away: firing is held, then given up; nothing is fired

@@ -11,6 +11,7 @@ if "labkit.sim.urlhandlers" not in serial.protocol_handler_packages:
     serial.protocol_handler_packages.append("labkit.sim.urlhandlers")
 
 from labkit.sim.amplifier import EEGAmplifier, EMGAmplifier  # noqa: E402
+from labkit.sim.duomag_emulator import DuoMAGEmulator  # noqa: E402
 from labkit.sim.eeg import MuEEGSource  # noqa: E402
 from labkit.sim.events import Coil, Discharge  # noqa: E402
 from labkit.sim.magpro_emulator import MagProEmulator  # noqa: E402
@@ -21,7 +22,7 @@ from labkit.sim.transport import SerialEmulator  # noqa: E402
 from labkit.sim.ttl import WiredTrigger  # noqa: E402
 
 __all__ = [
-    "Coil", "Discharge", "EEGAmplifier", "EMGAmplifier", "MagProEmulator", "MagstimEmulator",
-    "MuEEGSource", "SerialEmulator", "StatisticalMEPModel", "VirtualSubject",
+    "Coil", "Discharge", "DuoMAGEmulator", "EEGAmplifier", "EMGAmplifier", "MagProEmulator",
+    "MagstimEmulator", "MuEEGSource", "SerialEmulator", "StatisticalMEPModel", "VirtualSubject",
     "WiredTrigger", "sample_population",
 ]

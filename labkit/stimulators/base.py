@@ -81,6 +81,8 @@ class Stimulator(ABC):
 
     #: Serial line speed of the vendor protocol.
     baudrate: ClassVar[int] = 9600
+    #: Stop bits of the vendor protocol.
+    stopbits: ClassVar[float] = serial.STOPBITS_ONE
     #: Seconds between keep-alive messages (the unit drops control after ~1 s).
     keepalive_interval_s: ClassVar[float] = 0.5
 
@@ -132,7 +134,7 @@ class Stimulator(ABC):
                 baudrate=self.baudrate,
                 bytesize=serial.EIGHTBITS,
                 parity=serial.PARITY_NONE,
-                stopbits=serial.STOPBITS_ONE,
+                stopbits=self.stopbits,
                 timeout=self.timeout_s,
                 write_timeout=self.timeout_s,
             )

@@ -374,7 +374,7 @@ def test_low_disk_space_stops_stimulation_before_data_is_lost(tmp_path, monkeypa
     assert "disk almost full" in stop.payload["reason"]
     assert stop.payload["pulses_delivered"] == runner.pulses_delivered
     assert len(read_log(ses.path, kind="pulse")) == runner.pulses_delivered
-    assert read_log(ses.path, kind="fault")[0].payload["what"] == "recording failed"
+    assert read_log(ses.path, kind="fault")[0].payload["what"] == "low disk space"
     _, stamps, _ = read_recording(ses.path / "recordings" / "emg")
     assert np.all(np.diff(stamps) < 1.5 / 5000.0)
 

@@ -474,3 +474,69 @@ def test_clean_resume_logs_no_fault(tmp_path):
     Session(tmp_path, "01", "01").close()
     Session.resume(tmp_path, "01", "01").close()
     assert [r.kind for r in read_log(_session_log(tmp_path))].count("fault") == 0
+
+
+# -- latched storage faults ----------------------------------------------------------------
+def test_low_disk_space_latches_until_cleared_runs_stop_and_later_runs_are_refused(
+        tmp_path, monkeypatch):
+    import runner_helpers
+
+    import labkit.recording as recording
+    from labkit.rig import open_rig
+    from labkit.runner import ProtocolRunner
+    from labkit.session import Session
+    from labkit.session.storage import StorageFaultError
+
+    free = [10 * 2**30]
+    monkeypatch.setattr(recording, "_free_bytes", lambda path: free[0])
+
+    def protocol():
+        return runner_helpers.rtms(per_train=50, trains=1, name="latch-rtms")
+
+    with open_rig("simulated") as rig, Session(tmp_path, "L01", 1) as ses:
+        emu = rig.hardware.emulator
+        emu.recharge_s = 0.0
+        rec = ses.record(rig.hardware.emg_stream.name, "emg", duplicate_wait_s=0.0,
+                         source_id=rig.hardware.emg_stream.source_id, flush_interval_s=0.05)
+        # 1. a run not tied to the latch stops at its next pulse (no on_fault wired)
+        first = ProtocolRunner(rig.stimulator, protocol(), 50.0, log=ses.sink, progress=False)
+        first.start()
+        _wait_for(lambda: first.pulses_delivered >= 5)
+        free[0] = 10 * 2**20  # below the recorder's 64 MiB floor
+        _wait_for(lambda: ses.storage.fault is not None, 2.0)
+        at_latch = emu.pulses_delivered
+        assert first.join(2.0) == "failed" and isinstance(first.error, StorageFaultError)
+        assert emu.pulses_delivered - at_latch <= 1 and not emu.armed
+        # 2. while latched, new runs refuse before anything is armed
+        for _ in range(2):
+            with pytest.raises(StorageFaultError, match=r"low disk space \(emg\).*refused"):
+                ProtocolRunner(rig.stimulator, protocol(), 50.0, log=ses.sink,
+                               progress=False).start()
+        with pytest.raises(StorageFaultError, match="low disk space"):
+            ses.guard(ProtocolRunner(rig.stimulator, protocol(), 50.0, log=ses.sink,
+                                     progress=False))
+        assert emu.pulses_delivered == first.pulses_delivered and not emu.armed
+        time.sleep(0.3)
+        assert ses.storage.fault.what == "low disk space" and rec.running  # still recording
+        # 3. cleared on purpose; a guarded run stops at once when space runs short again
+        free[0] = 10 * 2**30
+        assert ses.clear_storage_fault("freed 10 GiB").what == "low disk space"
+        third = ses.guard(ProtocolRunner(rig.stimulator, protocol(), 50.0, log=ses.sink,
+                                         progress=False))
+        third.start()
+        _wait_for(lambda: third.pulses_delivered >= 5)
+        free[0] = 10 * 2**20
+        low_at = pylsl.local_clock()
+        assert third.join(2.0) == "stopped" and pylsl.local_clock() - low_at < 0.5
+        assert third.stop_reason.startswith("storage: low disk space (emg)")
+        assert third.pulses_delivered < 50 and not emu.armed
+        ses.stop_recordings()
+    records = read_log(ses.path)
+    faults = [r.payload for r in records if r.kind == "fault"]
+    assert {f["what"] for f in faults} == {"low disk space"}  # never "recording failed"
+    assert [f.get("refused") for f in faults if "refused" in f] == [
+        "protocol run", "protocol run", "protocol run"]
+    cleared = [r.payload for r in records if r.kind == "storage_fault_cleared"]
+    assert len(cleared) == 1 and cleared[0]["reason"] == "freed 10 GiB"
+    pulses = [r for r in records if r.kind == "pulse"]
+    assert len(pulses) == emu.pulses_delivered  # every pulse that happened is logged

@@ -185,6 +185,9 @@ class FakeSession:
     def log_threshold(self, value, *, method, kind="rmt", n_pulses=None):
         self.thresholds.append((value, method, kind, n_pulses))
 
+    def check_storage(self, action):
+        """Storage is fine (see test_hunter_refuses_to_fire_while_storage_is_faulted)."""
+
 
 def wait_for(predicate, timeout_s=3.0):
     deadline = time.monotonic() + timeout_s
@@ -477,6 +480,23 @@ def test_hunter_auto_finds_the_threshold_and_logs_it_to_the_session():
     assert f"RMT = {hunter.result:.0f} %MSO" in hunter.result_label.value
     assert stim.armed is False  # disarmed at the end
     assert hunter.fire_button.disabled
+
+
+def test_hunter_refuses_to_fire_while_storage_is_faulted(tmp_path):
+    from labkit.recording import LowDiskSpaceError
+    from labkit.session import Session, read_log
+
+    stim = FakeStimulator().connect()
+    with Session(tmp_path, "01") as session:
+        session.storage.trip(LowDiskSpaceError("2.0 MiB free"), "emg")
+        hunter = ThresholdHunter(stim, MLPest(start=60), FakeSource(stim), session=session,
+                                 interval_s=0.0)
+        hunter.fire_button.click()
+        assert hunter.wait(5.0)
+        assert stim.pulse_count == 0
+        assert hunter.trial_label.value.startswith("StorageFaultError: low disk space (emg)")
+    refused = read_log(session.path, kind="fault")[-1].payload
+    assert refused["what"] == "low disk space" and refused["refused"] == "threshold hunt"
 
 
 def test_hunter_auto_rejects_noisy_background_and_stop_ends_it():

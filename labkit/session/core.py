@@ -26,11 +26,15 @@ from labkit.session.log import (
     SessionLogError,
     read_log,
 )
+from labkit.session.storage import StorageFault, StorageLatch, fault_kind
 
 RECORDINGS_DIR = "recordings"
 #: Allowed values of ``when`` for a pain rating.
 PAIN_WHEN = ("before", "after", "follow-up")
 #: Packages whose versions :meth:`Session.log_versions` records.
+#: Log kinds that begin stimulation; the sink refuses them while storage is faulted
+#: (``"safety"`` is the verdict a protocol runner logs before it starts).
+STIMULATION_START_KINDS = ("safety",)
 VERSIONED_PACKAGES = (
     "labkit", "numpy", "scipy", "numba", "mne", "mne-lsl", "pylsl", "pyserial", "pandas",
     "pydantic", "mne-bids", "ipywidgets",
@@ -99,8 +103,8 @@ class Session:
     on_fault : callable | None
         Called with the error when storage fails in a background thread: a recorder's
         :class:`~labkit.recording.RecordingError` / ``LowDiskSpaceError`` or a queued log
-        write's :class:`SessionLogError`. A protocol runner passes its stop here so that
-        stimulation stops before data is lost. Runs in that thread; keep it short.
+        write's :class:`SessionLogError`. Runs in that thread; keep it short. Every such
+        fault also latches :attr:`storage` (see :meth:`guard`, :meth:`check_storage`).
     log_opener : callable | None
         Passed to :class:`SessionLog` (tests: simulated full disk).
     operator : str | None
@@ -156,6 +160,8 @@ class Session:
             raise SessionError(f"{self.path}: no session to resume (no {LOG_FILE})")
         self.recordings_dir.mkdir(parents=True, exist_ok=True)
         self.on_fault = on_fault
+        #: Storage-fault latch: set by low disk space or a write error until cleared.
+        self.storage = StorageLatch(clock)
         self.log = SessionLog(self.log_path, clock=clock, opener=log_opener,
                               on_error=self._fault)
         self.recorders: dict[str, StreamRecorder] = {}
@@ -184,9 +190,59 @@ class Session:
             torn_bytes=repair.torn_bytes, newline_restored=repair.newline_restored,
         )
 
-    def _fault(self, err: LabkitError) -> None:
+    def _fault(self, err: LabkitError, source: str = "log") -> None:
+        self.storage.trip(err, source)
         if self.on_fault is not None:
             self.on_fault(err)
+
+    # -- storage faults ----------------------------------------------------------------
+    def check_storage(self, action: str = "stimulation") -> None:
+        """Refuse ``action`` while a storage fault is latched.
+
+        Logs a ``fault`` record (``what`` = ``"low disk space"``, ``"disk full"`` or
+        ``"write failed"``) and raises :class:`~labkit.session.storage.StorageFaultError`.
+        Hunts and panels call this before they fire; the :meth:`sink` calls it when a
+        protocol runner is about to start.
+        """
+        fault = self.storage.fault
+        if fault is None:
+            return
+        try:
+            self.log_fault(fault.what, refused=action, source=fault.source,
+                           since_s=fault.time_s)
+        except (SessionLogError, ValueError):
+            pass
+        self.storage.check(action)
+
+    def guard(self, runner: Any) -> Any:
+        """Tie a protocol runner to the storage latch; returns it.
+
+        Refuses (raises) while a fault is latched; afterwards, a fault stops the runner
+        at once (``runner.stop(reason=...)``) however long its run.
+        """
+        self.check_storage("protocol run")
+        self.storage.subscribe(lambda why: runner.stop(reason=f"storage: {why}", wait=False))
+        return runner
+
+    def clear_storage_fault(self, reason: str) -> StorageFault | None:
+        """Unlatch the storage fault (after freeing space) and log who cleared it and why.
+
+        Refused while a recorder of this session has failed: stop it
+        (:meth:`stop_recordings`) and record anew first. Recorders check free space again
+        and trip the latch anew if it is still short.
+        """
+        if not isinstance(reason, str) or not reason.strip():
+            raise ConfigError("say why the storage fault is cleared", field="reason")
+        failed = [label for label, rec in self.recorders.items() if rec.failed]
+        if failed:
+            self.storage.check(f"clearing while recordings {failed} have failed")
+        fault = self.storage.clear()
+        if fault is not None:
+            for rec in self.recorders.values():
+                rec.recheck_free_space()
+            self.log.append("storage_fault_cleared", what=fault.what, source=fault.source,
+                            since_s=fault.time_s, reason=reason.strip())
+        return fault
 
     @staticmethod
     def _next_session_number(subject_dir: Path) -> str:
@@ -225,8 +281,12 @@ class Session:
         """
         body = dict(payload)
         time_s = body.pop("time_s", None)
+        if kind in STIMULATION_START_KINDS:
+            self.check_storage("protocol run")
         if kind == "pulse":
-            return self.log.append_nowait(kind, time_s=time_s, **body)
+            record = self.log.append_nowait(kind, time_s=time_s, **body)
+            self.storage.check("further pulses")  # a runner not guarded stops here
+            return record
         return self.log.append(kind, time_s=time_s, **body)
 
     def note(self, text: str) -> LogRecord:
@@ -366,13 +426,14 @@ class Session:
         user_cb = kwargs.pop("on_error", None)
 
         def on_error(err: RecordingError) -> None:
+            self.storage.trip(err, label)  # first: guarded runners stop now
             try:
-                self.log_fault("recording failed", recording=label, error=str(err))
+                self.log_fault(fault_kind(err), recording=label, error=str(err))
             except (SessionLogError, ValueError):
                 pass
             if user_cb is not None:
                 user_cb(err)
-            self._fault(err)
+            self._fault(err, label)
 
         rec = StreamRecorder(source, target, on_error=on_error, **kwargs)
         self.recorders[label] = rec

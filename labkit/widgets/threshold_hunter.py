@@ -167,6 +167,7 @@ class ThresholdHunter(widgets.VBox):
     # ------------------------------------------------------------------ jobs
     def _fire_once(self) -> MEPTrial:
         self.estop.check()
+        self._check_storage()
         if self.done:
             raise StimulatorError("the hunt is over; the threshold is logged")
         if self._pending is not None:
@@ -178,6 +179,7 @@ class ThresholdHunter(widgets.VBox):
         if wait_s > 0 and self._stop.wait(wait_s):
             raise StimulatorError("stopped")
         self.estop.check()
+        self._check_storage()
         event = self.stimulator.fire()
         self._last_pulse_s = time.monotonic()
         trial = self.source.epoch(event.time_s)
@@ -193,6 +195,11 @@ class ThresholdHunter(widgets.VBox):
         self.accept_button.disabled = False
         self.reject_button.disabled = False
         return trial
+
+    def _check_storage(self) -> None:
+        """Refuse to fire while the session's storage is faulted (low disk space...)."""
+        if self.session is not None:
+            self.session.check_storage("threshold hunt")
 
     def _ensure_ready(self) -> None:
         status = self.stimulator.status()

@@ -144,3 +144,35 @@ class NavigatedPulser:
         except (NavigationError, ValueError) as exc:
             self.holds.append({"held_s": 0.0, "reason": f"MEP not sent to the navigator: "
                                                           f"{exc}", "fired": True})
+
+
+def run_navigated_hunt(pulser: NavigatedPulser, hunt: Any, intensity_percent: int, *,
+                       first_target_index: int = 1) -> None:
+    """Deliver a :class:`labkit.hotspot.HotspotHunt` on a navigated rig.
+
+    Before the first pulse of each site the navigator's target is switched to that site
+    (target ``first_target_index + site.index``, planned in the navigator beforehand);
+    the pulser's gate then holds firing until the operator has the coil there. Each
+    pulse is recorded with its measured pose.
+    """
+    current = None
+    while not hunt.done:
+        site = hunt.next_site()
+        if site.index != current:
+            pulser.client.set_target(first_target_index + site.index, site.pose)
+            current = site.index
+        trial = pulser.pulse(intensity_percent)
+        hunt.record(site.index, trial.amplitude_uv, trial.pose.pose)
+
+
+def run_navigated_scan(pulser: NavigatedPulser, scan: Any, intensity_percent: int, *,
+                       first_target_index: int = 100) -> None:
+    """Deliver a :class:`labkit.hotspot.OrientationScan` on a navigated rig.
+
+    Angle ``k`` of the scan is navigator target ``first_target_index + k``.
+    """
+    while not scan.done:
+        k, _ = scan.next_angle()
+        pulser.client.set_target(first_target_index + k, scan.next_pose())
+        trial = pulser.pulse(intensity_percent)
+        scan.record(trial.amplitude_uv)

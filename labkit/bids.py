@@ -58,7 +58,7 @@ from labkit.nibs import (
     build_tables,
     event_id,
 )
-from labkit.recording import read_recording, to_raw
+from labkit.recording import RecordingError, read_markers, read_recording, to_raw
 from labkit.session import LogRecord, Session, check_session_id, check_subject_id, read_log
 
 __all__ = [
@@ -114,6 +114,28 @@ EVENT_COLUMNS: dict[str, dict[str, str]] = {
                                      "draft)"},
     "nibs_position_id": {"Description": "Coil position (nibs/*_markers.tsv, NIBS-BIDS draft)"},
     "lsl_time_s": {"Description": "Pulse time on the LSL local_clock", "Units": "s"},
+    "source": {"Description": "What delivered the pulse", "Levels": {
+        "protocol": "a protocol run (labkit runner)",
+        "closed_loop": "the EEG-phase-triggered controller",
+        "paired_pulse": "a paired pulse (two outputs, ipi_ms apart)",
+        "single": "a single pulse outside a protocol (threshold hunt, panel, manual)"}},
+    "in_marker_stream": {"Description": "The pulse is in the recorded pulse-marker stream "
+                                        "(false: logged but its marker was not recorded)"},
+    "condition": {"Description": "Closed-loop condition (phase-locked or random timing)"},
+    "closed_loop_index": {"Description": "0-based pulse number within the closed-loop run"},
+    "target_phase_rad": {"Description": "Targeted mu phase (cosine convention)",
+                         "Units": "rad"},
+    "estimated_phase_rad": {"Description": "Mu phase the controller predicted at the pulse",
+                            "Units": "rad"},
+    "true_phase_rad": {"Description": "Simulated ground-truth phase at the pulse",
+                       "Units": "rad"},
+    "amplitude_uv": {"Description": "Tracked mu amplitude at the decision", "Units": "uV"},
+    "freq_hz": {"Description": "Tracked mu frequency at the decision", "Units": "Hz"},
+    "loop_delay_s": {"Description": "Decision-to-pulse delay the controller compensated",
+                     "Units": "s"},
+    "decision_to_return_ms": {"Description": "Driver round trip of the fire command",
+                              "Units": "ms"},
+    "sample_to_fire_ms": {"Description": "Newest EEG sample to pulse", "Units": "ms"},
 }
 _EVENT_KEY_ALIASES = {"index": "pulse_index"}
 #: Log keys never exported, because they would unblind a sham-controlled study.
@@ -432,9 +454,14 @@ class BIDSExport:
     nibs_files : list of pathlib.Path
         The BEP037 sidecars.
     n_pulses : int
-        Logged pulses that fell inside at least one recording (so are in events files).
+        Delivered pulses (log and pulse markers, each once) inside at least one
+        recording, so in the events files.
     pulses_outside : int
-        Logged pulses that fell outside every recording (not in any events file).
+        Delivered pulses outside every recording (not in any events file).
+    pulses_not_logged : int
+        Pulses found only in the marker stream (e.g. a threshold hunt outside a runner).
+    pulses_without_marker : int
+        Logged pulses missing from a recorded marker stream (0 without a marker recording).
     """
 
     root: Path
@@ -443,6 +470,8 @@ class BIDSExport:
     nibs_files: list[Path] = field(default_factory=list)
     n_pulses: int = 0
     pulses_outside: int = 0
+    pulses_not_logged: int = 0
+    pulses_without_marker: int = 0
 
 
 def _tsv_value(value: Any) -> str:
@@ -478,13 +507,123 @@ def _write_json(path: Path, obj: dict) -> None:
     path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def _pulse_source(payload: dict) -> str:
-    """``rtms`` for pulses of a protocol run, ``single`` for the others."""
-    return "rtms" if any(k in payload for k in ("train", "train_index", "protocol")) else \
-        "single"
+@dataclass(frozen=True)
+class DeliveredPulse:
+    """One pulse the unit delivered, from the session log, the marker stream, or both.
+
+    Attributes
+    ----------
+    time_s : float
+        LSL time of the pulse.
+    source : str
+        ``protocol`` (a protocol run), ``closed_loop``, ``paired_pulse``, ``single`` (a
+        single pulse: threshold hunt, panel, manual) or what the marker itself says.
+    params : dict
+        Exported parameters (log payload, completed by the marker's fields).
+    in_markers : bool | None
+        Found in the recorded pulse-marker stream (``None``: no marker recording).
+    logged : bool
+        Found in the session log.
+    """
+
+    time_s: float
+    source: str
+    params: dict
+    in_markers: bool | None
+    logged: bool = True
 
 
-def _pulse_rows(pulses: list[LogRecord], stamps: np.ndarray, sfreq: float,
+#: Log kinds that are delivered pulses, with the payload key holding the pulse time.
+PULSE_LOG_KINDS = {"pulse": None, "closed_loop_pulse": "fire_time_s"}
+#: Closed-loop payload keys renamed in events.tsv (its index is not the driver's count).
+_CLOSED_LOOP_ALIASES = {"index": "closed_loop_index"}
+_CLOSED_LOOP_DROP = ("sample_time_s", "decision_time_s", "fire_time_s", "return_time_s")
+
+
+def _log_source(kind: str, payload: dict) -> str:
+    if kind == "closed_loop_pulse":
+        return "closed_loop"
+    if any(k in payload for k in ("train", "train_index")):
+        return "protocol"
+    if payload.get("ipi_ms") is not None:
+        return "paired_pulse"
+    return str(payload.get("source") or "single")
+
+
+def _marker_pulses(rec_dir: Path) -> list[tuple[float, dict]] | None:
+    """``(time, marker dict)`` of every recorded pulse marker; ``None`` without a recording."""
+    if not rec_dir.is_dir():
+        return None
+    found: list[tuple[float, dict]] | None = None
+    for path in sorted(rec_dir.iterdir()):
+        if not (path / "header.json").exists():
+            continue
+        try:
+            values, stamps, _ = read_markers(path)
+        except RecordingError:
+            continue  # not a marker recording
+        found = found or []
+        for value, stamp in zip(values, stamps, strict=True):
+            try:
+                marker = json.loads(value)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(marker, dict) and marker.get("event") == "pulse":
+                found.append((float(stamp), marker))
+    return None if found is None else sorted(found, key=lambda m: m[0])
+
+
+def delivered_pulses(records: list[LogRecord], markers: list[tuple[float, dict]] | None,
+                     tolerance_s: float = 0.002) -> list[DeliveredPulse]:
+    """Every delivered pulse exactly once: log pulses matched to recorded markers.
+
+    Each log pulse (``pulse`` and ``closed_loop_pulse`` records) is matched to the nearest
+    unmatched marker within ``tolerance_s``; markers nobody logged (a threshold hunt, a
+    panel's Fire button) are pulses too and are added from the marker alone; log pulses
+    without a marker are kept (``in_markers`` False).
+    """
+    log_pulses = []
+    for r in records:
+        if r.kind not in PULSE_LOG_KINDS:
+            continue
+        key = PULSE_LOG_KINDS[r.kind]
+        t = r.payload.get(key) if key else r.time_s
+        if not isinstance(t, (int, float)):
+            continue
+        params = {}
+        for k, v in r.payload.items():
+            if r.kind == "closed_loop_pulse":
+                if k in _CLOSED_LOOP_DROP:
+                    continue
+                k = _CLOSED_LOOP_ALIASES.get(k, k)
+            params[k] = v
+        log_pulses.append((float(t), _log_source(r.kind, r.payload), params))
+    times = np.array([m[0] for m in markers or []], dtype=np.float64)
+    used = np.zeros(len(times), dtype=bool)
+    out = []
+    for t, source, params in sorted(log_pulses, key=lambda x: x[0]):
+        in_markers: bool | None = None if markers is None else False
+        if len(times):
+            lo = int(np.searchsorted(times, t - tolerance_s))
+            hi = int(np.searchsorted(times, t + tolerance_s, side="right"))
+            free = [i for i in range(lo, hi) if not used[i]]
+            if free:
+                best = min(free, key=lambda i: abs(times[i] - t))
+                used[best] = True
+                in_markers = True
+                for k, v in markers[best][1].items():
+                    if k != "event":
+                        params.setdefault(k, v)
+        out.append(DeliveredPulse(t, source, params, in_markers))
+    for i in np.flatnonzero(~used):
+        marker = {k: v for k, v in markers[i][1].items() if k != "event"}
+        source = "paired_pulse" if marker.get("ipi_ms") is not None else str(
+            marker.get("source") or "single")
+        out.append(DeliveredPulse(float(times[i]), source, marker, True, logged=False))
+    return sorted(out, key=lambda p: p.time_s)
+
+
+def _pulse_rows(pulses: list[DeliveredPulse], stamps: np.ndarray, sfreq: float,
                 rmt_percent: float | None = None, *, arm: str | None = None,
                 protocol_label: str | None = None) -> list[dict]:
     """Events rows for the pulses inside the recording.
@@ -505,13 +644,16 @@ def _pulse_rows(pulses: list[LogRecord], stamps: np.ndarray, sfreq: float,
         onset = position / sfreq
         row: dict[str, Any] = {
             "onset": round(onset, 6), "duration": 0, "trial_type": PULSE_TRIAL_TYPE,
-            "sample": int(round(position)), "lsl_time_s": round(p.time_s, 6),
+            "sample": int(round(position)), "source": p.source,
+            "lsl_time_s": round(p.time_s, 6),
         }
-        for key, value in p.payload.items():
+        if p.in_markers is not None:
+            row["in_marker_stream"] = p.in_markers
+        for key, value in p.params.items():
             if isinstance(value, (dict, list)) or key in UNBLINDING_KEYS:
                 continue
             name = _EVENT_KEY_ALIASES.get(key, key)
-            if name in ("onset", "duration", "trial_type", "sample"):
+            if name in ("onset", "duration", "trial_type", "sample", "source"):
                 name = f"pulse_{name}"
             row[name] = value
         if protocol_label is not None and "protocol" in row:
@@ -522,7 +664,7 @@ def _pulse_rows(pulses: list[LogRecord], stamps: np.ndarray, sfreq: float,
         if ("intensity_rmt_percent" not in row and rmt_percent
                 and isinstance(mso, (int, float)) and not isinstance(mso, bool)):
             row["intensity_rmt_percent"] = round(100.0 * mso / rmt_percent, 1)
-        row["nibs_event_id"] = event_id(_pulse_source(p.payload), mso)
+        row["nibs_event_id"] = event_id(p.source, mso)
         row["nibs_position_id"] = POSITION_ID
         rows.append(row)
     return rows
@@ -973,7 +1115,8 @@ def export_bids(
             "allocation=AllocationKey({...}) so events carry a blinded arm code (keep the "
             "key outside the dataset)")
     root.mkdir(parents=True, exist_ok=True)
-    pulses = [r for r in records if r.kind == "pulse"]
+    pulses = delivered_pulses(records, _marker_pulses(ses_path / "recordings"))
+    facts["n_pulses"] = len(pulses)
     result = BIDSExport(root=root)
     counted: set[int] = set()
     by_type: dict[str, list[Path]] = {}
@@ -993,9 +1136,9 @@ def export_bids(
             sfreq = raw.info["sfreq"]
             rows = _pulse_rows(pulses, stamps, sfreq, facts["rmt_percent"], arm=arm,
                                protocol_label=protocol_label)
-            for p in pulses:
+            for k, p in enumerate(pulses):
                 if stamps[0] <= p.time_s <= stamps[-1]:
-                    counted.add(p.seq)
+                    counted.add(k)
             if rows:
                 raw.set_annotations(mne.Annotations(
                     [r["onset"] for r in rows], [0.0] * len(rows), [PULSE_TRIAL_TYPE] * len(rows)
@@ -1031,6 +1174,8 @@ def export_bids(
                 all_rows += rows
     result.n_pulses = len(counted)
     result.pulses_outside = len(pulses) - len(counted)
+    result.pulses_not_logged = sum(not p.logged for p in pulses)
+    result.pulses_without_marker = sum(p.in_markers is False for p in pulses)
     stem = f"sub-{sub}_ses-{ses}_task-{task}"
     ses_dir = root / f"sub-{sub}" / f"ses-{ses}"
     intended = [f"bids::{p.relative_to(root).as_posix()}" for p in result.events_files]

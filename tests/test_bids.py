@@ -132,14 +132,14 @@ def test_export_layout_events_and_sidecars(tmp_path):
     events_json = json.loads((base / "emg" / "sub-P007_ses-01_task-rtms_events.json")
                              .read_text())
     assert events_json["intensity_rmt_percent"]["Units"] == "% RMT"
-    assert {r["nibs_event_id"] for r in rows} == {"rtms_47pct"}
+    assert {r["nibs_event_id"] for r in rows} == {"protocol_47pct"}
     assert {r["nibs_position_id"] for r in rows} == {"target1"}
     # NIBS-BIDS v6.3: one row per parameter set, linked to the events by nibs_event_id
     nibs_tsv = base / "nibs" / "sub-P007_ses-01_task-rtms_nibs.tsv"
     header, values = nibs_tsv.read_text().splitlines()
     nibs = dict(zip(header.split("\t"), values.split("\t"), strict=True))
     assert header.split("\t")[:2] == ["nibs_event_id", "nibs_type"]
-    assert nibs["nibs_event_id"] == "rtms_47pct" and nibs["nibs_type"] == "TMS"
+    assert nibs["nibs_event_id"] == "protocol_47pct" and nibs["nibs_type"] == "TMS"
     assert nibs["stimulus_intensity"] == "47" and nibs["stimulus_shape"] == "Biphasic"
     assert nibs["intensity_reference"] == "rMT" and nibs["intensity_scaling"] == "0.904"
     assert nibs["stimulus_count"] == "10"
@@ -231,7 +231,7 @@ def test_nibs_sidecar_from_a_shipped_protocol(tmp_path):
     nibs_tsv, nibs_json, markers_tsv, _ = out.nibs_files
     header, values = nibs_tsv.read_text().splitlines()
     nibs = dict(zip(header.split("\t"), values.split("\t"), strict=True))
-    assert nibs["nibs_event_id"] == "rtms_45pct" and nibs["stimulus_count"] == "3"
+    assert nibs["nibs_event_id"] == "protocol_45pct" and nibs["stimulus_count"] == "3"
     assert nibs["intensity_reference"] == "rMT" and nibs["intensity_scaling"] == "0.9"
     sidecar = json.loads(nibs_json.read_text())
     assert sidecar["ElementSet"][0]["ModelName"] == "figure-of-eight"  # from the protocol

@@ -188,3 +188,69 @@ def test_emg_channels_without_a_named_muscle_are_refused(tmp_path):
     ses.close()
     with pytest.raises(BIDSExportError, match=r"no target muscle for channel\(s\) \['ADM'\]"):
         export_bids(ses, tmp_path / "bids")
+
+
+def write_fake_markers(path: Path, markers: list[tuple[float, dict]]) -> None:
+    """A pulse-marker recording in labkit's on-disk format (what StreamRecorder writes)."""
+    path.mkdir(parents=True)
+    header = {"format_version": 1, "name": "fake-pulses", "type": "Markers",
+              "source_id": "fake", "hostname": "test", "sfreq": 0.0, "n_channels": 1,
+              "ch_names": ["ch1"], "units": [""], "ch_types": ["misc"],
+              "channel_format": "string", "sample_dtype": None, "time_dtype": "<f8",
+              "created_local_clock_s": T0, "created_unix_s": 1.7e9}
+    (path / "header.json").write_text(json.dumps(header))
+    lines = [json.dumps({"time_s": t, "values": [json.dumps({"event": "pulse", **m})]})
+             for t, m in markers]
+    (path / "markers.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def test_every_marker_stream_pulse_is_exported_exactly_once_with_its_source(tmp_path):
+    """Hunt pulses (never logged), closed-loop pulses (logged as closed_loop_pulse) and a
+    protocol train (logged as pulse) all reach events.tsv, each once."""
+    ses = Session(tmp_path / "data", "P007", 1, clock=lambda: T0)
+    log_setup(ses, device=True)
+    write_fake_recording(ses.recordings_dir / "emg", np.zeros((2, 20000)), T0)
+    ses.log_threshold(50, method="bayesian")
+    markers = []
+    for k in range(3):  # threshold hunt through rig.pulse: markers only
+        markers.append((T0 + 0.5 + k * 0.3, {"device": "Magstim", "index": k,
+                                             "intensity_percent": 48 + k}))
+    for k in range(4):  # closed loop: the controller logs its own records
+        t = T0 + 2.0 + k * 0.7 + 1e-5  # the recorder's stamp differs by microseconds
+        markers.append((t, {"device": "Magstim", "index": 3 + k, "intensity_percent": 60}))
+        ses.sink("closed_loop_pulse", {
+            "index": k, "condition": "phase" if k % 2 else "random", "target_phase_rad": 0.0,
+            "sample_time_s": t - 0.004, "decision_time_s": t - 0.001, "fire_time_s": t - 1e-5,
+            "return_time_s": t + 0.002, "estimated_phase_rad": 0.1, "true_phase_rad": None,
+            "amplitude_uv": 3.0, "freq_hz": 10.5, "loop_delay_s": 0.001})
+    for k in range(5):  # a protocol train: runner pulses
+        t = T0 + 6.0 + k * 0.1
+        markers.append((t, {"device": "Magstim", "index": 7 + k, "intensity_percent": 45}))
+        ses.sink("pulse", {"index": 7 + k, "time_s": t, "intensity_percent": 45, "train": 0,
+                           "protocol": "m1_10hz_pain_1000"})
+    ses.sink("pulse", {"index": 99, "time_s": T0 + 8.0, "intensity_percent": 45, "train": 1,
+                       "protocol": "m1_10hz_pain_1000"})  # its marker was lost
+    write_fake_markers(ses.recordings_dir / "markers", markers)
+    ses.close()
+    out = export_bids(ses, tmp_path / "bids")
+    rows = exported_pulses(out.events_files[0])
+    assert out.n_pulses == len(rows) == 13
+    assert out.pulses_not_logged == 3 and out.pulses_without_marker == 1
+    marker_times = sorted(round(t, 6) for t, _ in markers)
+    exported = sorted(float(r["lsl_time_s"]) for r in rows if r["in_marker_stream"] == "true")
+    assert exported == pytest.approx(marker_times, abs=2e-5)  # every marker, once
+    assert [r["source"] for r in rows] == ["single"] * 3 + ["closed_loop"] * 4 + [
+        "protocol"] * 6
+    hunt = rows[:3]
+    assert [r["intensity_percent"] for r in hunt] == ["48", "49", "50"]
+    loop = rows[3:7]
+    assert [r["condition"] for r in loop] == ["random", "phase", "random", "phase"]
+    assert {r["intensity_percent"] for r in loop} == {"60"}  # from the marker
+    assert [r["closed_loop_index"] for r in loop] == ["0", "1", "2", "3"]
+    assert [r["pulse_index"] for r in loop] == ["3", "4", "5", "6"]  # the driver's count
+    assert rows[-1]["in_marker_stream"] == "false"
+    nibs = exported_pulses(next(p for p in out.nibs_files if p.name.endswith("_nibs.tsv")))
+    assert sorted(r["nibs_event_id"] for r in nibs) == [
+        "closed_loop_60pct", "protocol_45pct", "single_48pct", "single_49pct", "single_50pct"]
+    sessions = (tmp_path / "bids" / "sub-P007" / "sub-P007_sessions.tsv").read_text()
+    assert sessions.splitlines()[1].split("\t")[4] == "13"

@@ -73,9 +73,11 @@ __all__ = [
     "RecordingInfo",
     "StreamRecorder",
     "read_clock_offsets",
+    "read_samples",
     "read_markers",
     "read_recording",
     "to_raw",
+    "write_recording",
 ]
 
 HEADER_FILE = "header.json"
@@ -689,19 +691,119 @@ def read_recording(path: str | os.PathLike, *, sync: bool = True, dejitter: bool
     info = _read_header(path)
     if info.is_markers:
         return read_markers(path, sync=sync)
-    n_ch = int(info["n_channels"])
-    data_bytes = (path / DATA_FILE).read_bytes() if (path / DATA_FILE).exists() else b""
-    time_bytes = (path / TIMES_FILE).read_bytes() if (path / TIMES_FILE).exists() else b""
-    row = 4 * n_ch
-    n = min(len(data_bytes) // row, len(time_bytes) // 8)
-    torn = (len(data_bytes) - n * row) + (len(time_bytes) - n * 8)
-    data = np.frombuffer(data_bytes, dtype="<f4", count=n * n_ch).reshape(n, n_ch)
-    stamps = np.frombuffer(time_bytes, dtype="<f8", count=n).copy()
-    info["n_samples"] = n
-    info["torn_bytes"] = torn
+    data, stamps, info = read_samples(path)
     stamps = _synchronise(path, info, stamps, sync=sync, dejitter_stamps=dejitter)
     info.update(_gap_summary(stamps, float(info["sfreq"])))
     return data.T.astype(np.float64), stamps, info
+
+
+def _map(file: Path, dtype: str, count: int) -> np.ndarray:
+    if count == 0:
+        return np.zeros(0, dtype=dtype)
+    return np.memmap(file, dtype=dtype, mode="r", shape=(count,))
+
+
+def read_samples(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, RecordingInfo]:
+    """The complete rows of a numeric recording exactly as stored (no copy, no sync).
+
+    Returns
+    -------
+    samples : ndarray, shape (n, n_channels)
+        little-endian float32, memory-mapped (read-only).
+    timestamps : ndarray, shape (n,)
+        The stored (stream clock) timestamps, memory-mapped.
+    info : RecordingInfo
+        The header plus ``n_samples`` and ``torn_bytes``.
+    """
+    path = Path(path)
+    info = _read_header(path)
+    if info.is_markers:
+        raise RecordingError("a marker recording has no numeric samples; use read_markers",
+                             path=path)
+    n_ch = int(info["n_channels"])
+    data_file, time_file = path / DATA_FILE, path / TIMES_FILE
+    data_size = data_file.stat().st_size if data_file.exists() else 0
+    time_size = time_file.stat().st_size if time_file.exists() else 0
+    n = min(data_size // (4 * n_ch), time_size // 8)
+    info["n_samples"] = n
+    info["torn_bytes"] = (data_size - n * 4 * n_ch) + (time_size - n * 8)
+    samples = _map(data_file, "<f4", n * n_ch).reshape(n, n_ch)
+    return samples, _map(time_file, "<f8", n), info
+
+
+def write_recording(
+    path: str | os.PathLike, header: dict, timestamps: np.ndarray, *,
+    samples: np.ndarray | None = None, values: list[str] | None = None,
+    clock_offsets: tuple[np.ndarray, np.ndarray] | None = None,
+) -> Path:
+    """Write a complete recording at once (an import), in the format the recorder writes.
+
+    Parameters
+    ----------
+    path : str | os.PathLike
+        New recording directory (refused if it holds a recording).
+    header : dict
+        Header fields (``name``, ``type``, ``source_id``, ``sfreq``, ``n_channels``,
+        ``ch_names``, ``units``, ``ch_types``, ``channel_format``...); the format
+        fields are filled in.
+    timestamps : array, shape (n,)
+        The stream's own timestamps, s.
+    samples : array, shape (n, n_channels) | None
+        Numeric samples (stored as float32).
+    values : list of str | None
+        Marker strings (one channel), for a string stream.
+    clock_offsets : (local_times_s, offsets_s) | None
+        Clock-offset measurements on the local clock of the recording.
+
+    Returns
+    -------
+    pathlib.Path
+        The directory.
+    """
+    path = Path(path)
+    if (path / HEADER_FILE).exists():
+        raise RecordingError("already holds a recording; choose a new directory", path=path)
+    path.mkdir(parents=True, exist_ok=True)
+    stamps = np.ascontiguousarray(timestamps, dtype="<f8")
+    files: dict[str, bytes] = {}
+    if values is not None:
+        if len(values) != stamps.size:
+            raise RecordingError(f"{len(values)} markers for {stamps.size} timestamps",
+                                 path=path)
+        files[MARKERS_FILE] = "".join(
+            json.dumps({"time_s": float(t), "values": [v]}) + "\n"
+            for v, t in zip(values, stamps.tolist(), strict=True)).encode("utf-8")
+        fmt = "string"
+    else:
+        block = np.ascontiguousarray(samples, dtype="<f4")
+        if block.ndim != 2 or block.shape[0] != stamps.size:
+            raise RecordingError(f"samples of shape {block.shape} for {stamps.size} timestamps",
+                                 path=path)
+        files[TIMES_FILE] = stamps.tobytes()
+        files[DATA_FILE] = block.tobytes()
+        fmt = "float32"
+    if clock_offsets is not None:
+        rows = np.column_stack([np.asarray(c, dtype="<f8") for c in clock_offsets])
+        files[OFFSETS_FILE] = np.ascontiguousarray(rows, dtype="<f8").tobytes()
+    for name, content in files.items():
+        f = AppendFile(path / name)
+        try:
+            f.write(content)
+        finally:
+            f.close()
+    full = RecordingInfo({
+        **header, "format_version": FORMAT_VERSION, "channel_format": fmt,
+        "sample_dtype": "<f4" if fmt != "string" else None, "time_dtype": "<f8",
+        "timestamps": "stream clock, unmodified; clock offsets in " + OFFSETS_FILE,
+    })
+    tmp = path / (HEADER_FILE + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(full, fh, indent=1)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path / HEADER_FILE)
+    _fsync_dir(path)
+    return path
 
 
 def _gap_summary(stamps: np.ndarray, sfreq: float) -> dict[str, Any]:

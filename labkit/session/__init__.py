@@ -9,7 +9,8 @@ Layout under ``root``::
 A BIDS export (:func:`labkit.bids.export_bids`) goes to a separate root.
 
 Modules: :mod:`~labkit.session.ids` (pseudonymous ids), :mod:`~labkit.session.log`
-(the fsync'd JSONL log), :mod:`~labkit.session.core` (the :class:`Session`).
+(the fsync'd JSONL log), :mod:`~labkit.session.storage` (the storage-fault latch),
+:mod:`~labkit.session.core` (the :class:`Session`).
 
 Every log line is ``{"seq": n, "time_s": t, "kind": "...", "payload": {...}}`` where
 ``time_s`` is LSL ``local_clock()`` (injectable for tests). Each line is written with a
@@ -38,12 +39,14 @@ from labkit.session.log import (
     LOG_FILE,
     LogFormatError,
     LogRecord,
+    LogRepair,
     SessionError,
     SessionLog,
     SessionLogError,
     read_log,
     to_jsonable,
 )
+from labkit.session.storage import StorageFault, StorageFaultError, StorageLatch
 
 __all__ = [
     "KNOWN_KINDS",
@@ -55,11 +58,15 @@ __all__ = [
     "VERSIONED_PACKAGES",
     "LogFormatError",
     "LogRecord",
+    "LogRepair",
     "PersonalDataError",
     "Session",
     "SessionError",
     "SessionLog",
     "SessionLogError",
+    "StorageFault",
+    "StorageFaultError",
+    "StorageLatch",
     "check_session_id",
     "check_subject_id",
     "package_versions",

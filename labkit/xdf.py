@@ -483,9 +483,9 @@ def _label(stream: XDFStream, used: set[str]) -> str:
     base = kind if kind in ("emg", "eeg", "markers") else (
         re.sub(r"[^A-Za-z0-9_]", "_", stream.name)[:24] or f"stream{stream.stream_id}")
     label, k = base, 1
-    while label in used:
+    while label in used:  # emg, emg-2...: the labels Session.record and export_bids use
         k += 1
-        label = f"{base}_{k}"
+        label = f"{base}-{k}"
     used.add(label)
     return label
 
@@ -507,10 +507,12 @@ def import_xdf(
     """Import an XDF file (e.g. from LabRecorder) as a new labkit session.
 
     Every stream becomes a recording (``emg``, ``eeg``, ``markers`` by stream type, else
-    its name) with its own timestamps and clock offsets (local time = collection time +
-    offset), so readers synchronise it as labkit's own recordings. Pulse markers become
-    ``pulse`` records in the session log at their synchronised times, which is where the
-    MEP analyses and the BIDS export look for pulses.
+    its name; ``emg-2``... for more of a type) with its own timestamps and clock offsets
+    (local time = collection time + offset), so readers synchronise it as labkit's own
+    recordings. Numeric samples are stored as float32, labkit's recording format (exact
+    for float32 and int8/int16 streams; double64 and int32/int64 values are rounded).
+    Pulse markers become ``pulse`` records in the session log at their synchronised
+    times, which is where the MEP analyses and the BIDS export look for pulses.
 
     Parameters
     ----------

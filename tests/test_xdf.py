@@ -58,7 +58,8 @@ class SpecWriter:
                f"<hostname>amp-pc</hostname><desc><channels>{chans}</channels></desc></info>")
         self.chunk(2, sid.to_bytes(4, "little") + xml.encode())
 
-    def samples(self, sid: int, stamps, rows, *, deduce_after_first: bool = False) -> None:
+    def samples(self, sid: int, stamps, rows, *, deduce_after_first: bool = False,
+                code: str = "f") -> None:
         body = bytearray(sid.to_bytes(4, "little") + varlen(len(rows)))
         for k, (t, row) in enumerate(zip(stamps, rows, strict=True)):
             if deduce_after_first and k > 0:
@@ -70,7 +71,7 @@ class SpecWriter:
                     raw = value.encode()
                     body += varlen(len(raw)) + raw
             else:
-                body += struct.pack(f"<{len(row)}f", *row)
+                body += struct.pack(f"<{len(row)}{code}", *row)
         self.chunk(3, bytes(body))
 
     def clock_offset(self, sid: int, collection_s: float, offset_s: float) -> None:
@@ -253,3 +254,24 @@ def test_corrupt_or_truncated_xdf_names_file_and_chunk_and_imports_nothing(tmp_p
     (tmp_path / "xml.xdf").write_bytes(bytes(xml_bad.buf))
     with pytest.raises(XDFError, match=r"xml\.xdf: chunk 1 \(StreamHeader\) .*not well-formed"):
         read_xdf(tmp_path / "xml.xdf")
+
+
+def test_several_streams_of_a_type_and_other_formats_become_labelled_recordings(tmp_path):
+    w = SpecWriter()
+    w.stream_header(1, "left-EMG", "EMG", 1, FS, "float32", ["FDI"])
+    w.stream_header(2, "right-EMG", "EMG", 1, FS, "double64", ["FDI"])
+    w.stream_header(3, "eye tracker", "Gaze", 2, 60.0, "int16")
+    stamps = 10.0 + np.arange(5) / FS
+    w.samples(1, stamps, [[float(k)] for k in range(5)])
+    w.samples(2, stamps, [[0.1 * k] for k in range(5)], deduce_after_first=True, code="d")
+    w.samples(3, [10.0, 10.5], [[1, -2], [3, -4]], code="h")
+    (tmp_path / "multi.xdf").write_bytes(bytes(w.buf))
+    streams = read_xdf(tmp_path / "multi.xdf")
+    np.testing.assert_allclose(streams[1].time_stamps, stamps, rtol=0, atol=1e-12)  # deduced
+    np.testing.assert_array_equal(streams[1].time_series[:, 0], 0.1 * np.arange(5))
+    ses_dir = import_xdf(tmp_path / "multi.xdf", tmp_path / "data", "M01", 1)
+    assert sorted(p.name for p in (ses_dir / "recordings").iterdir()) == [
+        "emg", "emg-2", "eye_tracker"]
+    gaze, _, info = read_recording(ses_dir / "recordings" / "eye_tracker")
+    np.testing.assert_array_equal(gaze, [[1, 3], [-2, -4]])
+    assert info["ch_types"] == ["misc", "misc"] and info["sfreq"] == 60.0

@@ -119,3 +119,18 @@ def test_line_arguments_are_checked():
 def test_missing_parallel_port_is_a_clear_error():
     with pytest.raises(StimulatorError, match="parallel"):
         ParallelPortTrigger("/dev/labkit-no-such-parport")
+
+
+@pytest.mark.parametrize("driver", ["magstim", "magpro"])
+def test_opening_the_port_puts_no_edge_on_an_rts_trigger(driver):
+    # pyserial asserts RTS when a port opens unless told otherwise; with a quickFire
+    # cable that edge would trigger an armed unit.
+    emulator = (MagstimEmulator("200", pty=False) if driver == "magstim"
+                else MagProEmulator(pty=False))
+    try:
+        stim_class = Magstim if driver == "magstim" else MagPro
+        with stim_class(emulator.url, keepalive=False):
+            pass
+        assert emulator.trigger_edges == 0 and not emulator.trigger_level
+    finally:
+        emulator.stop()

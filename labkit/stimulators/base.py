@@ -83,6 +83,9 @@ class Stimulator(ABC):
     baudrate: ClassVar[int] = 9600
     #: Stop bits of the vendor protocol.
     stopbits: ClassVar[float] = serial.STOPBITS_ONE
+    #: RTS level from the moment the port opens. Low, as MagPy holds it: a trigger input
+    #: wired to RTS (MagPy's quickFire cable) must see no edge when the port opens.
+    rts_at_open: ClassVar[bool | None] = False
     #: Seconds between keep-alive messages (the unit drops control after ~1 s).
     keepalive_interval_s: ClassVar[float] = 0.5
 
@@ -131,6 +134,7 @@ class Stimulator(ABC):
             self._serial = ports.open_exclusive(
                 self.port,
                 self,
+                rts=self.rts_at_open,
                 baudrate=self.baudrate,
                 bytesize=serial.EIGHTBITS,
                 parity=serial.PARITY_NONE,

@@ -86,7 +86,8 @@ def _other_processes(path: str) -> list[str]:
     return found
 
 
-def open_exclusive(port: str, owner: object, **options) -> serial.SerialBase:
+def open_exclusive(port: str, owner: object, *, rts: bool | None = None,
+                   **options) -> serial.SerialBase:
     """Open ``port`` for ``owner`` alone and register it.
 
     Parameters
@@ -95,6 +96,10 @@ def open_exclusive(port: str, owner: object, **options) -> serial.SerialBase:
         Device path or pyserial URL.
     owner : object
         The driver taking the port (named in errors raised to later openers).
+    rts : bool | None
+        Level of the RTS line from the moment the port opens (``None``: pyserial's
+        default, asserted). ``False`` keeps a trigger input wired to RTS (MagPy's
+        quickFire cable) from seeing an edge when the port opens.
     **options
         Passed to :func:`serial.serial_for_url` (baud rate, timeouts, ...).
 
@@ -121,7 +126,11 @@ def open_exclusive(port: str, owner: object, **options) -> serial.SerialBase:
     try:
         if "://" not in port:
             options["exclusive"] = True
-        return serial.serial_for_url(port, **options)
+        opened = serial.serial_for_url(port, do_not_open=True, **options)
+        if rts is not None:
+            opened.rts = rts
+        opened.open()
+        return opened
     except serial.SerialException as exc:
         with _LOCK:
             _HOLDERS.pop(key, None)

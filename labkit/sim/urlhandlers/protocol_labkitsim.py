@@ -25,6 +25,7 @@ class Serial(SerialBase):
         self._emulator = lookup(self.from_url(self._port))
         self.is_open = True
         self._reconfigure_port()
+        self._update_rts_state()  # like a real port: RTS takes its level when it opens
 
     def from_url(self, url: str) -> str:
         """Extract the emulator name from ``labkitsim://name``."""

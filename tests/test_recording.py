@@ -27,7 +27,7 @@ from labkit.recording import (
     read_recording,
     to_raw,
 )
-from labkit.session import read_log
+from labkit.session import StorageFaultError, read_log
 
 REPO = Path(__file__).resolve().parents[1]
 FS_HZ = 1000.0
@@ -216,10 +216,14 @@ def test_session_recorder_disk_full_logs_fault_and_calls_on_fault(tmp_path):
         _push_counter(outlet, 500)
         assert _wait_for(lambda: faults, 5.0)
         assert rec.failed
+        assert ses.storage.fault.what == "disk full"
+        with pytest.raises(StorageFaultError, match=r"\['emg'\] failed and stopped"):
+            ses.clear_storage_fault("disk replaced")
     FullDiskFile.budgets = {}
     assert isinstance(faults[0], RecordingError) and "disk full" in str(faults[0])
     fault = ses.events("fault")[0].payload
     assert fault["recording"] == "emg" and "disk full" in fault["error"]
+    assert fault["what"] == "disk full"
     stop = ses.events("recording_stop")[0].payload
     assert stop == {"recording": "emg", "n_samples": rec.n_samples, "failed": True}
     assert read_recording(ses.recordings()["emg"])[0].shape == (2, 100)

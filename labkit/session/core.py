@@ -26,7 +26,7 @@ from labkit.session.log import (
     SessionLogError,
     read_log,
 )
-from labkit.session.storage import StorageFault, StorageLatch, fault_kind
+from labkit.session.storage import StorageFault, StorageFaultError, StorageLatch, fault_kind
 
 RECORDINGS_DIR = "recordings"
 #: Allowed values of ``when`` for a pain rating.
@@ -235,7 +235,9 @@ class Session:
             raise ConfigError("say why the storage fault is cleared", field="reason")
         failed = [label for label, rec in self.recorders.items() if rec.failed]
         if failed:
-            self.storage.check(f"clearing while recordings {failed} have failed")
+            raise StorageFaultError(
+                f"recording(s) {failed} failed and stopped; stop_recordings() and record "
+                "anew before clearing the storage fault")
         fault = self.storage.clear()
         if fault is not None:
             for rec in self.recorders.values():

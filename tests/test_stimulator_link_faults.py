@@ -251,3 +251,14 @@ def test_second_process_on_the_port_is_refused_naming_its_pid(magpro_emulator):
         holder.communicate("", timeout=5)
     with MagPro(magpro_emulator.pty_path, keepalive=False) as stim:
         assert stim.status().serial_number == magpro_emulator.serial_number
+
+
+def test_a_fault_latched_by_the_keepalive_disables_the_unit(magpro_emulator):
+    # The unit still obeys but its status replies stop coming back in time: the
+    # keep-alive latches a fault, and the driver disables the unit without waiting.
+    with MagPro(magpro_emulator.url) as stim:
+        stim.arm()
+        magpro_emulator.delay_replies(b"\xfe\x09\x00", 5.0, count=100)  # status replies
+        assert _wait_for(lambda: stim.fault is not None, 2.0)
+        assert _wait_for(lambda: not magpro_emulator.enabled, 1.0)
+        assert isinstance(stim.fault, StimulatorTimeoutError)

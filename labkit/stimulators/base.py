@@ -402,9 +402,24 @@ class Stimulator(ABC):
         self.resyncs += 1
 
     def _latch(self, exc: BaseException) -> None:
-        """Remember a fatal fault; later commands refuse until reconnect."""
+        """Remember a fatal fault, and send the unit to its safe state without waiting.
+
+        Later commands refuse until reconnect. The safe-state command (disarm) is written
+        once, best effort: on a dead link it is lost, on a confused one it disarms.
+        """
         if self.fault is None:
             self.fault = exc
+            command, port = self._safe_state_command(), self._serial
+            if command and port is not None:
+                try:
+                    port.write(command)
+                    port.flush()
+                except Exception:  # noqa: BLE001 - best effort on a failing link
+                    pass
+
+    def _safe_state_command(self) -> bytes | None:
+        """Bytes that disarm the unit, written when a fault latches (vendor hook)."""
+        return None
 
     def _release_port(self) -> None:
         port, self._serial = self._serial, None

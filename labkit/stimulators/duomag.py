@@ -192,6 +192,9 @@ class DuoMAG(Stimulator):
     def _confirm_trigger(self, time_s: float) -> None:
         self._confirm_pulse(self._trigger_before, "TTL trigger")
 
+    def _safe_state_command(self) -> bytes:
+        return dp.intensity_command(0)
+
     def _current_intensity(self) -> float:
         return float(self._intensity_percent)
 
@@ -217,12 +220,8 @@ class DuoMAG(Stimulator):
             exc.add_note("No status after the trigger: the pulse may have been delivered. "
                          "The driver sent intensity 0 and refuses further commands until "
                          "close() and connect().")
-            self._latch(exc)
             self._armed = False
-            try:
-                self._serial.write(dp.intensity_command(0))
-            except Exception:  # noqa: BLE001 - best effort on a failing link
-                pass
+            self._latch(exc)
             raise
         if (after.omitted_pulse_count - before.omitted_pulse_count) % 256:
             raise StimulatorError(f"DuoMAG omitted the pulse ({what}): omitted-pulse count "

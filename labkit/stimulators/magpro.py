@@ -552,17 +552,13 @@ class MagPro(Stimulator):
                 "triggers? No marker was published") from exc
 
     def _latch_and_disable(self, exc: BaseException, what: str) -> None:
-        """Latch ``exc`` as the fault and send disable without waiting for an answer."""
+        """Latch ``exc`` (which sends disable at once) and say so in its notes."""
         exc.add_note(f"No acknowledgement: {what}. The driver sent disable and refuses "
                      "further commands until close() and connect().")
         self._latch(exc)
-        port = self._serial
-        if port is not None:
-            try:
-                port.write(proto.enable_command(False))
-                port.flush()
-            except Exception:  # noqa: BLE001 - best effort on a failing link
-                pass
+
+    def _safe_state_command(self) -> bytes:
+        return proto.enable_command(False)
 
     def _current_intensity(self) -> float:
         return float(self._amplitude_a)

@@ -298,18 +298,14 @@ class Magstim(Stimulator):
                                   "before firing by trigger")
 
     def _latch_and_disarm(self, exc: BaseException) -> None:
-        """Latch ``exc`` as the fault and send disarm without waiting for an answer."""
+        """Latch ``exc`` (which sends disarm at once) and say so in its notes."""
         exc.add_note("No acknowledgement: the pulse may have been delivered. The driver "
                      "sent disarm (EA) and refuses further commands until close() and "
                      "connect().")
         self._latch(exc)
-        port = self._serial
-        if port is not None:
-            try:
-                port.write(mp.DISARM)
-                port.flush()
-            except Exception:  # noqa: BLE001 - best effort on a failing link
-                pass
+
+    def _safe_state_command(self) -> bytes:
+        return mp.DISARM
 
     def _current_intensity(self) -> float:
         return float(self._intensity_percent)

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
+import time
+import uuid
 
 import pytest
 
 import labkit.sim  # noqa: F401  (registers the labkitsim:// URL scheme)
+from labkit.closedloop import ClosedLoopController
 from labkit.errors import ConfigError, StimulatorError
 from labkit.sim import WiredTrigger
+from labkit.sim.amplifier import EEGAmplifier
+from labkit.sim.eeg import MuEEGSource
 from labkit.sim.magpro_emulator import MagProEmulator
 from labkit.sim.magstim_emulator import MagstimEmulator
 from labkit.stimulators import ports
@@ -134,3 +139,29 @@ def test_opening_the_port_puts_no_edge_on_an_rts_trigger(driver):
         assert emulator.trigger_edges == 0 and not emulator.trigger_level
     finally:
         emulator.stop()
+
+
+def test_closed_loop_fires_through_the_ttl_line_unchanged():
+    # The controller calls stim.fire(); with a trigger line set, every pulse is an edge.
+    tag = uuid.uuid4().hex
+    source = MuEEGSource(seed=5, mu_hz=10.5, snr_db=20.0)
+    amp = EEGAmplifier(source, name=f"test-ttl-{tag[:10]}", source_id=f"src-{tag}")
+    amp.start()
+    emulator = MagstimEmulator("200", coil=amp, pty=False, arm_delay_s=0.05, recharge_s=0.0)
+    stim = Magstim(emulator.url).connect()
+    try:
+        stim.set_intensity(50)
+        stim.use_trigger(SerialLineTrigger.sharing(stim))
+        with ClosedLoopController(stim, amp.name, source_id=amp.source_id, mu_hz=10.5,
+                                  min_interval_s=0.2, max_pulses=3) as ctl:
+            ctl.start()
+            deadline = time.monotonic() + 15
+            while len(ctl.triggers) < 3 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            ctl.stop()
+        assert len(ctl.triggers) == 3 == emulator.pulses_delivered == emulator.trigger_edges
+        assert not any(m.startswith(b"EH") for m in emulator.received)
+    finally:
+        stim.close()
+        emulator.stop()
+        amp.stop()

@@ -7,7 +7,9 @@ MagPro). Prints one JSON object per line with, in ms, p50/p99/max of
 
 * ``to_discharge``: the emulated discharge time minus the marker time (what the marker
   is off by), and
-* ``fire_call``: how long ``fire()`` blocks the caller (the closed loop's budget).
+* ``fire_call``: how long ``fire()`` blocks the caller (the closed loop's budget; a
+  DuoMAG's includes waiting for the status frame that confirms the pulse, up to two
+  20 ms frame periods).
 
 These are emulator figures: they measure labkit's own path (driver, line, transport),
 not a unit's input stage or a USB adapter, and the in-process serial link has no baud
@@ -26,8 +28,10 @@ import time
 
 import labkit.sim  # noqa: F401  (registers the labkitsim:// URL scheme)
 from labkit.sim import WiredTrigger
+from labkit.sim.duomag_emulator import DuoMAGEmulator
 from labkit.sim.magpro_emulator import MagProEmulator
 from labkit.sim.magstim_emulator import MagstimEmulator
+from labkit.stimulators.duomag import DuoMAG
 from labkit.stimulators.magpro import MagPro
 from labkit.stimulators.magstim import Magstim
 from labkit.stimulators.trigger import SerialLineTrigger
@@ -98,11 +102,33 @@ def bench_magpro(n: int) -> list[dict]:
         emulator.stop()
 
 
+def bench_duomag(n: int) -> list[dict]:
+    discharges: list = []
+    emulator = DuoMAGEmulator(pty=False, charge_s=0.0, coil=discharges.append)
+    stim = DuoMAG(emulator.url, keepalive=False).connect()
+    try:
+        stim.set_intensity(40)
+        stim.arm()
+        rows = []
+        for path in ("serial", "ttl"):
+            stim.use_trigger(WiredTrigger(emulator) if path == "ttl" else None)
+            _run(stim, discharges, 5)
+            offsets, calls = _run(stim, discharges, n)
+            rows.append({"vendor": "duomag-mp", "path": path,
+                         "line": "wired TTL box" if path == "ttl" else "121 121 command",
+                         "to_discharge": _stats(offsets), "fire_call": _stats(calls)})
+        return rows
+    finally:
+        stim.close()
+        emulator.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200, help="pulses per path and vendor")
     args = parser.parse_args()
-    for rows in (bench_magstim(args.n), bench_magpro(args.n)):
+    for bench in (bench_magstim, bench_magpro, bench_duomag):
+        rows = bench(args.n)
         for row in rows:
             role = "baseline (same run)" if row["path"] == "serial" else "measured"
             print(json.dumps({"bench": "ttl_trigger", "n": args.n, "role": role, **row}),

@@ -318,12 +318,15 @@ def test_pause_leaves_a_gap_and_restart_resumes_same_stream():
 
 
 def test_paired_pulses_sici_icf_and_timing():
-    from labkit.sim.subject import paired_pulse_shift_percent
+    from labkit.sim.subject import PairedPulseParams, paired_pulse_factor
 
-    assert paired_pulse_shift_percent(2.5, 0.8) == pytest.approx(-4.0)
-    assert paired_pulse_shift_percent(2.5, 0.4) == 0.0  # conditioning too weak
-    assert paired_pulse_shift_percent(13.5, 0.9) == pytest.approx(2.0)
-    assert paired_pulse_shift_percent(50.0, 0.9) == 0.0
+    p = PairedPulseParams(sici_ratio=0.4, icf_ratio=1.5, lici_ratio=0.3)
+    assert paired_pulse_factor(2.5, 0.8, p) == pytest.approx(0.4)
+    assert paired_pulse_factor(2.5, 0.4, p) == 1.0  # conditioning too weak
+    assert paired_pulse_factor(13.5, 0.9, p) == pytest.approx(1.5)
+    assert paired_pulse_factor(50.0, 0.9, p) == 1.0  # LICI needs a suprathreshold pulse
+    assert paired_pulse_factor(110.0, 1.2, p) == pytest.approx(0.3)
+    assert paired_pulse_factor(30.0, 1.2, p) == 1.0
     subject = VirtualSubject(seed=8)
     rmt = subject.resting_motor_threshold_percent
     test_x = round(1.2 * rmt)
@@ -331,15 +334,14 @@ def test_paired_pulses_sici_icf_and_timing():
                      intensity_b_percent=test_x, ipi_ms=2.5)
     r = subject.respond(sici)
     assert r.intensity_percent == test_x
-    assert r.excitability == pytest.approx(paired_pulse_shift_percent(2.5, round(0.8 * rmt)
-                                                                      / rmt))
+    assert r.paired_factor == pytest.approx(subject.paired.sici_ratio)
     assert 2.5 + 19.0 <= r.latencies_ms["FDI"] <= 2.5 + 26.0
-    # same trial noise as an unconditioned test pulse shifted by the same amount
-    ref = VirtualSubject(seed=8).respond(_discharge(test_x, 5.0), excitability=r.excitability)
-    assert r.amplitudes_uv == ref.amplitudes_uv
+    # same trial noise as an unconditioned test pulse: the evoked part is scaled
+    ref = VirtualSubject(seed=8).respond(_discharge(test_x, 5.0))
+    assert r.amplitudes_uv["FDI"] < ref.amplitudes_uv["FDI"]
     together = subject.respond(Discharge(time_s=6.0, intensity_percent=40.0, device="bistim",
                                          intensity_b_percent=70.0, ipi_ms=0.0))
-    assert together.intensity_percent == 70.0 and together.excitability == 0.0
+    assert together.intensity_percent == 70.0 and together.paired_factor == 1.0
     b_idle = subject.respond(Discharge(time_s=7.0, intensity_percent=65.0, device="bistim",
                                        intensity_b_percent=0.0, ipi_ms=10.0))
     assert b_idle.intensity_percent == 65.0 and b_idle.latencies_ms["FDI"] < 26.0

@@ -253,6 +253,7 @@ class StatisticalMEPModel:
         intensity_percent: np.ndarray,
         rng: np.random.Generator,
         excitability: float | np.ndarray = 0.0,
+        signal_gain: float = 1.0,
     ) -> np.ndarray:
         """Draw one trial's peak-to-peak amplitude per intensity (vectorised).
 
@@ -264,6 +265,9 @@ class StatisticalMEPModel:
             Source of the trial-to-trial variability.
         excitability : float or array_like
             Additive shift of the stimulus axis, %MSO (positive = more excitable).
+        signal_gain : float
+            Factor on the evoked signal (not on the noise floor), e.g. a paired-pulse
+            inhibition or facilitation; 1 = none.
 
         Returns
         -------
@@ -281,11 +285,14 @@ class StatisticalMEPModel:
         u = np.clip(u, 1e-300, 1.0 - 1e-16)
         effective = x + excitability - p.offset_percent + eps_x
         signal = 10.0 ** (self.median_log10_uv(effective) + eps_y)
+        if signal_gain != 1.0:
+            signal = signal * float(signal_gain)
         total = signal + self._noise_quantile(u)
         return np.maximum(total, 0.0)
 
     def amplitude_uv(
-        self, intensity_percent: float, rng: np.random.Generator, excitability: float = 0.0
+        self, intensity_percent: float, rng: np.random.Generator, excitability: float = 0.0,
+        signal_gain: float = 1.0,
     ) -> float:
         """Draw one trial's peak-to-peak MEP amplitude.
 
@@ -297,13 +304,38 @@ class StatisticalMEPModel:
             Source of the trial-to-trial variability.
         excitability : float
             Additive shift of the stimulus axis, %MSO (e.g. from the mu phase); 0 = neutral.
+        signal_gain : float
+            Factor on the evoked signal (paired-pulse effects); 1 = none.
 
         Returns
         -------
         float
             Peak-to-peak amplitude, µV.
         """
-        return float(self.amplitudes_uv(np.asarray(float(intensity_percent)), rng, excitability))
+        return float(self.amplitudes_uv(np.asarray(float(intensity_percent)), rng, excitability,
+                                        signal_gain))
+
+    def mean_amplitude_uv(self, intensity_percent: float, excitability: float = 0.0,
+                          signal_gain: float = 1.0) -> float:
+        """Expected peak-to-peak amplitude of one trial, µV (exact, no sampling).
+
+        ``gain · E[10^(g(x + s + εx) + εy)] + E[noise]``: the stimulus-axis shift is integrated
+        by quadrature (±7 SD), the response-axis factor in closed form
+        (``E[10^εy] = exp((σy·ln 10)² / 2)``) and the GEV noise floor by its mean
+        (``μ + σ(Γ(1 − ξ) − 1)/ξ``). The clipping at 0 µV of the sampled amplitudes is
+        negligible (amplitudes are positive by construction).
+        """
+        from scipy.special import gamma
+
+        p = self.params
+        ex, wx, _, _ = self._grids
+        g = self.median_log10_uv(float(intensity_percent) + excitability - p.offset_percent
+                                 + ex)
+        signal = float(wx @ 10.0 ** g) * float(np.exp((p.sigma_y_log10 * np.log(10.0)) ** 2
+                                                      / 2.0))
+        noise = p.noise_location_uv + p.noise_scale_uv * (gamma(1.0 - p.noise_shape) - 1.0) / (
+            p.noise_shape)
+        return float(signal_gain) * signal + float(noise)
 
     # -- exact probabilities --------------------------------------------------------------
     @cached_property

@@ -39,7 +39,8 @@ __all__ = [
     "MEPResponse",
     "VirtualSubject",
     "mep_waveform",
-    "paired_pulse_shift_percent",
+    "PairedPulseParams",
+    "paired_pulse_factor",
     "register_eeg_clock",
 ]
 
@@ -101,20 +102,48 @@ def _checked_percent(value: float, field_name: str) -> float:
     return x
 
 
-#: Largest paired-pulse shifts of the test stimulus, %MSO (SICI negative, ICF positive).
-SICI_MAX_PERCENT = 4.0
-ICF_MAX_PERCENT = 2.0
+@dataclass(frozen=True)
+class PairedPulseParams:
+    """One subject's paired-pulse effects: the factor on the test MEP at full effect.
+
+    Attributes
+    ----------
+    sici_ratio : float
+        Short-interval intracortical inhibition at 2.5 ms (drawn 0.30-0.60).
+    icf_ratio : float
+        Intracortical facilitation at 13.5 ms (drawn 1.3-1.8).
+    lici_ratio : float
+        Long-interval intracortical inhibition at 110 ms (drawn 0.15-0.50).
+    """
+
+    sici_ratio: float = 0.5
+    icf_ratio: float = 1.5
+    lici_ratio: float = 0.3
+
+    @classmethod
+    def sample(cls, rng: np.random.Generator) -> PairedPulseParams:
+        """Draw one subject's effects from ``rng``."""
+        return cls(float(rng.uniform(0.30, 0.60)), float(rng.uniform(1.3, 1.8)),
+                   float(rng.uniform(0.15, 0.50)))
 
 
-def paired_pulse_shift_percent(ipi_ms: float, conditioning_rmt: float) -> float:
-    """Excitability shift of a test pulse after a conditioning pulse, %MSO.
+def paired_pulse_factor(ipi_ms: float, conditioning_rmt: float,
+                        params: PairedPulseParams | None = None) -> float:
+    """Factor on the test MEP's evoked signal after a conditioning pulse.
 
-    A coarse, documented approximation of the classic paired-pulse curves (Kujirai et
-    al. 1993, J Physiol 471:501; Ziemann et al. 1996): short-interval intracortical
-    inhibition (SICI) at 1-6 ms, deepest at 2-3 ms; intracortical facilitation (ICF) at
-    7-20 ms. Both need a conditioning pulse of about 60 % RMT or more and saturate at
-    80 % RMT. Amplitudes are chosen so that SICI (2.5 ms, 80 % RMT) roughly halves a
-    ~1 mV test MEP and ICF (10 ms) enlarges it by ~1.3-1.5.
+    A coarse, documented approximation of the classic paired-pulse curves, applied to the
+    response axis so that the conditioned/unconditioned ratio does not depend on how
+    steep the subject's recruitment curve is:
+
+    * short-interval intracortical inhibition (SICI) at 1-6 ms, deepest at 2.5 ms
+      (Gaussian, SD 1.2 ms), and intracortical facilitation (ICF) at 7-20 ms (half-sine
+      profile, peak at 13.5 ms), with a subthreshold conditioning stimulus (Kujirai et al.
+      1993, J Physiol 471:501; Ziemann et al. 1996, J Physiol 496:873): no effect below
+      50 % RMT, full from 70 % RMT (about 85-90 % of the AMT) on, linear between;
+    * long-interval intracortical inhibition (LICI) at 40-250 ms, deepest at 110 ms
+      (Gaussian, SD 50 ms), with a suprathreshold conditioning stimulus (Valls-Solé et
+      al. 1992, EEG Clin Neurophysiol 85:355; McDonnell et al. 2006, Exp Brain Res
+      173:86): none at or below 90 % RMT, full from 120 % RMT.
 
     Parameters
     ----------
@@ -122,20 +151,28 @@ def paired_pulse_shift_percent(ipi_ms: float, conditioning_rmt: float) -> float:
         Interval from the conditioning to the test pulse, ms.
     conditioning_rmt : float
         Conditioning intensity as a fraction of the resting motor threshold.
+    params : PairedPulseParams | None
+        The subject's depths at full effect; population defaults when None.
 
     Returns
     -------
     float
-        Additive stimulus-axis shift for the test pulse, %MSO.
+        Factor on the evoked test MEP (1 = no effect).
     """
-    gain = float(np.clip((conditioning_rmt - 0.5) / 0.3, 0.0, 1.0))
+    p = params or PairedPulseParams()
     if 1.0 <= ipi_ms <= 6.0:
+        gain = float(np.clip((conditioning_rmt - 0.5) / 0.2, 0.0, 1.0))
         profile = math.exp(-0.5 * ((ipi_ms - 2.5) / 1.2) ** 2)
-        return -SICI_MAX_PERCENT * gain * profile
+        return 1.0 - (1.0 - p.sici_ratio) * gain * profile
     if 7.0 <= ipi_ms <= 20.0:
+        gain = float(np.clip((conditioning_rmt - 0.5) / 0.2, 0.0, 1.0))
         profile = math.sin(math.pi * (ipi_ms - 7.0) / 13.0) ** 0.5
-        return ICF_MAX_PERCENT * gain * profile
-    return 0.0
+        return 1.0 + (p.icf_ratio - 1.0) * gain * profile
+    if 40.0 <= ipi_ms <= 250.0:
+        gain = float(np.clip((conditioning_rmt - 0.9) / 0.3, 0.0, 1.0))
+        profile = math.exp(-0.5 * ((ipi_ms - 110.0) / 50.0) ** 2)
+        return 1.0 - (1.0 - p.lici_ratio) * gain * profile
+    return 1.0
 
 
 @dataclass(frozen=True)
@@ -166,6 +203,9 @@ class MEPResponse:
         During a contraction: this trial's cortical silent period, from the discharge to
         the resumption of voluntary EMG, ms (see :mod:`labkit.sim.contraction`); None at
         rest.
+    paired_factor : float
+        Factor on the evoked test MEP from a conditioning pulse (1 = none; see
+        :func:`paired_pulse_factor`).
     efficacy : float
         Fraction of the output that acted on the hand area, from the coil pose (1 = on
         the hotspot in the preferred direction, or no spatial model).
@@ -183,6 +223,7 @@ class MEPResponse:
     device: str = ""
     contraction_percent_mvc: float = 0.0
     silent_period_ms: float | None = None
+    paired_factor: float = 1.0
     efficacy: float = 1.0
     coil_pose: Any = None
 
@@ -249,6 +290,9 @@ class VirtualSubject:
         The subject's corticospinal latency to the first channel (20-24 ms).
     active : ActiveStateParams
         The subject's response to contraction (AMT ratio, EMG level, silent period).
+    paired : PairedPulseParams
+        The subject's SICI, ICF and LICI at full effect (ground truth; see
+        :meth:`paired_pulse_ratio` for the ratio at given intensities).
     """
 
     seed: int = 0
@@ -282,6 +326,7 @@ class VirtualSubject:
         self._rng = np.random.default_rng([int(self.seed), 1])
         self.active = ActiveStateParams.sample(np.random.default_rng([int(self.seed), 3]))
         self._sp_rng = np.random.default_rng([int(self.seed), 2])
+        self.paired = PairedPulseParams.sample(np.random.default_rng([int(self.seed), 5]))
         if self.spatial is True:
             self.spatial = SpatialExcitability.sample(np.random.default_rng([int(self.seed), 4]))
         elif self.spatial is False:
@@ -348,6 +393,27 @@ class VirtualSubject:
         amt = self.active_motor_threshold_at(REFERENCE_LEVEL_PERCENT_MVC)
         return self.active.silent_period_ms(intensity_percent, amt)
 
+    def paired_pulse_ratio(self, ipi_ms: float, conditioning_percent: float,
+                           test_percent: float) -> float:
+        """True conditioned / unconditioned mean MEP ratio of the first channel.
+
+        The ratio of the expected test-MEP amplitudes with and without the conditioning
+        pulse (``mean_amplitude_uv`` of the model, at rest, coil on the hotspot): what a
+        paired-pulse experiment estimates with the ratio of the mean MEPs.
+
+        Parameters
+        ----------
+        ipi_ms : float
+            Conditioning-to-test interval, ms.
+        conditioning_percent, test_percent : float
+            Intensities, %MSO.
+        """
+        factor = paired_pulse_factor(
+            ipi_ms, conditioning_percent / self.resting_motor_threshold_percent, self.paired)
+        model = self.model
+        return (model.mean_amplitude_uv(test_percent, 0.0, factor)
+                / model.mean_amplitude_uv(test_percent, 0.0))
+
     @property
     def silent_period_ms(self) -> float:
         """Mean cortical silent period at 130 % of the RMT (a common cSP intensity), ms."""
@@ -394,9 +460,9 @@ class VirtualSubject:
         pulse at the larger intensity; an output at 0 %MSO does not fire. With
         ``ipi_ms > 0``, output A is the conditioning and output B the test stimulus:
         the MEP is the response to B (latency counted from A, so it includes
-        ``ipi_ms``), and A shifts B's excitability by
-        :func:`paired_pulse_shift_percent` (SICI at 1-6 ms, ICF at 7-20 ms). The MEP of
-        a suprathreshold conditioning pulse itself is not modelled.
+        ``ipi_ms``), and A scales B's evoked MEP by :func:`paired_pulse_factor` (SICI
+        at 1-6 ms, ICF at 7-20 ms, LICI at 40-250 ms; recorded as ``paired_factor``).
+        The MEP of a suprathreshold conditioning pulse itself is not modelled.
         """
         intensity = _checked_percent(discharge.intensity_percent, "intensity_percent")
         efficacy, pose = 1.0, None
@@ -404,7 +470,7 @@ class VirtualSubject:
             pose = self.coil.pose_at(discharge.time_s)
             efficacy = self.spatial.efficacy(pose)
         intensity_a_fired = intensity
-        delay_ms, paired_shift = 0.0, 0.0
+        delay_ms, paired_gain = 0.0, 1.0
         if discharge.intensity_b_percent is not None:
             intensity_b = _checked_percent(discharge.intensity_b_percent, "intensity_b_percent")
             ipi = float(discharge.ipi_ms or 0.0)
@@ -418,7 +484,7 @@ class VirtualSubject:
                 intensity = max(intensity, intensity_b)
             else:
                 conditioning_rmt = intensity * efficacy / self.resting_motor_threshold_percent
-                paired_shift = paired_pulse_shift_percent(ipi, conditioning_rmt)
+                paired_gain = paired_pulse_factor(ipi, conditioning_rmt, self.paired)
                 intensity, delay_ms = intensity_b, ipi
         effective = intensity * efficacy
         phase = self.phase_at(discharge.time_s + delay_ms / 1000.0)
@@ -427,12 +493,13 @@ class VirtualSubject:
                 -self.phase_modulation_percent * math.cos(phase)
             )
         level = self.contraction_percent_mvc
-        excitability = float(excitability) + paired_shift + self.contraction_shift_percent(level)
+        excitability = float(excitability) + self.contraction_shift_percent(level)
         with self._lock:
             amps: dict[str, float] = {}
             lats: dict[str, float] = {}
             for i, name in enumerate(self.emg_channels):
-                amps[name] = self.models[name].amplitude_uv(effective, self._rng, excitability)
+                amps[name] = self.models[name].amplitude_uv(effective, self._rng, excitability,
+                                                            paired_gain)
                 jitter = float(np.clip(self._rng.normal(0.0, 0.3), -1.0, 1.0))
                 lats[name] = delay_ms + self.base_latency_ms + 0.8 * i + jitter
             silent_ms = None
@@ -451,6 +518,7 @@ class VirtualSubject:
                 device=discharge.device,
                 contraction_percent_mvc=level,
                 silent_period_ms=silent_ms,
+                paired_factor=paired_gain,
                 efficacy=efficacy,
                 coil_pose=pose,
             )

@@ -25,9 +25,10 @@ stream steps by exactly 200 µs. The clock offset is measured when the recording
 and every ``clock_offset_interval_s`` after that. Readers (:func:`read_recording`,
 :func:`read_markers`, :func:`to_raw`) synchronise on read: a robust linear fit of the
 offsets over the whole recording maps the timestamps onto the local clock (see
-:mod:`labkit.timesync`), where the session log's pulse times live; ``sync=False`` gives
-the stored timestamps. Recordings of format 1 (made with liblsl's on-line clock sync,
-no offsets stored) are read as they are.
+:mod:`labkit.timesync`), where the session log's pulse times live; a stream made on the
+recording computer itself keeps its timestamps (one clock; the measured offset is only
+the estimate's bias); ``sync=False`` gives the stored timestamps. Recordings of
+format 1 (made with liblsl's on-line clock sync, no offsets stored) are read as they are.
 
 Every pulled chunk is handed to the kernel with ``os.write`` at once (so a killed
 process loses nothing already pulled) and the files are ``fsync``'d every
@@ -64,7 +65,7 @@ import numpy as np
 import pylsl
 
 from labkit.errors import LabkitError, StreamError
-from labkit.timesync import ClockFit, dejitter, fit_clock_offsets
+from labkit.timesync import ClockFit, dejitter, fit_clock_offsets, same_clock
 
 __all__ = [
     "AppendFile",
@@ -591,12 +592,18 @@ def read_clock_offsets(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]
 
 
 def clock_fit(path: str | os.PathLike, info: dict | None = None) -> ClockFit | None:
-    """The fitted clock offset of a recording; ``None`` for format 1 (synced when recorded)."""
+    """How a recording's timestamps map onto the local clock; ``None`` for format 1.
+
+    The robust fit of its clock offsets, or the identity (``"same host"``) when the
+    stream came from the recording computer itself (see :func:`labkit.timesync.same_clock`).
+    """
     path = Path(path)
     info = _read_header(path) if info is None else info
     if int(info.get("format_version", 1)) < 2:
         return None
-    return fit_clock_offsets(*read_clock_offsets(path))
+    recorder = info.get("recorder_hostname")
+    return same_clock(fit_clock_offsets(*read_clock_offsets(path)),
+                      same_host=bool(recorder) and info.get("hostname") == recorder)
 
 
 def _synchronise(path: Path, info: RecordingInfo, stamps: np.ndarray, *, sync: bool,

@@ -11,10 +11,13 @@ timestamps are synchronised only when read:
    host's clock (the domain in which the fit is applied). The fit is robust: iteratively
    reweighted least squares with Huber weights, so that a measurement spoilt by a busy
    network or a descheduled thread (milliseconds off) does not bend the line.
-2. :meth:`ClockFit.to_local` maps timestamps onto the local clock. On one host the
-   offset is a few tens of µs of measurement bias with no drift, so consecutive samples
-   still step by 1/fs to within 1e-9 s; a stream from another machine (a different boot
-   time, a drifting crystal) is mapped onto the local clock within the offset's accuracy.
+2. :meth:`ClockFit.to_local` maps timestamps onto the local clock: a stream from another
+   machine (a different boot time, a drifting crystal) lands on the local clock within
+   the offset's accuracy. On one computer the clocks are one and the measured offset
+   (tens of µs) is only the estimate's bias; :func:`same_clock` then gives the identity,
+   which keeps samples exactly 1/fs apart and pulses on their own sample (a 24 µs shift
+   moves a pulse to the neighbouring 5 kHz sample about one time in eight), as labkit's
+   live streams do (:func:`labkit.streams.needs_clocksync`).
 3. :func:`dejitter` (optional) replaces the timestamps of a regularly sampled stream by a
    straight line per stretch without gaps, removing network/driver jitter.
 """
@@ -25,13 +28,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ClockFit", "dejitter", "fit_clock_offsets"]
+__all__ = ["SAME_HOST_MAX_OFFSET_S", "ClockFit", "dejitter", "fit_clock_offsets", "same_clock"]
 
 #: Huber tuning constant (95 % efficiency for Gaussian noise), in robust SDs.
 HUBER_K = 1.345
 #: Smallest residual scale used by the robust fit, s (offsets repeat exactly between
 #: liblsl's updates, which would otherwise give a scale of zero).
 MIN_SCALE_S = 1e-6
+#: A fitted offset smaller than this, for a stream made on the recording computer itself,
+#: is the estimate's bias, not a clock difference, s.
+SAME_HOST_MAX_OFFSET_S = 1e-3
 
 
 @dataclass(frozen=True)
@@ -54,7 +60,10 @@ class ClockFit:
         Robust SD of the residuals, s.
     method : str
         ``"none"`` (no measurement: identity), ``"constant"`` (one measurement or too
-        short a span for a slope) or ``"robust linear"``.
+        short a span for a slope), ``"robust linear"``, or ``"same host"`` (identity:
+        one clock; see :func:`same_clock`).
+    measured_intercept_s : float | None
+        For ``"same host"``: the intercept that was measured and not applied, s.
     """
 
     intercept_s: float = 0.0
@@ -64,6 +73,7 @@ class ClockFit:
     n_outliers: int = 0
     scale_s: float = 0.0
     method: str = "none"
+    measured_intercept_s: float | None = None
 
     def offset_at(self, stamps_s: np.ndarray | float) -> np.ndarray:
         """The offset (s) to add to timestamps ``stamps_s`` of the stream's clock."""
@@ -73,7 +83,7 @@ class ClockFit:
     def to_local(self, stamps_s: np.ndarray) -> np.ndarray:
         """Timestamps of the stream's clock mapped onto the local clock, s (a new array)."""
         stamps = np.asarray(stamps_s, dtype=np.float64)
-        if self.method == "none":
+        if self.method in ("none", "same host"):
             return stamps.copy()
         return stamps + self.offset_at(stamps)
 
@@ -81,7 +91,8 @@ class ClockFit:
         """Plain values for a recording's info."""
         return {"method": self.method, "intercept_s": self.intercept_s, "slope": self.slope,
                 "t_ref_s": self.t_ref_s, "n_offsets": self.n_offsets,
-                "n_outliers": self.n_outliers, "scale_s": self.scale_s}
+                "n_outliers": self.n_outliers, "scale_s": self.scale_s,
+                "measured_intercept_s": self.measured_intercept_s}
 
 
 def _weighted_line(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float]:
@@ -147,6 +158,30 @@ def fit_clock_offsets(
     resid = offsets - (intercept + slope * x)
     outliers = int((np.abs(resid) > 5 * scale).sum())
     return ClockFit(intercept, slope, t_ref, n, outliers, scale, "robust linear")
+
+
+def same_clock(fit: ClockFit, *, same_host: bool) -> ClockFit:
+    """The identity when the stream was made on the recording computer, else ``fit``.
+
+    Parameters
+    ----------
+    fit : ClockFit
+        The fit of the measured offsets.
+    same_host : bool
+        The stream's host is the computer that recorded it.
+
+    Returns
+    -------
+    ClockFit
+        ``method="same host"`` (identity, the measured intercept kept for the record)
+        when ``same_host`` and the measured offset is below
+        :data:`SAME_HOST_MAX_OFFSET_S`; otherwise ``fit`` unchanged (a host name shared
+        by two machines does not hide a real clock difference).
+    """
+    if not same_host or fit.method == "none" or abs(fit.intercept_s) >= SAME_HOST_MAX_OFFSET_S:
+        return fit
+    return ClockFit(0.0, 0.0, fit.t_ref_s, fit.n_offsets, fit.n_outliers, fit.scale_s,
+                    "same host", fit.intercept_s)
 
 
 def dejitter(stamps_s: np.ndarray, sfreq: float, *, gap_factor: float = 1.5) -> np.ndarray:

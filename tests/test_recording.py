@@ -337,8 +337,10 @@ def test_ten_seconds_of_5_khz_emg_step_by_exactly_one_sample(tmp_path):
     np.testing.assert_allclose(raw, amp.sample_time(k), rtol=0, atol=1e-9)  # unmodified
     np.testing.assert_allclose(np.diff(stamps), 1 / amp.fs, rtol=0, atol=1e-9)
     fit = info["clock_sync"]
-    assert fit["method"] == "robust linear" and fit["n_offsets"] >= 10 and fit["applied"]
-    assert abs(fit["intercept_s"]) < 1e-3 and info["n_gaps"] == 0
+    assert fit["n_offsets"] >= 10 and fit["applied"] and info["n_gaps"] == 0
+    # one computer, one clock: the measured offset (the estimate's µs bias) is not applied
+    assert fit["method"] == "same host" and abs(fit["measured_intercept_s"]) < 1e-3
+    np.testing.assert_array_equal(stamps, raw)
 
 
 def test_stream_from_another_clock_is_mapped_onto_the_local_clock(tmp_path):
@@ -379,6 +381,7 @@ def test_stream_from_another_clock_is_mapped_onto_the_local_clock(tmp_path):
     raw = read_recording(tmp_path / "emg", sync=False)[1]
     np.testing.assert_allclose(raw, remote(local_times), rtol=0, atol=1e-9)  # stored as sent
     np.testing.assert_allclose(stamps, local_times, rtol=0, atol=30e-6)
+    assert info["clock_sync"]["method"] == "robust linear"  # same host name, other clock
     assert info["clock_sync"]["slope"] == pytest.approx(-drift / (1 + drift), abs=15e-6)
     assert info["clock_sync"]["n_outliers"] >= 1
     _, mstamps, _ = read_markers(tmp_path / "mk")
@@ -389,7 +392,7 @@ def test_stream_from_another_clock_is_mapped_onto_the_local_clock(tmp_path):
 
 
 def test_clock_fit_is_robust_and_identity_without_offsets():
-    from labkit.timesync import dejitter, fit_clock_offsets
+    from labkit.timesync import dejitter, fit_clock_offsets, same_clock
 
     t = np.linspace(1000.0, 1600.0, 121)
     offsets = 0.25 + 2e-5 * (t - t[0])
@@ -403,6 +406,11 @@ def test_clock_fit_is_robust_and_identity_without_offsets():
     assert none.method == "none" and np.array_equal(none.to_local(np.array([1.0])), [1.0])
     one = fit_clock_offsets([5.0], [-0.5])
     assert one.method == "constant" and one.to_local(np.array([10.0]))[0] == 9.5
+    host = same_clock(fit_clock_offsets([5.0, 6.0], [-2.4e-5, -2.2e-5]), same_host=True)
+    assert host.method == "same host" and host.to_local(np.array([7.0]))[0] == 7.0
+    assert host.measured_intercept_s == pytest.approx(-2.3e-5)
+    assert same_clock(one, same_host=True) is one  # 0.5 s apart: two clocks after all
+    assert same_clock(fit, same_host=False) is fit
     # dejitter: a straight line per segment; a gap stays a gap
     rng = np.random.default_rng(0)
     true = np.r_[np.arange(100), np.arange(200, 300)] / 1000.0

@@ -141,7 +141,13 @@ _EVENT_KEY_ALIASES = {"index": "pulse_index"}
 #: Log keys never exported, because they would unblind a sham-controlled study.
 UNBLINDING_KEYS = ("sham",)
 #: Text that marks an unfinished value (mne-bids' templates, editors' markers).
-PLACEHOLDER_MARKERS = ("TODO", "FIXME", "please complete", "[Unspecified", "XXX")
+PLACEHOLDER_MARKERS = ("TODO", "FIXME", "please complete", "[Unspecified")
+
+
+def _has_placeholder(text: str) -> list[str]:
+    """Markers found in ``text``: TODO/FIXME as upper-case words, the others in any case."""
+    found = [m for m in ("TODO", "FIXME") if re.search(rf"\b{m}\b", text)]
+    return found + [m for m in PLACEHOLDER_MARKERS[2:] if m.lower() in text.lower()]
 #: Sidecar fields BIDS requires, by suffix, whose value must be known (not "n/a").
 #: SoftwareFilters is left out: BIDS defines "n/a" there as "no software filter".
 REQUIRED_SIDECAR_FIELDS = {
@@ -421,9 +427,7 @@ def find_placeholders(root: str | os.PathLike) -> list[str]:
             continue
         rel = path.relative_to(root).as_posix()
         text = path.read_text(encoding="utf-8", errors="replace")
-        for marker in PLACEHOLDER_MARKERS:
-            if marker.lower() in text.lower():
-                found.append(f"{rel}: contains {marker!r}")
+        found += [f"{rel}: contains {marker!r}" for marker in _has_placeholder(text)]
         suffix = path.stem.rsplit("_", 1)[-1]
         if path.suffix == ".json" and suffix in REQUIRED_SIDECAR_FIELDS:
             sidecar = json.loads(text)
@@ -898,8 +902,7 @@ def _complete_sidecar(path: Path, datatype: str, facts: dict, info: dict,
     for key in list(sidecar):
         value = sidecar[key]
         if key not in required and isinstance(value, str) and (
-                value.strip().lower() in (NA, "") or any(
-                    m.lower() in value.lower() for m in PLACEHOLDER_MARKERS)):
+                value.strip().lower() in (NA, "") or _has_placeholder(value)):
             del sidecar[key]
     _write_json(path, sidecar)
 

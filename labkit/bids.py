@@ -41,7 +41,7 @@ import subprocess
 import sys
 import warnings
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -157,6 +157,8 @@ REQUIRED_SIDECAR_FIELDS = {
 }
 EMG_PLACEMENT_SCHEMES = ("Measured", "ChannelSpecific", "Other")
 BIDS_VERSION = "1.11.0"
+EDF_FIRST_YEAR = 1985
+MAX_DATE_SHIFT_DAYS = 36500
 _LABEL_RULE = "letters and digits only (BIDS label), e.g. 'P007'"
 
 
@@ -1038,6 +1040,7 @@ def export_bids(
     dataset_name: str = "labkit rTMS sessions",
     license: str | None = None,
     overwrite: bool = True,
+    date_shift_days: int = 0,
 ) -> BIDSExport:
     """Export one session (recordings + log) to a BIDS dataset.
 
@@ -1069,6 +1072,11 @@ def export_bids(
         ``License`` in ``dataset_description.json`` (e.g. ``"CC0"``); the lab decides.
     overwrite : bool
         Replace files of this session that an earlier export wrote.
+    date_shift_days : int
+        Move every recording date this many days into the past (for sharing: the same
+        offset for all sessions of a dataset keeps the intervals between sessions). The
+        offset itself is not written anywhere in the dataset. EDF cannot hold dates
+        before 1985.
 
     Returns
     -------
@@ -1086,6 +1094,10 @@ def export_bids(
     import mne
     import mne_bids
 
+    if isinstance(date_shift_days, bool) or not isinstance(date_shift_days, int) or not (
+            0 <= date_shift_days <= MAX_DATE_SHIFT_DAYS):
+        raise BIDSExportError(f"date_shift_days must be a whole number of days in "
+                              f"[0, {MAX_DATE_SHIFT_DAYS}], got {date_shift_days!r}")
     try:
         import edfio  # noqa: F401 - mne-bids writes EDF through it
     except ImportError as exc:
@@ -1135,7 +1147,12 @@ def export_bids(
             raw.info["line_freq"] = line_freq_hz
             start_unix = info.get("created_unix_s", 0.0) + (
                 stamps[0] - info.get("created_local_clock_s", stamps[0]))
-            raw.set_meas_date(datetime.fromtimestamp(start_unix, tz=UTC))
+            start = datetime.fromtimestamp(start_unix, tz=UTC) - timedelta(days=date_shift_days)
+            if start.year < EDF_FIRST_YEAR:
+                raise BIDSExportError(f"date_shift_days={date_shift_days} moves {rec_path.name} "
+                                      f"to {start.date()}, before {EDF_FIRST_YEAR} (EDF's "
+                                      "first year)")
+            raw.set_meas_date(start)
             sfreq = raw.info["sfreq"]
             rows = _pulse_rows(pulses, stamps, sfreq, facts["rmt_percent"], arm=arm,
                                protocol_label=protocol_label)

@@ -254,3 +254,27 @@ def test_every_marker_stream_pulse_is_exported_exactly_once_with_its_source(tmp_
         "closed_loop_60pct", "protocol_45pct", "single_48pct", "single_49pct", "single_50pct"]
     sessions = (tmp_path / "bids" / "sub-P007" / "sub-P007_sessions.tsv").read_text()
     assert sessions.splitlines()[1].split("\t")[4] == "13"
+
+
+def test_date_shifting_moves_every_date_by_the_same_days_and_keeps_no_offset(tmp_path):
+    ses = small_session(tmp_path / "data")
+    export_bids(ses, tmp_path / "plain")
+    export_bids(ses, tmp_path / "shared", date_shift_days=400)
+
+    def acq_time(root: Path) -> str:
+        return exported_pulses(next(root.rglob("*_scans.tsv")))[0]["acq_time"]
+
+    from datetime import datetime
+
+    plain, shared = (datetime.fromisoformat(acq_time(tmp_path / r).replace("Z", "+00:00"))
+                     for r in ("plain", "shared"))
+    assert (plain - shared).total_seconds() == 400 * 86400
+    # every text file but scans.tsv is identical: the offset is written nowhere
+    for path in (tmp_path / "plain").rglob("*"):
+        if path.is_file() and path.suffix != ".edf" and not path.name.endswith("_scans.tsv"):
+            twin = tmp_path / "shared" / path.relative_to(tmp_path / "plain")
+            assert twin.read_text() == path.read_text(), path.name
+    with pytest.raises(BIDSExportError, match="before 1985"):
+        export_bids(ses, tmp_path / "old", date_shift_days=36000)
+    with pytest.raises(BIDSExportError, match="whole number of days"):
+        export_bids(ses, tmp_path / "bad", date_shift_days=-1)

@@ -511,7 +511,8 @@ def test_low_disk_space_latches_until_cleared_runs_stop_and_later_runs_are_refus
         rec = ses.record(rig.hardware.emg_stream.name, "emg", duplicate_wait_s=0.0,
                          source_id=rig.hardware.emg_stream.source_id, flush_interval_s=0.05)
         # 1. a run not tied to the latch stops at its next pulse (no on_fault wired)
-        first = ProtocolRunner(rig.stimulator, protocol(), 50.0, log=ses.sink, progress=False)
+        first = ProtocolRunner(rig.stimulator, protocol(), 50.0, log=ses.sink, progress=False,
+                               train_mode="software")
         first.start()
         _wait_for(lambda: first.pulses_delivered >= 5)
         free[0] = 10 * 2**20  # below the recorder's 64 MiB floor

@@ -279,7 +279,10 @@ class Session:
         A ``time_s`` in the payload becomes the record's time. ``pulse`` events are
         queued for the log's writer thread (:meth:`SessionLog.append_nowait`) so that
         fsync never delays the next pulse; every other kind is written and fsync'd
-        (after the queued pulses, in order) before returning.
+        (after the queued pulses, in order) before returning. While a storage fault is
+        latched, a runner's pre-start ``safety`` record is refused and a software-timed
+        ``pulse`` is logged, then refused (:class:`~labkit.session.storage.StorageFaultError`),
+        which stops a runner that :meth:`guard` did not tie to the latch.
         """
         body = dict(payload)
         time_s = body.pop("time_s", None)
@@ -287,7 +290,8 @@ class Session:
             self.check_storage("protocol run")
         if kind == "pulse":
             record = self.log.append_nowait(kind, time_s=time_s, **body)
-            self.storage.check("further pulses")  # a runner not guarded stops here
+            if body.get("timing") != "device":  # a device's train logs its pulses after
+                self.storage.check("further pulses")  # an unguarded runner stops here
             return record
         return self.log.append(kind, time_s=time_s, **body)
 

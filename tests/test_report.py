@@ -237,3 +237,35 @@ def test_report_renders_in_chromium_with_missing_values_red(tmp_path):
             browser.close()
     pdf = html_to_pdf(page_path, tmp_path / "r.pdf")
     assert pdf is not None and pdf.read_bytes().startswith(b"%PDF")
+
+
+def test_a_blinded_record_names_the_arm_by_its_code_and_never_says_sham(tmp_path):
+    from labkit.bids import AllocationKey
+    from labkit.protocols import load_protocol
+
+    proto = load_protocol("sham_m1_10hz_pain").shortened(1, inter_train_interval_s=10)
+    with Session(tmp_path / "s", "P005", operator="A. Operator") as ses:
+        ses.log_device(manufacturer="Magstim", model="Rapid2",
+                       coil="figure-of-eight sham (placebo) coil")
+        ses.log_threshold(50, method="bayesian")
+        ses.log_protocol(proto, intensity_rmt_percent=80)
+        ses.sink("run", {"protocol": proto.name, "shortened_from": proto.shortened_from,
+                         "sham": True, "total_pulses": 3})
+        for k in range(3):
+            ses.sink("pulse", {"index": k, "time_s": T0 + k * 0.1, "intensity_percent": 40,
+                               "train": 0, "sham": True})
+        ses.sink("override", {"reason": "sham arm: ITI", "protocol": proto.name,
+                              "approved_by": "Dr. PI"})
+        ses.sink("finish", {"pulses_delivered": 3})
+    operator_copy = write_session_report(ses, tmp_path / "operator.html").read_text()
+    assert "sham_m1_10hz_pain" in operator_copy  # the operator's own record is complete
+    key = AllocationKey({"K": "active", "Q": "sham"})
+    page = write_session_report(ses, tmp_path / "blinded.html", allocation=key)
+    html = page.read_text().lower()
+    assert "sham" not in html and "placebo" not in html
+    doc = parse(page)
+    proto_rows = doc.kv("protocol")
+    assert proto_rows["Protocol"] == "arm Q"
+    assert proto_rows["Description"] == "withheld (blinded study)"
+    assert doc.kv("devices")["Coil"] == "withheld (blinded study)"
+    assert proto_rows["Pulses planned / delivered"] == "3 / 3"

@@ -19,17 +19,29 @@ from collections.abc import Sequence
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from labkit.report.html import MISSING, render_html
-from labkit.report.record import AdverseEvents, SessionRecord, Threshold, session_record
+from labkit.report.record import (
+    WITHHELD,
+    AdverseEvents,
+    SessionRecord,
+    Threshold,
+    blinded,
+    session_record,
+)
 from labkit.session import Session, read_log
+
+if TYPE_CHECKING:
+    from labkit.bids import AllocationKey
 
 __all__ = [
     "MISSING",
+    "WITHHELD",
     "AdverseEvents",
     "SessionRecord",
     "Threshold",
+    "blinded",
     "figure_png",
     "file_checksums",
     "html_to_pdf",
@@ -69,7 +81,8 @@ def file_checksums(folder: str | os.PathLike, relative_to: str | os.PathLike
 
 def write_session_report(session: Session | str | os.PathLike, out_html: str | os.PathLike,
                          *, figures: Sequence[tuple[str, bytes]] = (),
-                         relative_to: str | os.PathLike | None = None) -> Path:
+                         relative_to: str | os.PathLike | None = None,
+                         allocation: AllocationKey | None = None) -> Path:
     """Write the session record as a self-contained HTML page.
 
     Parameters
@@ -82,6 +95,9 @@ def write_session_report(session: Session | str | os.PathLike, out_html: str | o
         Figures to embed, e.g. ``("MEPs of the RMT hunt", figure_png(fig))``.
     relative_to : str | os.PathLike | None
         Folder the listed data files are shown relative to (default: the page's folder).
+    allocation : AllocationKey | None
+        For a blinded reader: the session's arm is named by its code and what would
+        reveal it (protocol name and description, coil model, "sham") is withheld.
 
     Returns
     -------
@@ -91,6 +107,10 @@ def write_session_report(session: Session | str | os.PathLike, out_html: str | o
     path = session.path if isinstance(session, Session) else Path(session)
     out_html = Path(out_html)
     record = session_record(read_log(path))
+    if allocation is not None:
+        sham = any(r.payload.get("sham") for r in read_log(path, kind=("run", "pulse"))) or bool(
+            (record.protocol or {}).get("sham"))
+        record = blinded(record, allocation.code_for(sham=sham))
     try:
         version = metadata.version("labkit")
     except metadata.PackageNotFoundError:

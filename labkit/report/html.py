@@ -270,7 +270,7 @@ def render_html(rec: SessionRecord, *, figures: Sequence[tuple[str, bytes]] = ()
         _section("thresholds", "Motor thresholds", _thresholds(rec)),
         _section("protocol", "Protocol as planned and as delivered", _protocol(rec)),
         _section("pulses", "Delivered pulses per train", _pulses(rec)),
-        _section("mep", "Motor evoked potentials", _figures(figures)),
+        _section("mep", "MEPs and the threshold hunt", _figures(figures)),
         _section("pain", "Pain ratings", _pain(rec)),
         _section("adverse", "Adverse events", _adverse(rec)),
         _section("versions", "Software and versions", _versions(rec)),

@@ -10,6 +10,7 @@ recorded"; nothing is invented.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -230,3 +231,47 @@ def session_record(records: list[LogRecord]) -> SessionRecord:
     rec.adverse = AdverseEvents(asked or bool(adverse), tuple(asked_by),
                                 none_reported and not adverse, tuple(adverse))
     return rec
+
+
+#: What a blinded record shows instead of facts that would reveal the arm.
+WITHHELD = "withheld (blinded study)"
+
+
+def _redact(value: Any, names: list[str], code: str) -> Any:
+    if isinstance(value, str):
+        for name in names:
+            value = value.replace(name, f"arm {code}")
+        return WITHHELD if any(w in value.lower() for w in ("sham", "placebo")) else value
+    if isinstance(value, dict):
+        return {k: _redact(v, names, code) for k, v in value.items() if k != "sham"}
+    if isinstance(value, (list, tuple)):
+        return [_redact(v, names, code) for v in value]
+    return value
+
+
+def blinded(rec: SessionRecord, arm_code: str) -> SessionRecord:
+    """A copy that names the arm by its code and withholds what would reveal it.
+
+    The protocol becomes ``arm <code>`` (timing, intensity and pulse counts stay: both arms
+    share them), its description, references and the coil model are withheld, and any
+    text that still says sham or placebo is replaced by :data:`WITHHELD`.
+    """
+    proto = rec.protocol or {}
+    names = sorted({str(n) for n in (proto.get("name"), proto.get("shortened_from"),
+                                     (rec.run or {}).get("protocol"),
+                                     (rec.run or {}).get("shortened_from")) if n},
+                   key=len, reverse=True)
+    kept = {k: proto[k] for k in ("timing", "intensity", "total_pulses") if k in proto}
+    kept.update(description=WITHHELD, references=[WITHHELD])
+    if proto.get("shortened_from"):
+        kept["shortened_from"] = WITHHELD
+    device = {k: (WITHHELD if k in ("coil", "coil_model") else v)
+              for k, v in rec.device.items()}
+    return dataclasses.replace(
+        rec, protocol={"name": f"arm {arm_code}", **kept},
+        run=_redact(rec.run, names, arm_code) if rec.run else None,
+        device=_redact(device, names, arm_code),
+        safety=_redact(rec.safety, names, arm_code) if rec.safety else None,
+        incidents=[(t, k, _redact(p, names, arm_code)) for t, k, p in rec.incidents],
+        notes=_redact(rec.notes, names, arm_code),
+    )

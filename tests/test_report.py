@@ -168,7 +168,10 @@ def test_every_section_holds_the_values_logged(tmp_path):
     incidents = [r[1] for r in doc.rows["protocol"] if len(r) == 3][1:]
     assert incidents == ["pause", "override", "resume"]
     assert any("approved_by=Dr. PI" in r[2] for r in doc.rows["protocol"] if len(r) == 3)
-    trains = doc.rows["pulses"][1:]
+    delivered = doc.kv("pulses")
+    assert delivered["Pulses delivered in the session"] == "10 (10 protocol)"
+    assert delivered["Checked against the recorded pulse markers"].startswith("no marker")
+    trains = [r for r in doc.rows["pulses"] if len(r) == 7][1:]
     assert [(r[0], r[1], r[4], r[5], r[6]) for r in trains] == [
         ("1", "5", "40", "software", "0.80"), ("2", "5", "40", "software", "0.80")]
     assert trains[1][2] == "60.00"
@@ -269,3 +272,21 @@ def test_a_blinded_record_names_the_arm_by_its_code_and_never_says_sham(tmp_path
     assert proto_rows["Description"] == "withheld (blinded study)"
     assert doc.kv("devices")["Coil"] == "withheld (blinded study)"
     assert proto_rows["Pulses planned / delivered"] == "3 / 3"
+
+
+def test_the_record_counts_every_delivered_pulse_against_the_recorded_markers(tmp_path):
+    from test_bids_completeness import write_fake_markers
+
+    ses = full_session(tmp_path / "s")
+    logged = [r.time_s for r in read_log(ses.path, kind="pulse")]
+    hunt = [(T0 + 10 + k * 0.5, {"device": "Rapid", "index": 100 + k,
+                                 "intensity_percent": 45}) for k in range(3)]
+    markers = hunt + [(t, {"device": "Rapid", "index": k, "intensity_percent": 40})
+                      for k, t in enumerate(logged[:-1])]  # the last marker was lost
+    write_fake_markers(ses.path / "recordings" / "markers", markers)
+    doc = parse(write_session_report(ses, tmp_path / "r.html"))
+    delivered = doc.kv("pulses")
+    assert delivered["Pulses delivered in the session"] == "13 (10 protocol, 3 single)"
+    assert delivered["Checked against the recorded pulse markers"] == "yes"
+    assert delivered["Pulses not in the session log (threshold hunt, panel)"] == "3"
+    assert delivered["Logged pulses missing from the marker stream"] == "1"

@@ -21,6 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from labkit.delivered import delivered_pulses, marker_pulses
 from labkit.report.html import MISSING, render_html
 from labkit.report.record import (
     WITHHELD,
@@ -30,7 +31,7 @@ from labkit.report.record import (
     blinded,
     session_record,
 )
-from labkit.session import Session, read_log
+from labkit.session import RECORDINGS_DIR, Session, read_log
 
 if TYPE_CHECKING:
     from labkit.bids import AllocationKey
@@ -106,9 +107,11 @@ def write_session_report(session: Session | str | os.PathLike, out_html: str | o
     """
     path = session.path if isinstance(session, Session) else Path(session)
     out_html = Path(out_html)
-    record = session_record(read_log(path))
+    records = read_log(path)
+    record = session_record(records)
+    record.count_delivered(delivered_pulses(records, marker_pulses(path / RECORDINGS_DIR)))
     if allocation is not None:
-        sham = any(r.payload.get("sham") for r in read_log(path, kind=("run", "pulse"))) or bool(
+        sham = any(r.payload.get("sham") for r in records if r.kind in ("run", "pulse")) or bool(
             (record.protocol or {}).get("sham"))
         record = blinded(record, allocation.code_for(sham=sham))
     try:

@@ -178,16 +178,35 @@ def _protocol(rec: SessionRecord) -> str:
     return out
 
 
+def _delivered(rec: SessionRecord) -> str:
+    total = sum(rec.delivered_by_source.values())
+    by_source = ", ".join(f"{n} {src.replace('_', ' ')}" for src, n in
+                          sorted(rec.delivered_by_source.items()))
+    checked = ("yes" if rec.markers_recorded else
+               '<span class="warn">no marker recording: counted from the log only</span>')
+    return _kv([
+        ("Pulses delivered in the session", escape(f"{total} ({by_source})" if total
+                                                   else "0")),
+        ("Checked against the recorded pulse markers", checked),
+        ("Pulses not in the session log (threshold hunt, panel)", str(rec.pulses_not_logged)),
+        ("Logged pulses missing from the marker stream",
+         (f'<span class="warn">{rec.pulses_without_marker}</span>'
+          if rec.pulses_without_marker else "0")),
+    ])
+
+
 def _pulses(rec: SessionRecord) -> str:
+    head = _delivered(rec)
     if not rec.trains:
-        return f"<p>{rec.n_pulses} pulse(s) logged outside any train.</p>"
+        return head + f"<p>{rec.n_pulses} logged pulse(s) outside any train.</p>"
     rows = [[str(t.train + 1), str(t.n_pulses), f"{t.start_s:.2f}", f"{t.duration_s:.2f}",
              escape(", ".join(f"{v:g}" for v in t.intensity_percent)), _v(t.timing),
              _v(f"{t.max_late_ms:.2f}" if t.max_late_ms is not None else "n/a (device timed)")]
             for t in rec.trains]
     total = sum(t.n_pulses for t in rec.trains)
-    return (_table(["Train", "Pulses", "Start (s from first pulse)", "Duration (s)",
-                    "Intensity (% MSO)", "Timing", "Latest pulse (ms)"], rows)
+    header = ["Train", "Pulses", "Start (s from first pulse)", "Duration (s)",
+              "Intensity (% MSO)", "Timing", "Latest pulse (ms)"]
+    return head + "<h3>Protocol trains</h3>" + (_table(header, rows)
             + f"<p>{total} pulses in {len(rec.trains)} train(s); every pulse with its LSL "
               "time is in the session log and in the BIDS <code>events.tsv</code>.</p>")
 
@@ -269,7 +288,7 @@ def render_html(rec: SessionRecord, *, figures: Sequence[tuple[str, bytes]] = ()
         _section("screening", "Screening", _screening(rec)),
         _section("thresholds", "Motor thresholds", _thresholds(rec)),
         _section("protocol", "Protocol as planned and as delivered", _protocol(rec)),
-        _section("pulses", "Delivered pulses per train", _pulses(rec)),
+        _section("pulses", "Delivered pulses", _pulses(rec)),
         _section("mep", "MEPs and the threshold hunt", _figures(figures)),
         _section("pain", "Pain ratings", _pain(rec)),
         _section("adverse", "Adverse events", _adverse(rec)),

@@ -97,6 +97,19 @@ class SessionRecord:
     adverse: AdverseEvents = field(default_factory=lambda: AdverseEvents(False, (), False, ()))
     versions: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    delivered_by_source: dict[str, int] = field(default_factory=dict)
+    markers_recorded: bool | None = None
+    pulses_not_logged: int = 0
+    pulses_without_marker: int = 0
+
+    def count_delivered(self, pulses: list) -> None:
+        """Count every delivered pulse by source (:func:`labkit.delivered.delivered_pulses`)."""
+        self.delivered_by_source = {}
+        for p in pulses:
+            self.delivered_by_source[p.source] = self.delivered_by_source.get(p.source, 0) + 1
+        self.markers_recorded = any(p.in_markers is not None for p in pulses) or None
+        self.pulses_not_logged = sum(not p.logged for p in pulses)
+        self.pulses_without_marker = sum(p.in_markers is False for p in pulses)
 
     @property
     def rmt(self) -> Threshold | None:

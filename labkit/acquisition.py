@@ -2,7 +2,9 @@
 
 :class:`MEPMeter` waits until the EMG stream has delivered the samples after a pulse,
 cuts the epoch at the pulse's LSL timestamp and computes the features of
-:mod:`labkit.mep` (artifact blanking, peak-to-peak, onset latency, background RMS).
+:mod:`labkit.mep` (artifact blanking, peak-to-peak, onset latency, background RMS) and the
+pre-stimulus EMG of :mod:`labkit.background`, judged by a
+:class:`~labkit.background.BackgroundCriterion` (default: at rest).
 It only reads the stream's buffer; it never touches the stimulator.
 """
 
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from labkit.background import BackgroundCriterion, BackgroundEMG, measure_background
 from labkit.errors import StreamError
 from labkit.markers import PulseEvent
 from labkit.mep import mep_table
@@ -39,7 +42,10 @@ class MEPTrial:
     background_rms_uv : float
         Pre-stimulus EMG RMS, µV.
     rejected : bool
-        Background RMS above the limit: the muscle was not at rest.
+        The background failed the meter's :class:`~labkit.background.BackgroundCriterion`
+        (at rest: RMS above its limit or peak-to-peak above the MEP criterion).
+    background : BackgroundEMG | None
+        Pre-stimulus EMG in −100…0 ms: RMS, peak-to-peak, rectified mean.
     """
 
     pulse: PulseEvent
@@ -50,11 +56,17 @@ class MEPTrial:
     latency_ms: float
     background_rms_uv: float
     rejected: bool
+    background: BackgroundEMG | None = None
 
     @property
     def intensity_percent(self) -> float:
         """Intensity of the pulse, % MSO."""
         return self.pulse.intensity_percent
+
+    @property
+    def background_ptp_uv(self) -> float:
+        """Pre-stimulus peak-to-peak, µV (NaN when not measured)."""
+        return self.background.ptp_uv if self.background is not None else float("nan")
 
 
 class MEPMeter:
@@ -69,7 +81,10 @@ class MEPMeter:
     window_ms : tuple of float
         MEP window after the pulse, ms.
     rms_limit_uv : float
-        Background RMS above which a trial is flagged as rejected, µV.
+        Background RMS above which a trial is flagged as rejected, µV (used when no
+        ``background`` criterion is given: :meth:`BackgroundCriterion.rest`).
+    background : BackgroundCriterion | None
+        What a trial's pre-stimulus EMG must satisfy; ``rejected`` follows its verdict.
     tmin_ms, tmax_ms : float
         Epoch limits around the pulse, ms.
     timeout_s : float
@@ -83,7 +98,8 @@ class MEPMeter:
         channel: str,
         *,
         window_ms: tuple[float, float] = (15.0, 50.0),
-        rms_limit_uv: float = 20.0,
+        rms_limit_uv: float = 10.0,
+        background: BackgroundCriterion | None = None,
         tmin_ms: float = -100.0,
         tmax_ms: float = 100.0,
         timeout_s: float = 2.0,
@@ -95,6 +111,7 @@ class MEPMeter:
         self.channel = channel
         self.window_ms = tuple(window_ms)
         self.rms_limit_uv = float(rms_limit_uv)
+        self.background = background or BackgroundCriterion.rest(self.rms_limit_uv)
         self.tmin_ms, self.tmax_ms = float(tmin_ms), float(tmax_ms)
         self.timeout_s = float(timeout_s)
         self._fs = float(stream.info["sfreq"])
@@ -129,9 +146,12 @@ class MEPMeter:
         start = int(row["sample"]) + int(round(self.tmin_ms * self._fs / 1000.0))
         n = int(round((self.tmax_ms - self.tmin_ms) * self._fs / 1000.0)) + 1
         times_ms = self.tmin_ms + np.arange(n) * 1000.0 / self._fs
+        waveform_uv = samples_uv[start:start + n].copy()
+        background = measure_background(times_ms, waveform_uv,
+                                        (max(self.tmin_ms, -100.0), 0.0))
         return MEPTrial(
-            pulse=pulse, channel=self.channel, times_ms=times_ms,
-            waveform_uv=samples_uv[start:start + n].copy(), ptp_uv=float(row["ptp_uv"]),
-            latency_ms=float(row["latency_ms"]),
-            background_rms_uv=float(row["background_rms_uv"]), rejected=bool(row["rejected"]),
+            pulse=pulse, channel=self.channel, times_ms=times_ms, waveform_uv=waveform_uv,
+            ptp_uv=float(row["ptp_uv"]), latency_ms=float(row["latency_ms"]),
+            background_rms_uv=float(row["background_rms_uv"]),
+            rejected=not self.background.judge(background).accepted, background=background,
         )

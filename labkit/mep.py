@@ -29,7 +29,9 @@ Per trial (one row per pulse, :func:`mep_table`; the same table is the ``metadat
     transmission and the unit's reaction; NaN when the EMG shows no artifact).
 ``background_rms_uv``, ``rejected``
     RMS of the demeaned EMG over ``baseline_ms`` (default −100…0 ms), µV, and whether it
-    exceeds ``rms_limit_uv`` (default 20 µV; 10-20 µV is typical at rest).
+    exceeds ``rms_limit_uv`` (default 10 µV; 10-20 µV is typical at rest). The full
+    criteria (peak-to-peak at rest, contraction band for an active threshold) are in
+    :mod:`labkit.background`.
 ``intensity_percent``
     Pulse intensity, % MSO (NaN when unknown).
 
@@ -568,7 +570,7 @@ def mep_table(
     blank_ms: tuple[float, float] = (0.0, 5.0),
     artifact_max_ms: float | None = 10.0,
     baseline_ms: tuple[float, float] = (-100.0, 0.0),
-    rms_limit_uv: float = 20.0,
+    rms_limit_uv: float = 10.0,
     onset_k: float = 3.0,
     onset_min_duration_ms: float = 1.0,
     onset_method: str = "threshold",
@@ -602,7 +604,7 @@ def mep_epochs(
     blank_ms: tuple[float, float] = (0.0, 5.0),
     artifact_max_ms: float | None = 10.0,
     baseline_ms: tuple[float, float] = (-100.0, 0.0),
-    rms_limit_uv: float = 20.0,
+    rms_limit_uv: float = 10.0,
     onset_k: float = 3.0,
     onset_min_duration_ms: float = 1.0,
     onset_method: str = "threshold",

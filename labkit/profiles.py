@@ -71,7 +71,8 @@ class MEPSection(_Strict):
 
     channel: str = Field(min_length=1)
     window_ms: tuple[float, float] = (15.0, 50.0)
-    background_limit_uv: float = Field(default=20.0, gt=0, le=1000)
+    background_limit_uv: float = Field(default=10.0, gt=0, le=1000,
+                                       description="highest pre-stimulus RMS at rest")
     criterion_uv: float = Field(default=50.0, gt=0, le=10000)
     min_interval_s: float = Field(default=4.0, ge=0.1, le=60,
                                   description="shortest time between single pulses")

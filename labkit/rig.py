@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from labkit.acquisition import MEPMeter, MEPTrial
+from labkit.background import BackgroundCriterion
 from labkit.clock import local_clock
 from labkit.errors import LabkitError
 from labkit.markers import PulseMarkerOutlet
@@ -86,11 +87,16 @@ class Rig:
 
     @property
     def mep_meter(self) -> MEPMeter:
-        """Measures MEPs on the profile's channel, window and background limit."""
+        """Measures MEPs on the profile's channel and window; a trial is ``rejected`` when
+        the muscle was not at rest (background RMS above ``background_limit_uv`` or
+        peak-to-peak above ``criterion_uv``). For an active threshold, set
+        ``rig.mep_meter.background`` to a :meth:`BackgroundCriterion.active_from_mvc`."""
         if self._meter is None:
             mep = self.profile.mep
             self._meter = MEPMeter(self.emg, mep.channel, window_ms=mep.window_ms,
-                                   rms_limit_uv=mep.background_limit_uv)
+                                   rms_limit_uv=mep.background_limit_uv,
+                                   background=BackgroundCriterion.rest(
+                                       mep.background_limit_uv, mep.criterion_uv))
         return self._meter
 
     def pulse(self, intensity_percent: int) -> MEPTrial:

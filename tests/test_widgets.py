@@ -228,7 +228,8 @@ def test_measure_peak_to_peak_in_window_and_background():
     emg[t < 0] = np.where(np.arange(100) % 2, 3.0, -3.0)
     trial = measure(t, emg, (15.0, 50.0), 12.5)
     assert trial.amplitude_uv == pytest.approx(200.0)
-    assert trial.background_uv == pytest.approx(3.0)
+    assert trial.background_uv == pytest.approx(3.0, rel=1e-3)  # [-100, -1) ms
+    assert trial.background.ptp_uv == pytest.approx(6.0)
     assert trial.pulse_time_s == 12.5
 
 
@@ -512,7 +513,7 @@ def test_hunter_auto_rejects_noisy_background_and_stop_ends_it():
     n = stim.pulse_count
     time.sleep(0.15)
     assert stim.pulse_count == n
-    assert hunter.estimator.n_trials == 0  # every trial rejected (background 40 µV > 20)
+    assert hunter.estimator.n_trials == 0  # every trial rejected (background 40 µV > 10)
     assert all(accepted is False for _, _, accepted in hunter.trials)
     assert not hunter.fire_button.disabled  # manual control is back after the stop
 

@@ -2,7 +2,8 @@
 
 :class:`StreamEpochs` waits until the stream holds ``post_ms`` of EMG after a pulse, cuts
 ``[-pre_ms, +post_ms]`` around the pulse's LSL time and measures the peak-to-peak
-amplitude in the MEP window and the RMS of the pre-stimulus background. The panels accept
+amplitude in the MEP window and the pre-stimulus background (RMS, peak-to-peak, rectified
+mean: :func:`labkit.background.measure_background`). The panels accept
 any object with the same ``epoch(pulse_time_s) -> MEPTrial`` method, so tests and offline
 replays can feed them without a stream.
 """
@@ -15,9 +16,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from labkit.background import BackgroundEMG, measure_background
 from labkit.clock import local_clock
 from labkit.errors import StreamError
-from labkit.mep import background_rms_uv, peak_to_peak_uv
+from labkit.mep import peak_to_peak_uv
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,9 @@ class MEPTrial:
         the start of the TMS artifact can fall a fraction of a sample before 0.
     pulse_time_s : float
         LSL time of the pulse.
+    background : BackgroundEMG | None
+        The same pre-stimulus interval measured for a background criterion: RMS,
+        peak-to-peak and rectified mean.
     """
 
     times_ms: np.ndarray
@@ -45,6 +50,7 @@ class MEPTrial:
     amplitude_uv: float
     background_uv: float
     pulse_time_s: float
+    background: BackgroundEMG | None = None
 
 
 class EMGSource(Protocol):
@@ -57,9 +63,10 @@ class EMGSource(Protocol):
 def measure(
     times_ms: np.ndarray, emg_uv: np.ndarray, window_ms: tuple[float, float], pulse_time_s: float
 ) -> MEPTrial:
-    """Peak-to-peak in ``window_ms`` and background RMS in ``[-100, -1)`` ms.
+    """Peak-to-peak in ``window_ms`` and the background in ``[-100, -1)`` ms.
 
-    Both figures come from :mod:`labkit.mep` (``peak_to_peak_uv``, ``background_rms_uv``).
+    The amplitude comes from :func:`labkit.mep.peak_to_peak_uv`, the background from
+    :func:`labkit.background.measure_background`.
 
     Parameters
     ----------
@@ -79,9 +86,8 @@ def measure(
     emg_uv = np.asarray(emg_uv, float)
     amplitude = float(peak_to_peak_uv(emg_uv, times_ms, window_ms))
     start_ms = max(-100.0, float(times_ms[0]))
-    background = (float(background_rms_uv(emg_uv, times_ms, (start_ms, -1.0)))
-                  if start_ms < -1.0 else float("nan"))
-    return MEPTrial(times_ms, emg_uv, amplitude, background, pulse_time_s)
+    background = measure_background(times_ms, emg_uv, (start_ms, -1.0))
+    return MEPTrial(times_ms, emg_uv, amplitude, background.rms_uv, pulse_time_s, background)
 
 
 class StreamEpochs:
@@ -110,7 +116,7 @@ class StreamEpochs:
         stream: Any,
         *,
         channel: str | None = None,
-        pre_ms: float = 50.0,
+        pre_ms: float = 100.0,
         post_ms: float = 100.0,
         window_ms: tuple[float, float] = (15.0, 50.0),
         scale_to_uv: float | None = None,

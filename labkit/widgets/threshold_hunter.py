@@ -4,8 +4,10 @@ The operator sees the next intensity, fires, looks at the MEP and accepts or rej
 (reject e.g. when the background EMG shows the muscle was not at rest). Accepted trials
 go to the estimator; the staircase and the running estimate update; when the estimator
 is done, the threshold is logged to the session (``Session.log_threshold``) and handed to
-``on_threshold``. "Auto" accepts every trial whose background passes and fires the next
-one after ``interval_s``, off the kernel's main thread; STOP ends it between pulses.
+``on_threshold``. "Auto" accepts every trial whose background passes the hunt's
+:class:`~labkit.background.BackgroundCriterion` (a resting hunt: relaxed muscle; an
+active hunt: the contraction within its target band) and fires the next one after
+``interval_s``, off the kernel's main thread; STOP ends it between pulses.
 """
 
 from __future__ import annotations
@@ -18,7 +20,13 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from labkit.errors import StimulatorError
+from labkit.background import (
+    BackgroundCriterion,
+    BackgroundEMG,
+    BackgroundVerdict,
+    mep_criterion_uv,
+)
+from labkit.errors import ConfigError, StimulatorError
 from labkit.widgets._emg import MEPTrial, as_emg_source
 from labkit.widgets._svg import series_svg
 from labkit.widgets._threads import Worker
@@ -44,11 +52,16 @@ class ThresholdHunter(widgets.VBox):
     on_threshold : callable | None
         Called with the threshold (% MSO) when the hunt ends.
     kind : {"rmt", "amt"}
-        What the threshold is, for the session log.
+        Resting or active motor threshold: the estimator's criterion must be the one of
+        that kind (50 µV resting, 200 µV active; ``make_estimator(..., mode="active")``).
     interval_s : float
         Minimum time between pulses in auto mode (use >= 4 s on a person).
-    background_limit_uv : float | None
-        Auto mode rejects trials whose pre-stimulus RMS exceeds this, µV.
+    background : BackgroundCriterion | None
+        Which pre-stimulus EMG lets a trial count (auto mode rejects the others; manual
+        mode flags them). Default for ``kind="rmt"``:
+        ``BackgroundCriterion.rest(ptp_limit_uv=<the estimator's criterion>)`` (RMS
+        <= 10 µV, peak-to-peak <= 50 µV). ``kind="amt"`` needs one:
+        ``BackgroundCriterion.active_from_mvc(mvc_uv)`` or ``.active((low, high))``.
     mep_options : dict | None
         Passed to :class:`~labkit.widgets._emg.StreamEpochs`.
     """
@@ -64,9 +77,11 @@ class ThresholdHunter(widgets.VBox):
         on_threshold: Callable[[float], None] | None = None,
         kind: str = "rmt",
         interval_s: float = 5.0,
-        background_limit_uv: float | None = 20.0,
+        background: BackgroundCriterion | None = None,
         mep_options: dict | None = None,
     ) -> None:
+        criterion = float(getattr(estimator, "criterion_uv", 50.0))
+        self.background = _hunt_background(kind, criterion, background)
         self.stimulator = stimulator
         self.estimator = estimator
         self.source = as_emg_source(emg_source, **(mep_options or {}))
@@ -76,7 +91,6 @@ class ThresholdHunter(widgets.VBox):
         self.on_threshold = on_threshold
         self.kind = kind
         self.interval_s = float(interval_s)
-        self.background_limit_uv = background_limit_uv
         self.worker = Worker("labkit-hunter", self._report)
         self._stop = threading.Event()
         self._pending: tuple[int, MEPTrial] | None = None
@@ -86,7 +100,6 @@ class ThresholdHunter(widgets.VBox):
         #: Final threshold, % MSO, once done.
         self.result: float | None = None
 
-        criterion = getattr(estimator, "criterion_uv", 50.0)
         self.next_label = widgets.HTML()
         self.next_label.add_class("labkit-next-intensity")
         self.fire_button = widgets.Button(description="Fire", button_style="danger")
@@ -114,7 +127,7 @@ class ThresholdHunter(widgets.VBox):
                                 criterion_uv=criterion)
         super().__init__(children=[
             widgets.HTML(f"<b>Threshold hunt</b> ({type(estimator).__name__}, "
-                         f"criterion {criterion:.0f} µV)"),
+                         f"criterion {criterion:.0f} µV; {self.background.describe()})"),
             widgets.HBox([self.next_label, self.fire_button, self.accept_button,
                           self.reject_button, self.auto_button]),
             self.trial_label, self.estimate_label, self.result_label,
@@ -158,6 +171,13 @@ class ThresholdHunter(widgets.VBox):
         """End auto mode before the next pulse (called by STOP)."""
         self._stop.set()
 
+    def judge(self, trial: MEPTrial) -> BackgroundVerdict:
+        """The background verdict of a trial (:meth:`BackgroundCriterion.judge`)."""
+        background = trial.background
+        if background is None:  # a source that measured only the RMS
+            background = BackgroundEMG(trial.background_uv, math.nan, math.nan)
+        return self.background.judge(background)
+
     def wait(self, timeout_s: float | None = None) -> bool:
         """Wait for the running fire/auto job; True if none is running afterwards."""
         ok = self.worker.join(timeout_s)
@@ -186,10 +206,8 @@ class ThresholdHunter(widgets.VBox):
         self._pending = (x, trial)
         self.trials.append((x, trial, None))
         self.mep_view.add_trial(trial, accepted=None)
-        flag = ""
-        if self.background_limit_uv is not None and trial.background_uv > self.background_limit_uv:
-            flag = f" (background {trial.background_uv:.1f} µV > {self.background_limit_uv:.0f}:"\
-                   " reject?)"
+        verdict = self.judge(trial)
+        flag = "" if verdict.accepted else f" ({verdict.reason}: reject?)"
         self.trial_label.value = (f"trial {len(self.trials)}: {x} %MSO -> "
                                   f"{trial.amplitude_uv:.1f} µV{flag}")
         self.accept_button.disabled = False
@@ -235,9 +253,7 @@ class ThresholdHunter(widgets.VBox):
         try:
             while not self.done and not self._stop.is_set():
                 trial = self._fire_once()
-                ok = (self.background_limit_uv is None
-                      or not trial.background_uv > self.background_limit_uv)
-                self._decide(ok)
+                self._decide(self.judge(trial).accepted)
         finally:
             if not self.done:
                 self.fire_button.disabled = False
@@ -281,3 +297,29 @@ class ThresholdHunter(widgets.VBox):
 
     def _report(self, exc: BaseException) -> None:
         self.trial_label.value = f"{type(exc).__name__}: {exc}"
+
+
+def _hunt_background(kind: str, criterion_uv: float,
+                     background: BackgroundCriterion | None) -> BackgroundCriterion:
+    """The hunt's background criterion, checked against its kind and MEP criterion."""
+    modes = {"rmt": "rest", "amt": "active"}
+    if kind not in modes:
+        raise ConfigError(f"must be 'rmt' or 'amt', got {kind!r}", field="kind")
+    mode = modes[kind]
+    published = mep_criterion_uv(mode)
+    if criterion_uv != published:
+        raise ConfigError(
+            f"a {kind.upper()} hunt uses the {published:g} µV MEP criterion (Rossini et al. "
+            f"2015); the estimator has {criterion_uv:g} µV: build it with "
+            f"mode={'resting' if mode == 'rest' else 'active'!r}", field="estimator")
+    if background is None:
+        if mode == "active":
+            raise ConfigError(
+                "an AMT hunt needs the target contraction band: background="
+                "BackgroundCriterion.active_from_mvc(mvc_uv) (10-20 % MVC) or "
+                "BackgroundCriterion.active((low_uv, high_uv))", field="background")
+        return BackgroundCriterion.rest(ptp_limit_uv=criterion_uv)
+    if background.mode != mode:
+        raise ConfigError(f"a {kind.upper()} hunt needs a {mode!r} background criterion, got "
+                          f"{background.mode!r}", field="background")
+    return background

@@ -12,6 +12,7 @@ import pytest
 import labkit
 from labkit.background import BackgroundCriterion, mvc_uv
 from labkit.errors import ConfigError
+from labkit.session import Session
 from labkit.threshold import make_estimator
 from labkit.widgets import ThresholdHunter
 
@@ -84,12 +85,13 @@ def test_amt_auto_hunt_on_the_simulated_rig_finds_the_true_amt(seed):
         assert true_amt < subject.resting_motor_threshold_percent - 3
 
 
-def test_rest_hunt_on_the_rig_finds_the_rmt_and_rejects_a_contracting_muscle():
+def test_rest_hunt_on_the_rig_finds_the_rmt_and_rejects_a_contracting_muscle(tmp_path):
+    session = Session.open(tmp_path, "P001")
     with labkit.open_rig("simulated", seed=0) as rig:
         subject = rig.subject
         estimator = make_estimator("bayesian", start=60, sd_stop_percent=1.0, max_trials=40)
-        hunter = ThresholdHunter(rig.stimulator, estimator, rig.emg, interval_s=0.3,
-                                 mep_options={"channel": "FDI"})
+        hunter = ThresholdHunter(rig.stimulator, estimator, rig.emg, session=session,
+                                 interval_s=0.3, mep_options={"channel": "FDI"})
         # the subject does not relax: every trial is rejected, nothing reaches the estimator
         subject.contraction_percent_mvc = 10.0
         time.sleep(SETTLE_S)
@@ -113,3 +115,10 @@ def test_rest_hunt_on_the_rig_finds_the_rmt_and_rejects_a_contracting_muscle():
         assert abs(hunter.result - rmt) <= 2.0, (hunter.result, rmt, len(hunter.trials))
         relaxed = [t for _, t, ok in hunter.trials if ok]
         assert np.max([t.background.rms_uv for t in relaxed]) < 2.0
+    session.close()
+    (record,) = session.events("threshold")
+    assert record.payload["threshold_kind"] == "rmt" and record.payload["criterion_uv"] == 50.0
+    assert record.payload["background"] == ("at rest: background RMS <= 10 µV and "
+                                            "peak-to-peak <= 50 µV")
+    assert record.payload["n_rejected"] == sum(1 for *_, ok in hunter.trials if ok is False)
+    assert record.payload["n_rejected"] >= 4

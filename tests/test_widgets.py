@@ -182,8 +182,9 @@ class FakeSession:
     def __init__(self):
         self.thresholds = []
 
-    def log_threshold(self, value, *, method, kind="rmt", n_pulses=None):
+    def log_threshold(self, value, *, method, kind="rmt", n_pulses=None, **extra):
         self.thresholds.append((value, method, kind, n_pulses))
+        self.extra = extra
 
     def check_storage(self, action):
         """Storage is fine (see test_hunter_refuses_to_fire_while_storage_is_faulted)."""

@@ -46,7 +46,9 @@ class ThresholdHunter(widgets.VBox):
     emg_source : StreamLSL | EMGSource
         Where MEP sweeps come from.
     session : Session | None
-        Receives ``log_threshold(...)`` when the hunt ends.
+        Receives ``log_threshold(...)`` when the hunt ends, with the MEP criterion, the
+        background criterion (:meth:`BackgroundCriterion.describe`) and the number of
+        rejected trials.
     estop : EmergencyStop | None
         Shared STOP latch (e.g. ``StimulatorPanel.estop``).
     on_threshold : callable | None
@@ -271,8 +273,11 @@ class ThresholdHunter(widgets.VBox):
         except StimulatorError:
             pass
         if self.session is not None:
-            self.session.log_threshold(value, method=type(self.estimator).__name__,
-                                       kind=self.kind, n_pulses=n)
+            self.session.log_threshold(
+                value, method=type(self.estimator).__name__, kind=self.kind, n_pulses=n,
+                criterion_uv=float(getattr(self.estimator, "criterion_uv", math.nan)),
+                background=self.background.describe(),
+                n_rejected=sum(1 for *_, accepted in self.trials if accepted is False))
         self.result_label.value = (f"<b>{self.kind.upper()} = {value:.0f} %MSO</b> "
                                    f"({type(self.estimator).__name__}, {n} pulses)")
         self.fire_button.disabled = True

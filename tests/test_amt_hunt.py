@@ -122,3 +122,22 @@ def test_rest_hunt_on_the_rig_finds_the_rmt_and_rejects_a_contracting_muscle(tmp
                                             "peak-to-peak <= 50 µV")
     assert record.payload["n_rejected"] == sum(1 for *_, ok in hunter.trials if ok is False)
     assert record.payload["n_rejected"] >= 4
+
+
+def test_rig_pulse_carries_the_background_and_judges_it():
+    with labkit.open_rig("simulated", seed=2) as rig:
+        assert rig.mep_meter.background.describe() == (
+            "at rest: background RMS <= 10 µV and peak-to-peak <= 50 µV")  # the profile's
+        relaxed = rig.pulse(40)
+        assert relaxed.background.rms_uv < 2.0 and relaxed.background.ptp_uv < 15.0
+        assert relaxed.background_rms_uv == pytest.approx(relaxed.background.rms_uv)
+        assert not relaxed.rejected
+        rig.subject.contraction_percent_mvc = 15.0
+        time.sleep(SETTLE_S)
+        tense = rig.pulse(40)
+        assert tense.background.rms_uv > 10.0 and tense.background_ptp_uv > 50.0
+        assert tense.rejected  # the muscle was not at rest
+        level = tense.background.rms_uv
+        rig.mep_meter.background = BackgroundCriterion.active((0.5 * level, 2.0 * level))
+        time.sleep(INTERVAL_S)
+        assert not rig.pulse(40).rejected  # the same contraction, judged for an AMT

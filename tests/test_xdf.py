@@ -13,6 +13,7 @@ import pytest
 from labkit.bids import EMGSetup, export_bids
 from labkit.mep import mep_table
 from labkit.recording import read_clock_offsets, read_markers, read_recording, to_raw
+from labkit.report import session_record, write_session_report
 from labkit.session import Session, read_log
 from labkit.xdf import XDFError, export_xdf, import_xdf, read_xdf
 
@@ -145,6 +146,8 @@ def test_labrecorder_style_xdf_imports_into_a_session_that_meps_and_bids_use(tmp
     assert np.allclose(table["latency_ms"], 22.0, atol=0.5)
     out = export_bids(ses_dir, tmp_path / "bids", emg_setup=EMG, stimulator=STIMULATOR)
     assert out.n_pulses == 3 and out.pulses_outside == 0
+    report = write_session_report(ses_dir, tmp_path / "report.html")  # the signed record
+    assert Path(report).exists() and session_record(read_log(ses_dir)).n_pulses == 3
 
 
 def _recorded_session(tmp_path) -> Session:

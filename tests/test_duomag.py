@@ -151,7 +151,7 @@ def test_set_arm_fire_gives_one_discharge_and_one_marker(unit):
     event = stim.fire()
     assert emulator.pulses_delivered == 1 and events == [event]
     assert event.intensity_percent == 60.0 and event.device == "DuoMAG"
-    assert 0.0 <= emulator.discharges[0].time_s - event.time_s < 0.01
+    assert 0.0 <= emulator.discharges[0].time_s - event.time_s < 0.05  # loaded machine
     assert emulator.received == [bytes([60, 60]), dp.FIRE]
 
 
@@ -159,10 +159,9 @@ def test_fire_waits_for_the_recharge(unit):
     emulator, stim, events = unit(charge_s=0.3)
     stim.set_intensity(30)
     stim.arm()
-    stim.fire()
-    start = time.monotonic()
-    stim.fire()  # the unit is recharging: the driver waits for "charged"
-    assert time.monotonic() - start > 0.2
+    first = stim.fire()
+    second = stim.fire()  # the unit is recharging: the driver waits for "charged"
+    assert second.time_s - first.time_s > 0.28  # charge_s 0.3, less one 10 ms tick
     assert emulator.pulses_delivered == 2 and emulator.omitted_pulse_count == 0
 
 

@@ -158,16 +158,27 @@ def test_twin_dual_and_burst_rate_ceilings_follow_pytms():
 
 
 # --------------------------------------------------------------------------- the emulator
-def _exchange(port, frame: bytes, wait_s: float = 0.15) -> list[bytes]:
-    """Send one frame and return the payloads of every message that came back."""
+def _exchange(port, frame: bytes, quiet_s: float = 0.1) -> list[bytes]:
+    """Send one frame; return the payloads of every message that came back.
+
+    Waits up to 2 s for the first message, then until the line is quiet for ``quiet_s``.
+    """
     port.reset_input_buffer()
     port.write(frame)
-    time.sleep(wait_s)
     extractor = proto.FrameExtractor()
-    extractor.feed(port.read(port.in_waiting or 0))
-    payloads = []
-    while (payload := extractor.next_payload()) is not None:
-        payloads.append(payload)
+    payloads: list[bytes] = []
+    deadline = time.monotonic() + 2.0
+    last = None
+    while time.monotonic() < deadline:
+        port.timeout = 0.02
+        data = port.read(64)
+        if data:
+            extractor.feed(data)
+            while (payload := extractor.next_payload()) is not None:
+                payloads.append(payload)
+            last = time.monotonic()
+        elif last is not None and time.monotonic() - last >= quiet_s:
+            break
     return payloads
 
 
@@ -206,7 +217,7 @@ def test_emulator_answers_every_published_form(raw):
 
 def test_magic_style_unit_answers_enable_with_three_messages_and_0x06_with_8_bytes():
     emulator = MagProEmulator.magic_style(pty=False)
-    port = serial.serial_for_url(emulator.url, timeout=0.3)
+    port = serial.serial_for_url(emulator.url, timeout=2.0)
     try:
         port.write(proto.enable_command(True))
         assert len(port.read(24)) == 24  # magicpy arm(): "the X100 returns 3 responses"
@@ -215,6 +226,7 @@ def test_magic_style_unit_answers_enable_with_three_messages_and_0x06_with_8_byt
         assert len(reply) == 8 and proto.parse_frame(reply)[0] == 0x01
         assert emulator.train == proto.TrainSettings(5.0, 10, 1, 1.0)
         port.write(proto.timing_get_command())
+        port.timeout = 0.3
         assert port.read(1) == b""       # this unit has no timing menu
     finally:
         port.close()

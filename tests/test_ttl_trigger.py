@@ -55,7 +55,10 @@ def test_quick_fire_on_the_magstims_own_rts_line(magstim):
     event = stim.fire()
     assert emulator.pulses_delivered == 1 and events == [event]
     assert event.extra == {"trigger": "ttl"} and event.intensity_percent == 45.0
-    assert 0.0 <= discharges[0].time_s - event.time_s < 0.005  # the edge is the pulse
+    # The marker is the edge, taken before it: never after the discharge. (How close the
+    # two are is measured in benchmarks/bench_ttl_trigger.py; here only a loose bound
+    # that a preempted thread on a loaded machine still meets.)
+    assert 0.0 <= discharges[0].time_s - event.time_s < 0.05
     assert not any(m.startswith(b"EH") for m in emulator.received)  # no serial fire
     assert emulator.trigger_edges == 1 and not emulator.trigger_level
 
@@ -90,7 +93,7 @@ def test_magpro_ttl_pulse_is_confirmed_by_its_di_dt(magpro):
     event = stim.fire()
     assert emulator.pulses_delivered == 1 and events == [event]
     assert stim.status().didt_a == discharges[0].intensity_percent * 160 / 100
-    assert 0.0 <= discharges[0].time_s - event.time_s < 0.005
+    assert 0.0 <= discharges[0].time_s - event.time_s < 0.05
     assert not any(p[0] == 0x03 for p in emulator.received)
 
 

@@ -278,3 +278,12 @@ def test_date_shifting_moves_every_date_by_the_same_days_and_keeps_no_offset(tmp
         export_bids(ses, tmp_path / "old", date_shift_days=36000)
     with pytest.raises(BIDSExportError, match="whole number of days"):
         export_bids(ses, tmp_path / "bad", date_shift_days=-1)
+
+
+@pytest.mark.parametrize("label", ["01.b", "0\u202e1", "eins zwei", "01\n"])
+def test_session_folders_that_are_not_bids_labels_are_refused(tmp_path, label):
+    ses = small_session(tmp_path / "data")
+    bad = tmp_path / "data" / "sub-P007" / f"ses-{label}"
+    shutil.copytree(ses.path, bad)
+    with pytest.raises(BIDSExportError, match="session label .* refused"):
+        export_bids(bad, tmp_path / "bids")

@@ -113,7 +113,8 @@ def run_silent_periods(rig: Any, intensity_percent: int, n: int, *,
     """Fire ``n`` single pulses during a contraction and measure each silent period.
 
     The subject must hold the contraction (a real subject is instructed; the simulated
-    one has ``contraction_percent_mvc`` set). Keyword arguments go to
+    one has ``contraction_percent_mvc`` set). On a BiStim, output B is set to 0 first so
+    that each pulse is a single pulse from output A. Keyword arguments go to
     :func:`labkit.silent_period.measure_silent_period`.
 
     Returns
@@ -122,6 +123,9 @@ def run_silent_periods(rig: Any, intensity_percent: int, n: int, *,
         The long epoch of each pulse and its silent period.
     """
     mep = rig.profile.mep
+    if hasattr(rig.stimulator, "set_ipi"):
+        # a BiStim fires output B too whenever it is set: silence it for single pulses
+        rig.stimulator.set_intensity(int(intensity_percent), 0)
     meter = MEPMeter(rig.emg, mep.channel, window_ms=mep.window_ms, rms_limit_uv=1e6,
                      tmin_ms=epoch_ms[0], tmax_ms=epoch_ms[1])
     out = []

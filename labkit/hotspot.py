@@ -37,7 +37,7 @@ IFCN guidance, Rossini et al. 2015, Clin Neurophysiol 126:1071):
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -82,7 +82,8 @@ class GridSite:
 
 
 def make_grid(center: CoilPose | None = None, *, spacing_mm: float = 10.0, n: int = 5,
-              landmark: str = "C3") -> list[GridSite]:
+              landmark: str = "C3",
+              project: Callable[[CoilPose], CoilPose] | None = None) -> list[GridSite]:
     """A square ``n × n`` grid around ``center`` (navigation) or around a cap landmark.
 
     Parameters
@@ -96,6 +97,11 @@ def make_grid(center: CoilPose | None = None, *, spacing_mm: float = 10.0, n: in
         Sites per side (odd, 3-11).
     landmark : str
         Name of the cap landmark for labels.
+    project : callable | None
+        Maps each planned pose onto the head surface (e.g. the navigator's scalp: coil
+        flat on the scalp under the point, same current direction); without it the sites
+        stay in the flat plane of ``center``, a few mm above a curved scalp and tilted
+        against it at the grid's corners.
     """
     if not (5.0 <= spacing_mm <= 20.0):
         raise ValueError(f"spacing_mm = {spacing_mm!r} is outside 5-20 mm")
@@ -112,6 +118,8 @@ def make_grid(center: CoilPose | None = None, *, spacing_mm: float = 10.0, n: in
             else:
                 label = f"{a:+.0f} mm along, {c:+.0f} mm across"
                 pose = center.moved(a, c)
+                if project is not None:
+                    pose = project(pose)
             sites.append(GridSite(len(sites), a, c, label, pose))
     return sites
 
@@ -251,10 +259,12 @@ class HotspotHunt:
         self.trials.append(_Trial(site, amp, offset))
 
     def _center(self) -> CoilPose | None:
+        """The grid's centre pose (the site at 0, 0; grids have an odd number per side)."""
+        for s in self.sites:
+            if s.along_mm == 0.0 and s.across_mm == 0.0:
+                return s.pose
         s = self.sites[0]
-        if s.pose is None:
-            return None
-        return s.pose.moved(-s.along_mm, -s.across_mm)
+        return None if s.pose is None else s.pose.moved(-s.along_mm, -s.across_mm)
 
     def result(self) -> HotspotResult:
         """The map and the hotspot from the pulses recorded so far."""

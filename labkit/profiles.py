@@ -103,6 +103,21 @@ class SimulationSection(_Strict):
     eeg: bool = False
 
 
+class NavigationSection(_Strict):
+    """``[navigation]``: the neuronavigation system (Localite TMS Navigator, TCP/JSON)."""
+
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(default=6666, ge=1, le=65535)
+    coil: Literal[0, 1] = 0
+    max_pose_age_s: float = Field(default=0.5, gt=0, le=60,
+                                  description="older poses are not logged as a pulse's pose")
+    gate: bool = Field(default=False, description="hold firing until the coil is on target")
+    max_distance_mm: float = Field(default=3.0, gt=0, le=100)
+    max_rotation_deg: float = Field(default=10.0, gt=0, le=180)
+    max_tilt_deg: float = Field(default=10.0, gt=0, le=90)
+    hold_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+
+
 class DeviceProfile(_Strict):
     """A validated device profile."""
 
@@ -112,6 +127,7 @@ class DeviceProfile(_Strict):
     mep: MEPSection
     limits: LimitsSection = LimitsSection()
     simulation: SimulationSection | None = None
+    navigation: NavigationSection | None = None
     path: Path | None = None
 
     @model_validator(mode="after")

@@ -156,3 +156,16 @@ def test_orientation_scan_exact_parabola_and_simulated_subjects():
         best = subject.spatial.head.angle_deg(scan.result().best_pose)
         errors.append(abs(best - subject.spatial.preferred_deg))
     assert np.median(errors) <= 15.0, np.round(errors, 1)
+
+
+def test_grid_projected_onto_the_scalp():
+    subject, _, start = _subject_and_hand(1)
+    head = subject.spatial.head
+    sites = make_grid(start, spacing_mm=10.0, n=5, project=head.project)
+    for s in sites:
+        assert head.lift_mm(s.pose.position) == pytest.approx(0.0, abs=1e-9)
+        assert s.pose.normal @ head.up(s.pose.position) == pytest.approx(-1.0)
+        along, across, _ = s.pose.offset_in_plane_mm(start)
+        # radial projection pulls the corners in a little on a 90 mm head
+        assert math.hypot(along - s.along_mm, across - s.across_mm) < 1.5
+        assert head.angle_deg(s.pose) == pytest.approx(45.0, abs=3.0)

@@ -277,3 +277,38 @@ def test_client_against_an_independent_server():
     finally:
         server.stop.set()
         server.join(timeout=2)
+
+
+def test_navigation_section_of_a_profile():
+    from labkit.errors import ConfigError
+    from labkit.navigation.setup import navigation_from_profile
+    from labkit.profiles import NavigationSection, load_profile
+
+    profile = load_profile("simulated")
+    with pytest.raises(ValueError, match=r"no \[navigation\] section"):
+        navigation_from_profile(profile)
+    section = NavigationSection(gate=True, max_distance_mm=2.0, max_pose_age_s=0.3)
+    navigated = profile.model_copy(update={"navigation": section})
+    client, gate, hold_s = navigation_from_profile(navigated, address=("127.0.0.1", 7000))
+    assert (client.host, client.port, client.max_pose_age_s) == ("127.0.0.1", 7000, 0.3)
+    assert gate == TargetGate(2.0, 10.0, 10.0) and hold_s == 30.0
+    assert navigation_from_profile(profile.model_copy(update={
+        "navigation": NavigationSection()}))[1] is None
+    with pytest.raises(Exception, match="max_distance_mm"):
+        NavigationSection(max_distance_mm=0)
+    assert issubclass(ConfigError, ValueError)
+
+
+def test_navigation_section_in_a_toml_file_is_validated(tmp_path):
+    from labkit.errors import ConfigError
+    from labkit.profiles import devices_dir, load_profile
+
+    text = (devices_dir() / "simulated.toml").read_text()
+    good = tmp_path / "navigated.toml"
+    good.write_text(text + "\n[navigation]\nport = 6666\ngate = true\n")
+    assert load_profile(good).navigation.gate is True
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text + "\n[navigation]\nport = 70000\n")
+    with pytest.raises(ConfigError, match="navigation.port") as info:
+        load_profile(bad)
+    assert "bad.toml" in str(info.value)

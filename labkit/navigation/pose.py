@@ -31,9 +31,21 @@ __all__ = ["CoilPose", "quaternion_from_matrix", "matrix_from_quaternion"]
 _LOCALITE_KEYS = ("q0", "qx", "qy", "qz", "x", "y", "z")
 
 
+def cross3(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cross product of two 3-vectors (numpy's general version is ~20× slower here)."""
+    return np.array([a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2],
+                     a[0] * b[1] - a[1] * b[0]])
+
+
+def norm3(v) -> float:
+    """Euclidean norm of a short vector."""
+    v = np.asarray(v, dtype=float)
+    return math.sqrt(float(v @ v))
+
+
 def matrix_from_quaternion(q: Sequence[float]) -> np.ndarray:
     """Rotation matrix of a unit quaternion ``(q0, qx, qy, qz)`` (normalised first)."""
-    w, x, y, z = np.asarray(q, dtype=float) / np.linalg.norm(q)
+    w, x, y, z = np.asarray(q, dtype=float) / norm3(q)
     return np.array([
         [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
         [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
@@ -58,7 +70,7 @@ def quaternion_from_matrix(m: np.ndarray) -> tuple[float, float, float, float]:
         s = 2.0 * math.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1])
         q = ((m[1, 0] - m[0, 1]) / s, (m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, 0.25 * s)
     arr = np.asarray(q)
-    arr /= np.linalg.norm(arr)
+    arr /= norm3(arr)
     if arr[0] < 0:
         arr = -arr
     return tuple(float(v) for v in arr)  # type: ignore[return-value]
@@ -66,7 +78,7 @@ def quaternion_from_matrix(m: np.ndarray) -> tuple[float, float, float, float]:
 
 def _unit(v: Sequence[float], name: str) -> np.ndarray:
     arr = np.asarray(v, dtype=float)
-    norm = float(np.linalg.norm(arr))
+    norm = float(norm3(arr))
     if arr.shape != (3,) or not np.all(np.isfinite(arr)) or norm < 1e-9:
         raise ValueError(f"{name} = {v!r} must be a finite, non-zero 3-vector")
     return arr / norm
@@ -120,7 +132,7 @@ class CoilPose:
         x = _unit(normal, "normal")
         y_raw = np.asarray(current_direction, dtype=float)
         y = _unit(y_raw - np.dot(y_raw, x) * x, "current_direction (in the coil plane)")
-        z = np.cross(x, y)
+        z = cross3(x, y)
         return cls(tuple(position_mm), quaternion_from_matrix(np.column_stack([x, y, z])),
                    time_s)
 
@@ -180,7 +192,7 @@ class CoilPose:
     # -- relations -------------------------------------------------------------------------
     def distance_mm(self, other: CoilPose) -> float:
         """Straight-line distance between the two coil centres, mm."""
-        return float(np.linalg.norm(self.position - other.position))
+        return float(norm3(self.position - other.position))
 
     def offset_in_plane_mm(self, reference: CoilPose) -> tuple[float, float, float]:
         """This coil centre relative to ``reference``, in the reference's axes, mm.

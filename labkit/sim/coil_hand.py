@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from labkit.navigation.pose import CoilPose
+from labkit.navigation.pose import CoilPose, norm3
 from labkit.sim.spatial import SphericalHead
 
 __all__ = ["HandHeldCoil", "HandParams"]
@@ -153,5 +153,5 @@ class HandHeldCoil:
             move = self._moves[-1]
         if not math.isfinite(move.time_s):
             return True
-        gap = float(np.linalg.norm(move.from_point - move.to_point))
+        gap = float(norm3(move.from_point - move.to_point))
         return gap * math.exp(-(time_s - move.time_s) / self.params.settle_tau_s) <= tolerance_mm

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from labkit.navigation.pose import CoilPose
+from labkit.navigation.pose import CoilPose, cross3, norm3
 
 __all__ = ["SphericalHead", "SpatialExcitability", "C3_DIRECTION"]
 
@@ -76,7 +76,7 @@ class SphericalHead:
     def up(self, point_mm: np.ndarray) -> np.ndarray:
         """Outward scalp normal under ``point_mm``."""
         v = np.asarray(point_mm, dtype=float) - self.center
-        return v / np.linalg.norm(v)
+        return v / norm3(v)
 
     def foot(self, point_mm: np.ndarray) -> np.ndarray:
         """Point of the scalp under ``point_mm`` (radial projection), mm."""
@@ -84,7 +84,7 @@ class SphericalHead:
 
     def lift_mm(self, point_mm: np.ndarray) -> float:
         """Height of ``point_mm`` above the scalp, mm (negative inside)."""
-        return float(np.linalg.norm(np.asarray(point_mm, float) - self.center) - self.radius_mm)
+        return float(norm3(np.asarray(point_mm, float) - self.center) - self.radius_mm)
 
     def scalp_distance_mm(self, a_mm: np.ndarray, b_mm: np.ndarray) -> float:
         """Great-circle distance on the scalp between the feet of two points, mm."""
@@ -95,8 +95,8 @@ class SphericalHead:
         """(anterior, right) unit vectors in the scalp's tangent plane at ``point_mm``."""
         up = self.up(point_mm)
         ant = np.array([0.0, 1.0, 0.0]) - up[1] * up
-        ant /= np.linalg.norm(ant)
-        return ant, np.cross(ant, up)
+        ant /= norm3(ant)
+        return ant, cross3(ant, up)
 
     def point(self, anchor_mm: np.ndarray, anterior_mm: float, right_mm: float) -> np.ndarray:
         """Scalp point reached from ``anchor_mm`` by walking along the scalp, mm.
@@ -107,7 +107,7 @@ class SphericalHead:
         ant, right = self.tangent_axes(anchor_mm)
         up = self.up(anchor_mm)
         step = anterior_mm * ant + right_mm * right
-        dist = float(np.linalg.norm(step))
+        dist = float(norm3(step))
         if dist == 0.0:
             return self.foot(anchor_mm)
         angle = dist / self.radius_mm
@@ -127,6 +127,10 @@ class SphericalHead:
         current = math.cos(a) * ant + math.sin(a) * right
         position = self.foot(point_mm) + lift_mm * up
         return CoilPose.from_axes(tuple(position), -up, current, time_s)
+
+    def project(self, pose: CoilPose) -> CoilPose:
+        """``pose`` laid flat on the scalp under its centre, same current direction."""
+        return self.pose(pose.position, self.angle_deg(pose), 0.0, pose.time_s)
 
     def angle_deg(self, pose: CoilPose) -> float:
         """Current direction of ``pose`` in the scalp tangent plane under it, degrees."""

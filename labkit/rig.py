@@ -7,6 +7,7 @@ would to real hardware, through a serial port and LSL.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 import time
@@ -15,7 +16,7 @@ from typing import Any
 from labkit.acquisition import MEPMeter, MEPTrial
 from labkit.background import BackgroundCriterion
 from labkit.clock import local_clock
-from labkit.errors import LabkitError
+from labkit.errors import ConfigError, LabkitError
 from labkit.markers import PulseMarkerOutlet
 from labkit.profiles import DeviceProfile, load_profile
 from labkit.stimulators.base import Stimulator
@@ -130,6 +131,44 @@ class Rig:
         pulse = stimulator.fire()
         self._last_pulse_s = pulse.time_s
         return self.mep_meter.measure(pulse)
+
+    def paired_pulse(self, conditioning_percent: int, test_percent: int,
+                     ipi_ms: float) -> MEPTrial:
+        """Fire one paired pulse on a BiStim (A = conditioning, B = test); measure the test MEP.
+
+        A conditioning intensity of 0 fires the test pulse alone (output B) after the same
+        delay. The returned trial's ``pulse`` is the *test* pulse (the marker's time plus
+        ``ipi_ms``), so the MEP window counts from it. Same spacing as :meth:`pulse`.
+
+        Raises
+        ------
+        ConfigError
+            When the stimulator cannot deliver paired pulses (needs ``set_ipi``).
+        """
+        stimulator = self.stimulator
+        if not hasattr(stimulator, "set_ipi"):
+            raise ConfigError(f"{type(stimulator).__name__} cannot deliver paired pulses "
+                              "(needs a BiStim)", field="stimulator.model")
+        if self._last_pulse_s is not None:
+            wait_s = self._last_pulse_s + self.profile.mep.min_interval_s - local_clock()
+            if wait_s > 0:
+                time.sleep(wait_s)
+        fractional = not float(ipi_ms).is_integer()
+        switch = fractional != bool(stimulator.high_resolution) and (fractional or ipi_ms > 99.9)
+        if switch and stimulator.status().armed:
+            stimulator.disarm()  # the unit refuses a change of IPI resolution while armed
+        stimulator.set_intensity(conditioning_percent, test_percent)
+        self._intensity_percent = None  # output A changed: the next pulse() sets it again
+        stimulator.set_ipi(ipi_ms if fractional else int(ipi_ms))
+        if not stimulator.status().armed:
+            stimulator.arm()
+        wait_ready = getattr(stimulator, "wait_ready", None)
+        if wait_ready is not None:
+            wait_ready()
+        pulse = stimulator.fire()
+        self._last_pulse_s = pulse.time_s
+        test = dataclasses.replace(pulse, time_s=pulse.time_s + float(ipi_ms) / 1000.0)
+        return self.mep_meter.measure(test)
 
     def close(self) -> None:
         """Disarm and disconnect everything, then stop the simulated hardware."""

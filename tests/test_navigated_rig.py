@@ -14,7 +14,11 @@ from labkit.sim.coil_hand import HandParams
 from labkit.sim.navigation import attach_navigation
 
 
-def test_navigated_pulses_log_the_true_pose_and_hold_while_disconnected():
+def test_navigated_pulses_log_the_true_pose_and_hold_while_disconnected(tmp_path):
+    from labkit.session import Session
+    from labkit.session.log import read_log
+
+    session = Session(tmp_path, "P01", 1)
     with labkit.open_rig("simulated", seed=7) as rig:
         nav = attach_navigation(rig, rate_hz=50.0, hand=HandParams(settle_tau_s=0.6))
         client = LocaliteClient(*nav.address, max_pose_age_s=0.2, reconnect_interval_s=0.1)
@@ -25,7 +29,7 @@ def test_navigated_pulses_log_the_true_pose_and_hold_while_disconnected():
             nav.emulator.targets[1] = target
             client.set_target(1, target)
             pulser = NavigatedPulser(rig, client, TargetGate(max_distance_mm=3.0),
-                                     hold_timeout_s=5.0)
+                                     hold_timeout_s=5.0, session=session)
             trials = [pulser.pulse(x) for _ in range(3)]
             # the coil travels from C3 to the hotspot (~1 s): the first pulse was held
             assert trials[0].held_s > 0.0 and pulser.holds[0]["fired"]
@@ -56,3 +60,9 @@ def test_navigated_pulses_log_the_true_pose_and_hold_while_disconnected():
             client.wait_for_pose(timeout_s=3.0)
             assert short.pulse(x).pose.status == "ok"
         assert "disconnected" in [e.kind for e in client.events]
+    session.close()
+    pulses = [r.payload for r in read_log(session.log.path, kind="pulse")]
+    assert len(pulses) == 3 and all(p["pose_status"] == "ok" for p in pulses)
+    assert pulses[0]["coil_x_mm"] == pytest.approx(pulser.log[0]["coil_x_mm"])
+    nav_events = [r.payload["event"] for r in read_log(session.log.path, kind="navigation")]
+    assert "hold" in nav_events and "disconnected" in nav_events

@@ -131,3 +131,16 @@ def test_paired_pulse_block_on_the_simulated_bistim_rig():
             assert response.paired_factor == expected
         else:
             assert response.paired_factor != 1.0
+
+
+def test_paired_pulse_needs_a_paired_pulse_stimulator_and_respects_the_ceiling():
+    with labkit.open_rig("simulated", seed=1) as rig:  # a Magstim 200²
+        with pytest.raises(ConfigError, match="cannot deliver paired pulses"):
+            rig.paired_pulse(30, 60, 2.5)
+        with pytest.raises(ConfigError, match="max_intensity_percent"):
+            from labkit.excitability import fire_paired
+
+            limits = rig.profile.limits.model_copy(update={"max_intensity_percent": 50})
+            rig.profile = rig.profile.model_copy(update={"limits": limits})
+            fire_paired(rig, 30, 60, 2.5)
+        assert rig.subject.responses == []  # nothing fired

@@ -14,7 +14,10 @@ navigator client. Each :meth:`NavigatedPulser.pulse`:
 4. sends the MEP back to the navigator (``coil_0_response``) so its map shows it.
 
 ``log`` holds one row per pulse (the pulse time, intensity, MEP and the pose columns of
-:meth:`~labkit.navigation.gate.PulsePose.as_record`) and ``holds`` every wait.
+:meth:`~labkit.navigation.gate.PulsePose.as_record`) and ``holds`` every wait. With a
+``session``, each pulse is also logged there (``session.log_pulse``: the pose columns
+travel with the pulse into the BIDS events), and so are the holds and the navigator's
+link events (``navigation`` records: connected, disconnected, tracking lost...).
 """
 
 from __future__ import annotations
@@ -64,11 +67,13 @@ class NavigatedPulser:
         Send each MEP back to the navigator.
     sleep : callable
         Wait function (tests pass a fake).
+    session : object | None
+        A :class:`labkit.session.Session` to log pulses, holds and link events in.
     """
 
     def __init__(self, rig: Any, client: Any, gate: TargetGate | None = None, *,
                  hold_timeout_s: float = 30.0, send_meps: bool = True,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, session: Any = None) -> None:
         if not (0 < hold_timeout_s <= 3600):
             raise ValueError(f"hold_timeout_s = {hold_timeout_s!r} is outside (0, 3600] s")
         self.rig, self.client, self.gate = rig, client, gate
@@ -77,6 +82,18 @@ class NavigatedPulser:
         self.sleep = sleep
         self.log: list[dict[str, Any]] = []
         self.holds: list[dict[str, Any]] = []
+        self.session = session
+        if session is not None and hasattr(client, "add_listener"):
+            client.add_listener(self._log_link_event)
+
+    def _log_link_event(self, event: Any) -> None:
+        self.session.log_event("navigation", event=event.kind, detail=event.detail,
+                               time_s=event.time_s)
+
+    def _hold(self, record: dict[str, Any]) -> None:
+        self.holds.append(record)
+        if self.session is not None:
+            self.session.log_event("navigation", event="hold", **record)
 
     def check(self) -> GateVerdict:
         """The gate's verdict now (always ok without a gate)."""
@@ -99,15 +116,14 @@ class NavigatedPulser:
         while not verdict.ok:
             waited = time.monotonic() - start
             if waited >= limit:
-                self.holds.append({"held_s": waited, "reason": verdict.reason,
-                                   "fired": False})
+                self._hold({"held_s": waited, "reason": verdict.reason, "fired": False})
                 raise NavigationError(f"firing held for {waited:.1f} s and given up: "
                                       f"{verdict.reason}")
             self.sleep(0.02)
             verdict = self.check()
         waited = time.monotonic() - start
         if waited > 0:
-            self.holds.append({"held_s": waited, "reason": first_reason, "fired": True})
+            self._hold({"held_s": waited, "reason": first_reason, "fired": True})
         return waited
 
     def pulse(self, intensity_percent: int) -> NavigatedTrial:
@@ -124,6 +140,10 @@ class NavigatedPulser:
         }
         row.update(pose.as_record())
         self.log.append(row)
+        if self.session is not None:
+            extra = {k: v for k, v in row.items() if k not in ("pulse_time_s",
+                                                                "intensity_percent")}
+            self.session.log_pulse(trial.pulse, source="navigated", **extra)
         if self.send_meps:
             self._send_mep(trial)
         return NavigatedTrial(trial, pose, held)
@@ -142,8 +162,8 @@ class NavigatedPulser:
         try:
             self.client.send_mep(float(trial.ptp_uv), float(latency), lo, hi)
         except (NavigationError, ValueError) as exc:
-            self.holds.append({"held_s": 0.0, "reason": f"MEP not sent to the navigator: "
-                                                          f"{exc}", "fired": True})
+            self._hold({"held_s": 0.0, "reason": f"MEP not sent to the navigator: {exc}",
+                        "fired": True})
 
 
 def run_navigated_hunt(pulser: NavigatedPulser, hunt: Any, intensity_percent: int, *,

@@ -15,15 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from labkit.config_files import available, read_toml, resolve_file, validation_error
 from labkit.errors import ConfigError
+from labkit.stimulators.registry import MODELS
 
-#: Stimulator models a profile may name, mapped to the driver class name.
-STIMULATOR_MODELS: dict[str, str] = {
-    "magstim-200": "Magstim",
-    "magstim-bistim": "BiStim",
-    "magstim-rapid2": "Rapid",
-    "magventure-r30": "MagPro",
-    "magventure-x100": "MagPro",
-}
+#: Stimulator models a profile may name (the vendor registry), mapped to the driver class.
+STIMULATOR_MODELS: dict[str, str] = {key: spec.driver for key, spec in MODELS.items()}
 
 DEVICES_ENV = "LABKIT_DEVICES"
 
@@ -74,8 +69,6 @@ class MEPSection(_Strict):
     background_limit_uv: float = Field(default=10.0, gt=0, le=1000,
                                        description="highest pre-stimulus RMS at rest")
     criterion_uv: float = Field(default=50.0, gt=0, le=10000)
-    min_interval_s: float = Field(default=4.0, ge=0.1, le=60,
-                                  description="shortest time between single pulses")
 
     @field_validator("window_ms")
     @classmethod
@@ -87,10 +80,20 @@ class MEPSection(_Strict):
 
 
 class LimitsSection(_Strict):
-    """``[limits]``: per-session ceilings enforced by the safety module."""
+    """``[limits]``: what every pulse of this rig obeys (the rig's firing guard).
+
+    A lab may set any of them stricter than published; looser values are refused by the
+    safety check unless a ``SafetyOverride`` is recorded.
+    """
 
     max_pulses_per_session: int = Field(default=3000, ge=1, le=10000)
     max_intensity_percent: int = Field(default=100, ge=1, le=100)
+    max_intensity_rmt_percent: float = Field(default=130.0, ge=1, le=200)
+    min_single_pulse_interval_s: float = Field(
+        default=4.0, ge=0.1, le=600, description="shortest time between single pulses")
+    min_inter_train_interval_s: float = Field(default=5.0, ge=0, le=3600)
+    table: str | None = Field(default=None, description="a stricter train-duration table "
+                              "(TOML, path relative to the profile)")
 
 
 class SimulationSection(_Strict):

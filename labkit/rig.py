@@ -3,6 +3,12 @@
 ``open_rig("simulated")`` is the default: it starts the simulated hardware (a device
 emulator, the virtual subject and its LSL amplifier) and connects to it exactly as it
 would to real hardware, through a serial port and LSL.
+
+The rig is the one way to fire. It installs the profile's limits on its stimulator's
+firing guard (:class:`~labkit.safety.guard.FiringGuard`), declares the model's abilities
+from the vendor registry, and keeps the session's pulse count: runners, threshold hunts,
+panels, :meth:`Rig.pulse` and the closed loop built on ``rig.stimulator`` all obey them,
+whether or not they are built through the rig's helpers (:meth:`Rig.runner`).
 """
 
 from __future__ import annotations
@@ -16,19 +22,17 @@ from typing import Any
 from labkit.acquisition import MEPMeter, MEPTrial
 from labkit.background import BackgroundCriterion
 from labkit.clock import local_clock
-from labkit.errors import ConfigError, LabkitError
+from labkit.errors import ConfigError, LabkitError, SafetyError
 from labkit.markers import PulseMarkerOutlet
 from labkit.profiles import DeviceProfile, load_profile
+from labkit.safety.guard import FiringGuard
+from labkit.safety.limits import SafetyLimits
 from labkit.stimulators.base import Stimulator
+from labkit.stimulators.registry import driver_class, model_spec
 
 #: Module that builds simulated hardware for profiles with ``rig.simulated = true``.
 #: Resolved at run time so that the core never imports the simulator.
 SIMULATION_FACTORY = "labkit.sim.rig:start_simulated_hardware"
-
-
-def _driver_class(name: str) -> type[Stimulator]:
-    module = importlib.import_module("labkit.stimulators")
-    return getattr(module, name)
 
 
 def _simulation_factory():
@@ -74,7 +78,82 @@ class Rig:
         self._closed = False
         self._meter: MEPMeter | None = None
         self._intensity_percent: int | None = None
-        self._last_pulse_s: float | None = None
+        self.limits = SafetyLimits.from_profile(profile)
+        #: Checks every pulse of :attr:`stimulator` against :attr:`limits` and counts them.
+        self.guard = FiringGuard(
+            self.limits,
+            min_single_interval_s=profile.limits.min_single_pulse_interval_s,
+            source=self.limits.source,
+        )
+        stimulator.guard = self.guard
+        stimulator.abilities = model_spec(profile.stimulator.model).abilities
+        self.session: Any = None
+
+    # ------------------------------------------------------------------ state
+    @property
+    def abilities(self):
+        """What the stimulator model can do (``Abilities``, from the vendor registry)."""
+        return self.stimulator.abilities
+
+    @property
+    def rmt_percent(self) -> float | None:
+        """Today's resting motor threshold, % MSO, once measured (enables % RMT limits)."""
+        return self.guard.rmt_percent
+
+    @rmt_percent.setter
+    def rmt_percent(self, value: float | None) -> None:
+        if value is not None and not (isinstance(value, int | float)
+                                      and not isinstance(value, bool) and 1 <= value <= 100):
+            raise ConfigError(f"must be in [1, 100] % MSO, got {value!r}", field="rmt_percent")
+        self.guard.rmt_percent = None if value is None else float(value)
+
+    @property
+    def pulses_delivered(self) -> int:
+        """Pulses delivered this session, whatever fired them (the cap counts these)."""
+        return self.guard.count
+
+    def use_session(self, session: Any) -> Any:
+        """Record into ``session``: its pulse count is the cap's, single pulses go to its log.
+
+        On a resumed session the count is rebuilt from its log, so a new runner cannot
+        start the cap afresh.
+
+        Returns
+        -------
+        Session
+            ``session``.
+        """
+        self.session = session
+        self.guard.count = max(self.guard.count, int(session.pulses_delivered))
+
+        def log_single(event: Any) -> None:
+            session.log_pulse(event, nowait=True, source="single")
+
+        self.guard.on_unlogged_pulse = log_single
+        return session
+
+    def runner(self, protocol: Any, *, rmt_percent: float | None = None, **options: Any):
+        """A :class:`~labkit.runner.ProtocolRunner` under this rig's limits and session.
+
+        Parameters
+        ----------
+        protocol : Protocol
+            The protocol to deliver.
+        rmt_percent : float | None
+            Resting motor threshold, % MSO; default :attr:`rmt_percent`.
+        **options
+            Further :class:`~labkit.runner.ProtocolRunner` options (``intensity``,
+            ``train_mode``, ``progress``, ...). ``log`` defaults to the session's sink.
+        """
+        from labkit.runner import ProtocolRunner
+
+        rmt = self.rmt_percent if rmt_percent is None else rmt_percent
+        if rmt is None:
+            raise ConfigError("no resting motor threshold yet: hunt it first (then set "
+                              "rig.rmt_percent) or pass rmt_percent=", field="rmt_percent")
+        if self.session is not None:
+            options.setdefault("log", self.session.sink)
+        return ProtocolRunner(self.stimulator, protocol, rmt, **options)
 
     @property
     def subject(self) -> Any:
@@ -114,22 +193,24 @@ class Rig:
             The pulse and the MEP measured from the EMG stream.
         """
         stimulator = self.stimulator
-        if self._last_pulse_s is not None:
-            wait_s = self._last_pulse_s + self.profile.mep.min_interval_s - local_clock()
-            if wait_s > 0:
-                time.sleep(wait_s)
+        if isinstance(intensity_percent, int | float) and not isinstance(intensity_percent,
+                                                                         bool) \
+                and 0 <= intensity_percent < 1:
+            raise SafetyError(f"a pulse at {intensity_percent!r} % MSO is refused "
+                              "(at least 1 % MSO)")
+        wait_s = self.guard.single_pulse_wait_s(local_clock())
+        if wait_s > 0:  # the guard refuses earlier pulses: wait them out
+            time.sleep(wait_s)
         unchanged = (type(intensity_percent) is int
                      and intensity_percent == self._intensity_percent)
         if not unchanged:  # the driver validates what it is given
             stimulator.set_intensity(intensity_percent)
             self._intensity_percent = intensity_percent
+        stimulator.prepare_single_pulses()
         if not stimulator.status().armed:
             stimulator.arm()
-        wait_ready = getattr(stimulator, "wait_ready", None)
-        if wait_ready is not None:
-            wait_ready()
+        stimulator.wait_ready()
         pulse = stimulator.fire()
-        self._last_pulse_s = pulse.time_s
         return self.mep_meter.measure(pulse)
 
     def paired_pulse(self, conditioning_percent: int, test_percent: int,
@@ -146,13 +227,12 @@ class Rig:
             When the stimulator cannot deliver paired pulses (needs ``set_ipi``).
         """
         stimulator = self.stimulator
-        if not hasattr(stimulator, "set_ipi"):
-            raise ConfigError(f"{type(stimulator).__name__} cannot deliver paired pulses "
+        if not stimulator.abilities.paired_pulse:
+            raise ConfigError(f"{stimulator.abilities.model} cannot deliver paired pulses "
                               "(needs a BiStim)", field="stimulator.model")
-        if self._last_pulse_s is not None:
-            wait_s = self._last_pulse_s + self.profile.mep.min_interval_s - local_clock()
-            if wait_s > 0:
-                time.sleep(wait_s)
+        wait_s = self.guard.single_pulse_wait_s(local_clock())
+        if wait_s > 0:  # the guard refuses earlier pulses: wait them out
+            time.sleep(wait_s)
         fractional = not float(ipi_ms).is_integer()
         switch = fractional != bool(stimulator.high_resolution) and (fractional or ipi_ms > 99.9)
         if switch and stimulator.status().armed:
@@ -162,11 +242,8 @@ class Rig:
         stimulator.set_ipi(ipi_ms if fractional else int(ipi_ms))
         if not stimulator.status().armed:
             stimulator.arm()
-        wait_ready = getattr(stimulator, "wait_ready", None)
-        if wait_ready is not None:
-            wait_ready()
+        stimulator.wait_ready()
         pulse = stimulator.fire()
-        self._last_pulse_s = pulse.time_s
         test = dataclasses.replace(pulse, time_s=pulse.time_s + float(ipi_ms) / 1000.0)
         return self.mep_meter.measure(test)
 
@@ -205,6 +282,7 @@ def open_rig(
     *,
     seed: int | None = None,
     connect: bool = True,
+    session: Any = None,
 ) -> Rig:
     """Open the rig described by a device profile.
 
@@ -216,6 +294,8 @@ def open_rig(
         Seed of the virtual subject (simulated rigs); defaults to the profile's.
     connect : bool
         Connect the stimulator (take remote control) right away.
+    session : Session | None
+        Record into this session (see :meth:`Rig.use_session`).
 
     Returns
     -------
@@ -239,8 +319,10 @@ def open_rig(
     markers = stimulator = emg = eeg = None
     try:
         markers = PulseMarkerOutlet(marker_name, marker_source)
-        driver = _driver_class(profile.driver_name)
-        options: dict[str, Any] = {"timeout_s": profile.stimulator.timeout_s, "markers": markers}
+        spec = model_spec(profile.stimulator.model)
+        driver = driver_class(profile.stimulator.model)
+        options: dict[str, Any] = {"timeout_s": profile.stimulator.timeout_s, "markers": markers,
+                                   **spec.driver_options}
         if profile.stimulator.unlock_code is not None:
             options["unlock_code"] = profile.stimulator.unlock_code
         stimulator = driver(port, **options)
@@ -260,4 +342,7 @@ def open_rig(
         if hardware is not None:
             hardware.close()
         raise
-    return Rig(profile, stimulator, emg, markers, eeg=eeg, hardware=hardware)
+    rig = Rig(profile, stimulator, emg, markers, eeg=eeg, hardware=hardware)
+    if session is not None:
+        rig.use_session(session)
+    return rig

@@ -2,7 +2,7 @@
 
 :class:`ProtocolRunner` refuses an unsafe protocol before it arms anything, expands the
 protocol into a pulse schedule, and delivers it either with the stimulator's own train
-mode (Rapid²: ``set_train``/``fire_train``; MagPro: ``set_train``/``start_train``) or
+mode (the driver's :class:`~labkit.stimulators.capabilities.DeviceTrain` ability) or
 with software timing (sleep until ~2 ms before each pulse, then spin on ``local_clock()``).
 Every pulse goes to the session log (``log("pulse", {...})``) with its LSL time and
 intensity. ``pause()``, ``resume()`` and ``stop()`` may be called from any thread; stop
@@ -17,7 +17,6 @@ unit refused while recharging; retried once, nothing was delivered).
 from __future__ import annotations
 
 import inspect
-import math
 import os
 import sys
 import threading
@@ -29,6 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from labkit.checks import check_range
 from labkit.clock import local_clock
 from labkit.errors import ConfigError, LabkitError, SettingsConflictError
 from labkit.protocols.model import Protocol
@@ -39,6 +39,7 @@ from labkit.safety.check import (
     check_protocol,
     log_verdict,
 )
+from labkit.safety.guard import Permit
 from labkit.safety.limits import SafetyLimits, SafetyOverride
 
 
@@ -108,18 +109,6 @@ def wait_until(
                 if wake.is_set():
                     return False
             return True
-
-
-def _check_number(field: str, value: Any, low: float, high: float, unit: str, *,
-                  optional: bool = False) -> None:
-    """Raise :class:`ConfigError` naming ``field`` unless ``value`` is in [low, high]."""
-    if value is None and optional:
-        return
-    ok = (not isinstance(value, bool) and isinstance(value, (int, float, np.number))
-          and math.isfinite(value) and low <= value <= high)
-    if not ok:
-        raise ConfigError(f"must be a finite number in [{low:g}, {high:g}] {unit}, got {value!r}",
-                          field=field)
 
 
 @contextmanager
@@ -233,11 +222,15 @@ class ProtocolRunner:
     log : callable | None
         ``log(kind, payload)`` session-log sink; every pulse and event is written to it.
     limits : SafetyLimits | None
-        Safety limits (e.g. ``SafetyLimits.from_profile(profile)``); published by default.
+        Safety limits; by default the stimulator's own (``stimulator.guard.limits``: the
+        device profile's when the stimulator belongs to a rig, the published ones for a
+        bare driver).
     override : SafetyOverride | None
         Needed when ``limits`` are looser than published; written to ``log``.
-    pulses_delivered_before : int
-        Pulses already given this session (counted against the per-session cap).
+    pulses_delivered_before : int | None
+        Pulses already given this session (counted against the per-session cap); by
+        default the stimulator's count (``stimulator.guard.count``: every pulse of the
+        session, whatever fired it).
     progress : bool
         Show a ``tqdm.auto`` progress bar (pulses, train, time left).
     pre_pulse_check : callable | None
@@ -269,7 +262,7 @@ class ProtocolRunner:
         log: LogFn | None = None,
         limits: SafetyLimits | None = None,
         override: SafetyOverride | None = None,
-        pulses_delivered_before: int = 0,
+        pulses_delivered_before: int | None = None,
         progress: bool = True,
         pre_pulse_check: PrePulseCheck | None = None,
         train_mode: TrainMode = "auto",
@@ -280,13 +273,17 @@ class ProtocolRunner:
         if train_mode not in ("auto", "software", "hardware"):
             raise ConfigError(f"train_mode must be 'auto', 'software' or 'hardware' "
                               f"(got {train_mode!r})", field="train_mode")
-        _check_number("amt_percent", amt_percent, 1.0, 100.0, "% MSO", optional=True)
-        _check_number("arm_timeout_s", arm_timeout_s, 0.01, 600.0, "s")
-        _check_number("lead_s", lead_s, 0.0, 60.0, "s")
+        check_range(amt_percent, "amt_percent", 1.0, 100.0, "% MSO", optional=True)
+        check_range(arm_timeout_s, "arm_timeout_s", 0.01, 600.0, "s")
+        check_range(lead_s, "lead_s", 0.0, 60.0, "s")
+        guard = stimulator.guard
+        if pulses_delivered_before is None:
+            pulses_delivered_before = guard.count
         if isinstance(pulses_delivered_before, bool) or not isinstance(
                 pulses_delivered_before, (int, np.integer)) or pulses_delivered_before < 0:
             raise ConfigError(f"must be a whole number of pulses >= 0, got "
                               f"{pulses_delivered_before!r}", field="pulses_delivered_before")
+        limits = guard.limits if limits is None else limits
         self.stimulator = stimulator
         self.protocol = protocol
         self.rmt_percent = float(rmt_percent)
@@ -304,7 +301,9 @@ class ProtocolRunner:
         self.verdict = check_protocol(
             protocol, self.rmt_percent, limits, override=override, amt_percent=amt_percent,
             intensity=intensity, pulses_delivered=self.pulses_delivered_before,
+            abilities=stimulator.abilities,
         )
+        self._permit: Permit | None = None
         self.schedule: PulseSchedule | None = (
             protocol.schedule(self.rmt_percent, amt_percent=amt_percent, relative=intensity)
             if self.verdict.intensity_percent is not None else None
@@ -445,6 +444,10 @@ class ProtocolRunner:
             self.state = "failed"
             self.error = ProtocolRefusedError(self.verdict)
             raise self.error
+        self._permit = self.stimulator.guard.permit(
+            f"protocol {self.protocol.name!r}", len(self.schedule),
+            float(np.max(self.schedule.intensity_percent)),
+            logs_pulses=self._log_fn is not None)
         self._started = True
         # created in the caller's thread: in a notebook the bar is displayed in the cell
         # that started the run; the worker thread only updates its values
@@ -455,25 +458,16 @@ class ProtocolRunner:
             self._log_fn(kind, payload)
 
     def _resolve_train_mode(self, requested: str) -> str:
-        capable = self._hardware_kind() is not None and not self.protocol.is_patterned
+        abilities = self.stimulator.abilities
+        capable = abilities.device_train and not self.protocol.is_patterned
         if requested == "hardware" and not capable:
             raise ConfigError(
-                f"{type(self.stimulator).__name__} has no train mode usable for "
-                f"{self.protocol.name!r} (needs set_train + fire_train/start_train and one "
-                "pulse per burst)", field="train_mode")
+                f"{abilities.model} has no train mode usable for {self.protocol.name!r} "
+                f"({abilities.describe()}; device-timed trains need one pulse per burst)",
+                field="train_mode")
         if requested == "software":
             return "software"
         return "hardware" if capable else "software"
-
-    def _hardware_kind(self) -> str | None:
-        stim = self.stimulator
-        if not callable(getattr(stim, "set_train", None)):
-            return None
-        if callable(getattr(stim, "fire_train", None)):
-            return "rapid"
-        if callable(getattr(stim, "start_train", None)):
-            return "magpro"
-        return None
 
     def _execute(self) -> None:
         schedule = self.schedule
@@ -487,6 +481,7 @@ class ProtocolRunner:
             "train_mode": self.train_mode, "device": type(self.stimulator).__name__,
         })
         priority = timing_priority(realtime=self.realtime)
+        self.stimulator.guard.adopt(self._permit)
         try:
             if priority.__enter__():
                 self._log("realtime", {"policy": "SCHED_FIFO", "priority": 10})
@@ -512,6 +507,7 @@ class ProtocolRunner:
         finally:
             with self._device_lock:
                 self._safe_disarm()
+            self._permit.release()
             priority.__exit__(None, None, None)
             self._close_bar()
             if self.state != "failed":
@@ -529,8 +525,8 @@ class ProtocolRunner:
         stim = self.stimulator
         mso = int(self.schedule.intensity_percent[0])
         stim.set_intensity(mso)
-        if self.train_mode == "software" and getattr(stim, "repetitive", False):
-            stim.set_single_pulse()  # a Rapid left in train mode would refuse single pulses
+        if self.train_mode == "software":
+            stim.prepare_single_pulses()  # a Rapid left in train mode refuses single pulses
 
     def _arm(self) -> bool:
         """Arm and wait until ready, interruptibly; False when stopped meanwhile."""
@@ -660,7 +656,6 @@ class ProtocolRunner:
         return None  # pragma: no cover - the loop returns or raises
 
     def _deliver_hardware(self, schedule: PulseSchedule) -> None:
-        kind = self._hardware_kind()
         t = self.protocol.timing
         n = len(schedule)
         while self._next < n:
@@ -679,7 +674,7 @@ class ProtocolRunner:
                 continue
             frequency_hz = t.frequency_hz
             count = end - i
-            start_s = self._trigger_train(kind, frequency_hz, count)
+            start_s = self._trigger_train(frequency_hz, count)
             if start_s is None:
                 if not self._handle_interrupt(schedule):
                     return
@@ -730,7 +725,7 @@ class ProtocolRunner:
             if step >= deadline_s:
                 return True
 
-    def _trigger_train(self, kind: str, frequency_hz: float, count: int) -> float | None:
+    def _trigger_train(self, frequency_hz: float, count: int) -> float | None:
         """Configure and start one device-timed train; ``None`` when interrupted.
 
         A unit still resting after its previous train answers "conflicts with settings";
@@ -744,13 +739,8 @@ class ProtocolRunner:
                 if self._stop_flag.is_set():
                     return None
                 try:
-                    if kind == "rapid":
-                        stim.set_train(frequency_hz, count)
-                        events = stim.fire_train()
-                        return events[0].time_s if events else local_clock()
-                    iti_s = max(0.1, min(300.0, t.inter_train_interval_s))
-                    stim.set_train(frequency_hz, count, 1, iti_s)
-                    return stim.start_train()
+                    return stim.deliver_train(frequency_hz, count,
+                                              iti_s=t.inter_train_interval_s)
                 except SettingsConflictError:
                     if local_clock() > deadline:
                         raise

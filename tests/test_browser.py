@@ -124,11 +124,30 @@ def test_quickstart_fire_and_stop_in_chromium(tmp_path, monkeypatch):
             logged_before = _mep_records(sessions)
             assert logged_before == n_before
 
+            # 2a. a typed intensity out of range is refused on the panel, never clamped
+            box = page.locator(f"{stim} .labkit-intensity-input input")
+            shown = box.input_value()
+            box.fill("150")
+            box.press("Enter")
+            error = page.locator(f"{stim} .labkit-intensity-error")
+            expect(error).to_contain_text("refused", timeout=10_000)
+            expect(error).to_contain_text("150 % MSO is outside")
+            expect(box).to_have_value(shown)  # the unit keeps its last valid value
+            screenshot(page, "quickstart-1b-refused-intensity")
+
             # 2. Arm, then Fire from the panel: the live view and the session log grow
             page.locator(f"{stim} .labkit-arm").click()
             expect(page.locator(f'{stim} .labkit-light[data-name="armed"]')).to_have_attribute(
                 "data-on", "1", timeout=10_000)
-            page.locator(f"{stim} .labkit-fire").click()
+            fire = page.locator(f"{stim} .labkit-fire")
+            expect(fire).to_be_enabled(timeout=10_000)
+            fire.click()
+            # Fire goes grey right after the pulse (the profile's minimum interval), and
+            # comes back once the interval passed and the unit is ready again
+            page.wait_for_function(
+                "sel => { const b = document.querySelector(sel); return b && b.disabled; }",
+                arg=f"{stim} button.labkit-fire", polling=20, timeout=15_000)
+            expect(fire).to_be_enabled(timeout=10_000)
             page.wait_for_function(
                 "([sel, n]) => { const s = document.querySelector(sel);"
                 " return s && Number(s.dataset.nPoints) > n; }",
@@ -151,13 +170,20 @@ def test_quickstart_fire_and_stop_in_chromium(tmp_path, monkeypatch):
                 "() => { const l = document.querySelector('.labkit-protocol-count');"
                 " return l && parseInt(l.textContent) >= 5; }", timeout=20_000)
             expect(page.locator(".labkit-protocol-state")).to_have_text("state: running")
-            page.locator(f"{stim} .labkit-stop").click()
+            # the STOP is on screen next to the running protocol, not only on the far-away
+            # stimulator panel
+            protocol_stop = page.locator(".labkit-protocol-panel .labkit-stop")
+            protocol_stop.scroll_into_view_if_needed()
+            expect(protocol_stop).to_be_in_viewport()
+            protocol_stop.click()
             expect(page.locator(f"{stim} .labkit-stop-state")).to_have_text(
                 "STOP: disarmed", timeout=10_000)
             expect(page.locator(".labkit-protocol-state")).to_have_text(
                 "state: stopped", timeout=10_000)
             expect(page.locator(f'{stim} .labkit-light[data-name="armed"]')).to_have_attribute(
                 "data-on", "0")
+            expect(page.locator(".labkit-protocol-panel .labkit-stop-banner")).to_contain_text(
+                "STOP latched")
             stopped_at = count.text_content()
             delivered = int(stopped_at.split("/")[0])
             assert 5 <= delivered < 100

@@ -17,8 +17,10 @@ from labkit.closedloop import (
     circular_stats,
     phase_error_stats,
 )
-from labkit.errors import ConfigError, StreamError
+from labkit.errors import ConfigError, SafetyError, StreamError
 from labkit.kernels import hjorth_weights
+from labkit.safety import ROSSI_2009, SafetyLimits
+from labkit.safety.guard import FiringGuard
 from labkit.sim.amplifier import EEGAmplifier
 from labkit.sim.eeg import CHANNELS, MuEEGSource
 from labkit.sim.magstim_emulator import MagstimEmulator
@@ -40,11 +42,15 @@ class Rig:
         self.emulator = MagstimEmulator("200", coil=self.amp, pty=False)
         self.stim = Magstim(self.emulator.url).connect()
         self.stim.set_intensity(50)
+        self.stim.guard.rmt_percent = 50.0  # the table check is in % RMT: 100 % RMT here
 
     def truth(self, time_s: float) -> float:
         return self.source.true_phase(self.amp.sample_index(time_s))
 
     def controller(self, **options) -> ClosedLoopController:
+        # each controller is a session of its own on this bench: a fresh guard, so that
+        # the rolling table check does not join the runs of different tests into one train
+        self.stim.guard = FiringGuard(rmt_percent=50.0)
         options.setdefault("mu_hz", MU_HZ)
         options.setdefault("min_interval_s", 0.2)
         return ClosedLoopController(self.stim, self.amp.name, source_id=self.amp.source_id,
@@ -147,11 +153,20 @@ def test_random_condition_does_not_lock_to_phase(rig):
 
 def test_fire_error_stops_the_loop_and_is_reported(rig):
     class Broken:
+        guard = FiringGuard(rmt_percent=50.0)
+        intensity_percent = 50.0
+
         def __init__(self):
             self.disarmed = False
 
         def status(self):
-            return type("S", (), {"armed": True})()
+            return type("S", (), {"armed": True, "ready": True})()
+
+        def wait_ready(self):
+            pass
+
+        def prepare_single_pulses(self):
+            pass
 
         def fire(self):
             raise RuntimeError("coil disconnected")
@@ -239,10 +254,56 @@ def test_pulse_count_is_capped_by_the_session_limits(rig):
     from labkit.safety import SafetyLimits
 
     default = ClosedLoopController(rig.stim, rig.amp.name, source_id=rig.amp.source_id,
-                                   mu_hz=MU_HZ)
-    default.close()
-    assert default.max_pulses == SafetyLimits().max_pulses_per_session
+                                   mu_hz=MU_HZ, min_interval_s=2.0)
+    try:
+        default.start()
+        # 0.5 Hz at 100 % RMT: the table's 1 Hz row allows 1800 s, i.e. 900 pulses
+        assert default.max_pulses == 900
+    finally:
+        default.close()
     strict = SafetyLimits().stricter(max_pulses_per_session=50)
     with pytest.raises(ConfigError, match="session cap of 50"):
         ClosedLoopController(rig.stim, rig.amp.name, source_id=rig.amp.source_id,
                              mu_hz=MU_HZ, max_pulses=60, limits=strict)
+
+
+def test_a_closed_loop_faster_than_the_table_allows_is_refused_before_arming(rig):
+    # 583 pulses 0.1 s apart at 100 % RMT: 58 s of 10 Hz (the Rossi 2009 cell allows 5 s)
+    rig.stim.disarm()
+    ctl = ClosedLoopController(rig.stim, rig.amp.name, source_id=rig.amp.source_id,
+                               mu_hz=MU_HZ, min_interval_s=0.1, max_pulses=583)
+    try:
+        with pytest.raises(SafetyError, match=r"row 10 Hz, column 100 %"):
+            ctl.start()
+        assert not ctl.running and not rig.emulator.armed
+        assert rig.stim.guard.permit_active is None
+    finally:
+        ctl.close()
+
+
+def test_without_an_rmt_the_closed_loop_is_refused(rig):
+    rig.stim.guard.rmt_percent = None
+    ctl = ClosedLoopController(rig.stim, rig.amp.name, source_id=rig.amp.source_id,
+                               mu_hz=MU_HZ, min_interval_s=2.0)
+    try:
+        with pytest.raises(SafetyError, match="needs the subject's RMT"):
+            ctl.start()
+    finally:
+        ctl.close()
+        rig.stim.guard.rmt_percent = 50.0
+
+
+def test_the_rolling_check_stops_a_loop_whose_delivered_train_grows_too_long(rig):
+    # the worst case (8 triggers 0.25 s apart = 2 s at 4 Hz) passes a table stricter by 5x
+    # (2 s in the 5 Hz row); real triggers come later than the minimum, so the delivered
+    # train grows longer than 2 s and the rolling check stops the loop before it does
+    strict = SafetyLimits(table=ROSSI_2009.scaled(0.2))
+    ctl = ClosedLoopController(rig.stim, rig.amp.name, source_id=rig.amp.source_id,
+                               mu_hz=MU_HZ, min_interval_s=0.25, max_pulses=8, limits=strict)
+    try:
+        ctl.start()
+        with pytest.raises(ClosedLoopError, match="rolling check"):
+            ctl.wait(20.0)
+        assert len(ctl.triggers) < 8
+    finally:
+        ctl.close()

@@ -35,7 +35,7 @@ from labkit.rig import open_rig
 from labkit.runner import ProtocolRunner
 from labkit.session import Session, read_log
 from labkit.sim.magstim_emulator import MagstimEmulator
-from labkit.stimulators.magstim import Magstim, Rapid
+from labkit.stimulators.magstim import Rapid
 from labkit.watchdog import StreamWatchdog
 
 REPO = Path(__file__).resolve().parents[1]
@@ -153,20 +153,21 @@ def test_emg_stall_pauses_the_run_and_data_flow_resumes_it_nothing_recorded_is_l
 
 # -- 2. the stimulator stops answering -------------------------------------------------
 @pytest.fixture
-def magstim200():
-    emulator = MagstimEmulator("200", pty=False, arm_delay_s=0.05, recharge_s=0.0,
+def host_timed_rapid():
+    emulator = MagstimEmulator("rapid", pty=False, arm_delay_s=0.05, recharge_s=0.0,
                                keepalive_timeout_s=30.0)  # the unit itself stays armed
-    stim = Magstim(emulator.url).connect()
+    stim = Rapid(emulator.url).connect()
     yield emulator, stim
     stim.close()
     emulator.stop()
 
 
-def test_silent_stimulator_stops_the_run_within_1_s_and_reconnect_disarms(magstim200):
-    emulator, stim = magstim200
+def test_silent_stimulator_stops_the_run_within_1_s_and_reconnect_disarms(host_timed_rapid):
+    emulator, stim = host_timed_rapid
     times = discharge_times(emulator)
     log = Log()
-    runner = ProtocolRunner(stim, rtms(per_train=50, trains=1), RMT, log=log, progress=False)
+    runner = ProtocolRunner(stim, rtms(per_train=50, trains=1), RMT, log=log, progress=False,
+                            train_mode="software")
     runner.start()
     wait_for(lambda: runner.pulses_delivered >= 5)
     silent_at = local_clock()
@@ -293,8 +294,8 @@ def test_corrupted_query_replies_between_trains_are_retried_and_the_run_finishes
 
 
 @pytest.mark.parametrize("inject", ["crc", "garbage"])
-def test_corrupted_fire_reply_is_never_retried_and_fails_the_run_clearly(magstim200, inject):
-    emulator, stim = magstim200
+def test_corrupted_fire_reply_is_never_retried_and_fails_the_run_clearly(host_timed_rapid, inject):
+    emulator, stim = host_timed_rapid
 
     def corrupt(index: int) -> None:
         if index == 4:
@@ -305,7 +306,7 @@ def test_corrupted_fire_reply_is_never_retried_and_fails_the_run_clearly(magstim
 
     log = Log()
     runner = ProtocolRunner(stim, rtms(per_train=10, trains=1), RMT, log=log, progress=False,
-                            pre_pulse_check=corrupt)
+                            pre_pulse_check=corrupt, train_mode="software")
     with pytest.raises(StimulatorProtocolError) as info:
         runner.run()
     assert runner.state == "failed" and runner.pulses_delivered == 4
@@ -317,13 +318,13 @@ def test_corrupted_fire_reply_is_never_retried_and_fails_the_run_clearly(magstim
 
 
 def test_a_refused_trigger_while_recharging_is_retried_once_after_ready():
-    emulator = MagstimEmulator("200", pty=False, arm_delay_s=0.05, recharge_s=0.08)
-    stim = Magstim(emulator.url).connect()
+    emulator = MagstimEmulator("rapid", pty=False, arm_delay_s=0.05, recharge_s=0.08)
+    stim = Rapid(emulator.url).connect()
     try:
         log = Log()
         # 20 Hz: every trigger comes 50 ms after the last, the unit needs 80 ms
         runner = ProtocolRunner(stim, rtms(frequency_hz=20, per_train=5, trains=1), RMT,
-                                log=log, progress=False)
+                                log=log, progress=False, train_mode="software")
         assert runner.run() == "finished"
         assert emulator.pulses_delivered == 5 == runner.pulses_delivered
         refused = log.of("refused")
@@ -415,8 +416,9 @@ def _child(root: str) -> None:  # pragma: no cover - runs in the subprocess
         ses.record(hw.marker_stream.name, "markers", source_id=hw.marker_stream.source_id,
                    duplicate_wait_s=0.0)
         time.sleep(0.3)
-        runner = ProtocolRunner(rig.stimulator, rtms(per_train=40, trains=10), RMT,
-                                log=ses.sink, progress=False)
+        # 4 s trains 5 s apart (closer trains would count as one continuous train)
+        runner = ProtocolRunner(rig.stimulator, rtms(per_train=40, trains=10, iti_s=5.0), RMT,
+                                log=ses.sink, progress=False, train_mode="software")
         runner.start()
         print("ready", flush=True)
         runner.join(120.0)
@@ -460,6 +462,7 @@ def test_rapid_emulator_is_not_ready_during_the_rest_after_a_train():
     try:
         stim.set_intensity(50)
         stim.set_train(20, 10)  # 0.5 s at 50 %: a rest period follows
+        stim.guard.permit("test trains", 20, 50)  # what a passing verdict would allow
         stim.arm()
         stim.fire_train()
         wait_for(lambda: not emulator.train_running and emulator.pulses_delivered == 10)
@@ -484,6 +487,7 @@ def test_rapid_train_cut_by_disarm_announces_only_pulses_that_happened():
     try:
         stim.set_intensity(50)
         stim.set_train(10, 20)  # 2 s
+        stim.guard.permit("test train", 20, 50)  # what a passing verdict would allow
         stim.arm()
         events = stim.fire_train()
         assert len(events) == 20 and len(heard) <= 1  # not announced up front

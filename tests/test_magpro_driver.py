@@ -215,6 +215,7 @@ def test_train_delivers_right_count_at_right_rate(stim, emulator):
     stim.set_intensity(50)
     stim.arm()
     settings_ = stim.set_train(20, 10, 1, 0.3)
+    stim.guard.permit("test trains", 20, 50)  # what a passing verdict would allow
     assert emulator.train == settings_ and stim.train_verified
     starts = [stim.start_train()]
     assert emulator.page == "train"
@@ -243,6 +244,7 @@ def test_disarm_stops_a_train(stim, emulator):
     stim.set_intensity(40)
     stim.arm()
     stim.set_train(10, 100, 1, 1)
+    stim.guard.permit("test train", 100, 40)  # what a passing verdict would allow
     stim.start_train()
     assert _wait_for(lambda: emulator.pulses_delivered >= 2)
     stim.disarm()
@@ -371,6 +373,7 @@ def test_train_markers_arrive_while_idle_through_keepalive(emulator):
         driver.set_intensity(45)
         driver.arm()
         driver.set_train(10, 5, 1, 1)
+        driver.guard.permit("test train", 5, 45)  # what a passing verdict would allow
         driver.start_train()
         # No further calls: the keep-alive's status polls pick up the unit's reports.
         assert _wait_for(lambda: len(events) == 5, 2.5)

@@ -28,7 +28,7 @@ def test_simulated_is_default_and_simulated():
     profile = load_profile()
     assert profile.rig.simulated
     assert profile.stimulator.port == "sim"
-    assert profile.driver_name == "Magstim"
+    assert profile.driver_name == "Rapid"  # single pulses and rTMS on one simulated unit
 
 
 def _write(tmp_path: Path, text: str) -> Path:

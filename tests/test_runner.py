@@ -15,10 +15,17 @@ from labkit.clock import local_clock
 from labkit.errors import SafetyError
 from labkit.runner import ProtocolRunner, wait_until
 from labkit.safety import SafetyLimits, SafetyOverride
+from labkit.safety.guard import FiringGuard
 from labkit.sim.magstim_emulator import MagstimEmulator
-from labkit.stimulators.magstim import Magstim, Rapid
+from labkit.stimulators.magstim import Rapid
+from labkit.stimulators.registry import MODELS
 
 RMT = 50.0
+
+
+def host_timed(stim, protocol, rmt, **options):
+    """A runner that paces the schedule itself (software timing) on the Rapid²."""
+    return ProtocolRunner(stim, protocol, rmt, train_mode="software", **options)
 
 
 
@@ -33,8 +40,9 @@ def wait_for(predicate, timeout_s: float = 5.0) -> None:
 
 @pytest.fixture
 def rig():
-    emulator = MagstimEmulator("200", pty=False, arm_delay_s=0.05, recharge_s=0.0)
-    stim = Magstim(emulator.url).connect()
+    """A Rapid² run with software timing (the schedule paced by the host)."""
+    emulator = MagstimEmulator("rapid", pty=False, arm_delay_s=0.05, recharge_s=0.0)
+    stim = Rapid(emulator.url).connect()
     yield emulator, stim
     stim.close()
     emulator.stop()
@@ -52,7 +60,7 @@ def rapid_rig():
 def test_runs_and_logs_every_pulse_with_time_and_intensity(rig):
     emulator, stim = rig
     log = Log()
-    runner = ProtocolRunner(stim, rtms(), RMT, log=log, progress=False)
+    runner = host_timed(stim, rtms(), RMT, log=log, progress=False)
     assert runner.run() == "finished"
     pulses = log.of("pulse")
     assert len(pulses) == 20 == emulator.pulses_delivered == runner.pulses_delivered
@@ -73,7 +81,7 @@ def test_unsafe_protocol_is_refused_before_arming(rig):
     emulator, stim = rig
     log = Log()
     sent_before = len(emulator.received)
-    runner = ProtocolRunner(stim, rtms(20, per_train=40, rel=120), RMT, log=log, progress=False)
+    runner = host_timed(stim, rtms(20, per_train=40, rel=120), RMT, log=log, progress=False)
     with pytest.raises(SafetyError, match=r"row 20 Hz, column 120 %"):
         runner.run()
     assert runner.state == "failed"
@@ -81,13 +89,13 @@ def test_unsafe_protocol_is_refused_before_arming(rig):
     assert not any(frame.startswith(b"@") for frame in emulator.received[sent_before:])
     assert log.of("safety")[0]["ok"] is False and log.of("pulse") == []
     with pytest.raises(SafetyError):
-        ProtocolRunner(stim, rtms(20, per_train=40, rel=120), RMT, progress=False).start()
+        host_timed(stim, rtms(20, per_train=40, rel=120), RMT, progress=False).start()
 
 
 def test_stop_during_a_train_disarms_within_100_ms(rig):
     emulator, stim = rig
     log = Log()
-    runner = ProtocolRunner(stim, rtms(per_train=50, trains=1), RMT, log=log, progress=False)
+    runner = host_timed(stim, rtms(per_train=50, trains=1), RMT, log=log, progress=False)
     runner.start()
     wait_for(lambda: len(log.of("pulse")) >= 5)
     assert emulator.armed
@@ -107,7 +115,7 @@ def test_stop_during_a_train_disarms_within_100_ms(rig):
 def test_pause_disarms_and_resume_never_shortens_an_interval(rig):
     emulator, stim = rig
     log = Log()
-    runner = ProtocolRunner(stim, rtms(per_train=10, trains=2), RMT, log=log, progress=False)
+    runner = host_timed(stim, rtms(per_train=10, trains=2), RMT, log=log, progress=False)
     runner.start()
     wait_for(lambda: len(log.of("pulse")) >= 4)
     runner.pause("subject moved")
@@ -135,7 +143,7 @@ def test_pre_pulse_check_pauses_the_run(rig):
     def emg_alive(index: int):
         return "EMG stream stopped" if index == 5 and not broken.is_set() else None
 
-    runner = ProtocolRunner(stim, rtms(), RMT, log=log, progress=False,
+    runner = host_timed(stim, rtms(), RMT, log=log, progress=False,
                             pre_pulse_check=emg_alive)
     runner.start()
     wait_for(lambda: runner.state == "paused")
@@ -150,10 +158,10 @@ def test_override_for_looser_limits_is_written_to_the_log(rig):
     _, stim = rig
     log = Log()
     loose = SafetyLimits(max_pulses_per_session=4000)
-    refused = ProtocolRunner(stim, rtms(), RMT, limits=loose, progress=False)
+    refused = host_timed(stim, rtms(), RMT, limits=loose, progress=False)
     assert not refused.dry_run(print_summary=False).ok
     override = SafetyOverride(reason="protocol 7 amendment", approved_by="Dr. C")
-    runner = ProtocolRunner(stim, rtms(trains=1), RMT, limits=loose, override=override,
+    runner = host_timed(stim, rtms(trains=1), RMT, limits=loose, override=override,
                             log=log, progress=False)
     assert runner.run() == "finished"
     assert log.of("override")[0]["approved_by"] == "Dr. C"
@@ -162,14 +170,17 @@ def test_override_for_looser_limits_is_written_to_the_log(rig):
 
 def test_dry_run_does_not_touch_the_stimulator(capsys):
     class Untouchable:
+        guard = FiringGuard()
+        abilities = MODELS["magstim-rapid2"].abilities
+
         def _touched(self, *args, **kwargs):
             raise AssertionError("dry run touched the stimulator")
 
-        arm = disarm = fire = set_intensity = status = set_train = fire_train = _touched
+        arm = disarm = fire = set_intensity = status = deliver_train = _touched
 
     runner = ProtocolRunner(Untouchable(), rtms(), RMT, progress=False)
     report = runner.dry_run()
-    assert report.ok and report.train_mode == "hardware"  # it has set_train + fire_train
+    assert report.ok and report.train_mode == "hardware"  # a Rapid² paces trains itself
     out = capsys.readouterr().out
     assert "schedule: 20 pulses in 2 train(s)" in out and "SAFE" in out
     assert "45 % MSO" in out
@@ -190,13 +201,13 @@ def test_device_train_mode_on_a_rapid(rapid_rig):
 
 def test_software_timing_can_be_forced_on_a_rapid(rapid_rig):
     emulator, stim = rapid_rig
-    runner = ProtocolRunner(stim, rtms(trains=1), RMT, progress=False, train_mode="software")
+    runner = host_timed(stim, rtms(trains=1), RMT, progress=False)
     assert runner.run() == "finished" and emulator.pulses_delivered == 10
 
 
 def test_progress_bar_runs(rig, capsys):
     _, stim = rig
-    runner = ProtocolRunner(stim, rtms(trains=1, per_train=5), RMT, progress=True)
+    runner = host_timed(stim, rtms(trains=1, per_train=5), RMT, progress=True)
     assert runner.run() == "finished"
     assert "5/5" in capsys.readouterr().err
 
@@ -229,7 +240,7 @@ def test_every_pulse_reaches_the_session_log(rig, tmp_path):
 
     emulator, stim = rig
     with Session.open(tmp_path, "P01", 1) as session:
-        runner = ProtocolRunner(stim, rtms(), RMT, log=session.sink, progress=False)
+        runner = host_timed(stim, rtms(), RMT, log=session.sink, progress=False)
         assert runner.run() == "finished"
         records = session.events()
     pulses = [r for r in records if r.kind == "pulse"]
@@ -278,7 +289,7 @@ def test_stop_during_a_device_train_disarms_and_ends_it(rapid_rig):
 
 def test_stop_while_paused_ends_the_run(rig):
     emulator, stim = rig
-    runner = ProtocolRunner(stim, rtms(), RMT, progress=False)
+    runner = host_timed(stim, rtms(), RMT, progress=False)
     runner.start()
     wait_for(lambda: emulator.pulses_delivered >= 2)
     runner.pause()
@@ -324,7 +335,7 @@ def test_a_device_error_fails_the_run_disarms_and_is_logged(rig):
         return real_fire()
 
     stim.fire = flaky_fire
-    runner = ProtocolRunner(stim, rtms(), RMT, log=log, progress=False)
+    runner = host_timed(stim, rtms(), RMT, log=log, progress=False)
     with pytest.raises(StimulatorTimeoutError):
         runner.run()
     assert runner.state == "failed" and isinstance(runner.error, StimulatorTimeoutError)

@@ -13,7 +13,9 @@ import pytest
 
 from labkit.errors import StimulatorError
 from labkit.markers import PulseEvent
-from labkit.threshold import MLPest
+from labkit.safety import SafetyLimits
+from labkit.safety.guard import FiringGuard
+from labkit.threshold import MLPest, make_estimator
 from labkit.widgets import (
     ClosedLoopMonitor,
     EmergencyStop,
@@ -55,6 +57,7 @@ class FakeStimulator:
         self.fault = None
         self.calls: list[str] = []
         self._listeners = []
+        self.guard = FiringGuard()  # what every labkit driver carries: published limits
 
     def connect(self):
         with self._lock:
@@ -90,6 +93,9 @@ class FakeStimulator:
 
     def coil_temperature(self):
         return 24.6
+
+    def prepare_single_pulses(self):
+        pass
 
     def fire(self):
         with self._lock:
@@ -534,3 +540,73 @@ def test_closed_loop_monitor_histogram_rate_latency():
     assert mean_deg == pytest.approx(90.0) and sd_deg == pytest.approx(0.0, abs=1e-3)
     mon.record(3.5 * math.pi)  # wrapped to -π/2
     assert mon.phase_counts()[1] == counts[1] + 1
+
+
+@pytest.mark.parametrize(("typed", "match"), [
+    ("150", "outside \\[1, 100\\]"), ("-5", "outside"), ("0", "outside"),
+    ("55.7", "not a whole % MSO"), ("abc", "not a number"), ("nan", "not a whole"),
+])
+def test_typed_intensities_are_refused_not_clamped(typed, match):
+    from labkit.errors import ConfigError
+    from labkit.widgets.stimulator_panel import parse_intensity
+
+    with pytest.raises(ConfigError, match=match):
+        parse_intensity(typed, 1, 100)
+    assert parse_intensity(" 55 % ", 1, 100) == 55
+
+
+def test_panel_shows_a_refused_intensity_and_the_unit_keeps_its_value():
+    stim = FakeStimulator().connect()
+    panel = StimulatorPanel(stim, poll_s=None)
+    try:
+        panel.intensity_text.value = "60"
+        panel.wait_idle()
+        assert stim.intensity == 60
+        panel.intensity_text.value = "150"
+        panel.wait_idle()
+        assert stim.intensity == 60 and panel.intensity.value == 60
+        assert "refused" in panel.intensity_error.value and "150" in panel.intensity_error.value
+        assert panel.intensity_text.value == "60"
+    finally:
+        panel.close()
+
+
+def test_panel_slider_stops_at_the_guard_ceiling_and_fire_waits_for_the_interval():
+    stim = FakeStimulator().connect()
+    stim.guard = FiringGuard(SafetyLimits(max_intensity_percent=40), min_single_interval_s=5.0)
+    stim.add_pulse_listener(stim.guard.delivered)
+    panel = StimulatorPanel(stim, poll_s=None)
+    try:
+        assert panel.intensity.max == 40
+        stim.arm()
+        panel.refresh_status()
+        assert not panel.fire_button.disabled
+        panel.fire_button.click()
+        panel.wait_idle()
+        assert stim.pulse_count == 1 and panel.fire_button.disabled
+        panel.refresh_status()
+        assert panel.fire_button.disabled  # 5 s have not passed
+        panel.fire_button.click()  # a click that gets through anyway is refused
+        panel.wait_idle()
+        assert stim.pulse_count == 1 and "not fired" in panel.message.value
+    finally:
+        panel.close()
+
+
+def test_every_panel_that_can_fire_shows_the_shared_stop_and_a_latched_banner():
+    stim = FakeStimulator().connect()
+    panel = StimulatorPanel(stim, poll_s=None)
+    hunter = ThresholdHunter(stim, make_estimator("mlpest", start=50), FakeSource(stim),
+                             estop=panel.estop)
+    try:
+        bars = [w for w in hunter.children if "labkit-stop-bar" in w._dom_classes]
+        assert len(bars) == 1
+        bars[0].button.click()
+        panel.estop.wait(5.0)
+        assert "STOP latched" in bars[0].banner.value and "STOP latched" in panel.stop_banner.value
+        assert panel.fire_button.disabled
+        panel.reset_stop()
+        assert bars[0].banner.value == "" and panel.stop_banner.value == ""
+    finally:
+        hunter.stop()
+        panel.close()

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from labkit.checks import check_range
 from labkit.clock import local_clock
 from labkit.closedloop._input import (
     HJORTH_CENTER,
@@ -49,6 +50,13 @@ from labkit.errors import ConfigError, LabkitError
 from labkit.kernels import CleaningChain, warm_up
 from labkit.phase import PhaseTracker
 from labkit.safety import SafetyLimits
+from labkit.safety.check import (
+    ProtocolRefusedError,
+    SafetyVerdict,
+    check_closed_loop,
+    longest_train_pulses,
+)
+from labkit.safety.guard import Permit
 from labkit.streams import LowLatencyInlet
 
 __all__ = ["CONDITIONS", "ClosedLoopController", "ClosedLoopError"]
@@ -59,17 +67,6 @@ TWO_PI = 2.0 * math.pi
 
 class ClosedLoopError(LabkitError):
     """The closed loop stopped on an error (the original is chained as ``__cause__``)."""
-
-
-def _check_range(value: float, name: str, lo: float, hi: float, unit: str) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"must be a number in {lo:g}–{hi:g} {unit}, got {value!r}",
-                          field=name) from None
-    if not (math.isfinite(v) and lo <= v <= hi):
-        raise ConfigError(f"must be in {lo:g}–{hi:g} {unit}, got {value!r}", field=name)
-    return v
 
 
 class ClosedLoopController:
@@ -109,11 +106,17 @@ class ClosedLoopController:
     fs : float | None
         Expected sampling rate, Hz (checked against the stream's).
     max_pulses : int | None
-        Stop firing after this many pulses (:meth:`wait` returns then). None: the
-        per-session pulse cap of ``limits``; a larger value is refused.
+        Stop firing after this many pulses (:meth:`wait` returns then). None: what is left
+        of the session's pulse cap; a larger value is refused.
     limits : SafetyLimits | None
-        Session limits (e.g. ``SafetyLimits.from_profile(rig.profile)``); default the
-        published ones.
+        Limits; default the stimulator's (``stimulator.guard.limits``: its rig profile's).
+        Before arming, the worst case (every pulse ``min_interval_s`` apart, at the
+        stimulator's intensity) must pass :func:`~labkit.safety.check_closed_loop`;
+        during the run a rolling-window table check stops the loop before a pulse that
+        would make the delivered train too long.
+    rmt_percent : float | None
+        Resting motor threshold, % MSO (the table is in % RMT); default the stimulator's
+        (``rig.rmt_percent``). Without one the loop is refused.
     settle_s : float
         Tracking without firing after :meth:`start`, s (filter convergence).
     blank_pre_ms, blank_post_ms : float
@@ -173,6 +176,7 @@ class ClosedLoopController:
         fs: float | None = None,
         max_pulses: int | None = None,
         limits: SafetyLimits | None = None,
+        rmt_percent: float | None = None,
         settle_s: float = 1.0,
         blank_pre_ms: float = 1.0,
         blank_post_ms: float = 20.0,
@@ -192,31 +196,40 @@ class ClosedLoopController:
             raise ConfigError(f"must be one of {list(CONDITIONS)}, got {condition!r}",
                               field="condition")
         self.condition = condition
-        self.mu_hz = _check_range(mu_hz, "mu_hz", 4.0, 30.0, "Hz")
+        self.mu_hz = check_range(mu_hz, "mu_hz", 4.0, 30.0, "Hz")
         self.target_phase_rad = float(math.remainder(
-            _check_range(target_phase_rad, "target_phase_rad", -TWO_PI, TWO_PI, "rad"), TWO_PI))
-        self.min_interval_s = _check_range(min_interval_s, "min_interval_s", 0.1, 60.0, "s")
-        self.amplitude_gate_uv = _check_range(amplitude_gate_uv, "amplitude_gate_uv", 0.0,
+            check_range(target_phase_rad, "target_phase_rad", -TWO_PI, TWO_PI, "rad"), TWO_PI))
+        self.min_interval_s = check_range(min_interval_s, "min_interval_s", 0.1, 60.0, "s")
+        self.amplitude_gate_uv = check_range(amplitude_gate_uv, "amplitude_gate_uv", 0.0,
                                               1e4, "µV")
-        self.loop_delay_s = None if loop_delay_s is None else _check_range(
+        self.loop_delay_s = None if loop_delay_s is None else check_range(
             loop_delay_s, "loop_delay_s", 0.0, 0.1, "s")
-        self.scale_uv = None if scale_uv is None else _check_range(
+        self.scale_uv = None if scale_uv is None else check_range(
             scale_uv, "scale_uv", 1e-3, 1e4, "µV")
-        self.settle_s = _check_range(settle_s, "settle_s", 0.2, 60.0, "s")
-        self.horizon_s = _check_range(horizon_s, "horizon_s", 0.0005, 0.02, "s")
-        self.max_sample_age_s = _check_range(max_sample_age_s, "max_sample_age_s", 0.001,
+        self.settle_s = check_range(settle_s, "settle_s", 0.2, 60.0, "s")
+        self.horizon_s = check_range(horizon_s, "horizon_s", 0.0005, 0.02, "s")
+        self.max_sample_age_s = check_range(max_sample_age_s, "max_sample_age_s", 0.001,
                                              1.0, "s")
-        blank_pre_ms = _check_range(blank_pre_ms, "blank_pre_ms", 0.0, 50.0, "ms")
-        blank_post_ms = _check_range(blank_post_ms, "blank_post_ms", 0.5, 200.0, "ms")
+        blank_pre_ms = check_range(blank_pre_ms, "blank_pre_ms", 0.0, 50.0, "ms")
+        blank_post_ms = check_range(blank_post_ms, "blank_post_ms", 0.5, 200.0, "ms")
         if max_pulses is not None and not (isinstance(max_pulses, int) and max_pulses >= 1):
             raise ConfigError(f"must be a positive int or None, got {max_pulses!r}",
                               field="max_pulses")
-        limits = limits if limits is not None else SafetyLimits()
+        guard = stimulator.guard
+        limits = limits if limits is not None else guard.limits
         cap = limits.max_pulses_per_session
         if max_pulses is not None and max_pulses > cap:
             raise ConfigError(f"{max_pulses} pulses exceed the session cap of {cap} "
                               f"({limits.source})", field="max_pulses")
-        self.max_pulses = cap if max_pulses is None else max_pulses
+        self._max_pulses_default = max_pulses is None
+        #: Pulses the loop fires at most (default: set by :meth:`start` from the table at
+        #: ``1 / min_interval_s`` and what is left of the session's cap).
+        self.max_pulses = max_pulses if max_pulses is not None else 1
+        self.limits = limits
+        self.rmt_percent = None if rmt_percent is None else check_range(
+            rmt_percent, "rmt_percent", 1.0, 100.0, "% MSO")
+        self.verdict: SafetyVerdict | None = None
+        self._permit: Permit | None = None
         if random_intervals_s is not None:
             iv = np.asarray(random_intervals_s, dtype=float).ravel()
             if iv.size == 0 or not np.all(np.isfinite(iv)) or iv.min() < self.min_interval_s:
@@ -229,7 +242,7 @@ class ClosedLoopController:
         self.truth = truth
         self.log = log
         self.realtime = bool(realtime)
-        self.poll_s = _check_range(poll_s, "poll_s", 0.0, 0.01, "s")
+        self.poll_s = check_range(poll_s, "poll_s", 0.0, 0.01, "s")
         self.disarm_on_stop = bool(disarm_on_stop)
         self.seed = int(seed)
 
@@ -272,12 +285,34 @@ class ClosedLoopController:
             raise ClosedLoopError("the closed loop is already running")
         if self._owns_inlet and self.inlet is None:
             raise ClosedLoopError("the controller was closed; create a new one")
-        self.warm_up_s = warm_up()
-        if not self.stimulator.status().armed:
-            self.stimulator.arm()
-        wait_ready = getattr(self.stimulator, "wait_ready", None)
-        if wait_ready is not None:
-            wait_ready()
+        guard = self.stimulator.guard
+        rmt = self.rmt_percent if self.rmt_percent is not None else guard.rmt_percent
+        intensity = self.stimulator.intensity_percent
+        if rmt is not None and guard.rmt_percent is None:
+            guard.rmt_percent = rmt  # the rolling check during the run needs it too
+        if self._max_pulses_default and rmt is not None:
+            # as many as one continuous train at the shortest interval may have, within
+            # what is left of the session's cap
+            self.max_pulses = max(1, min(
+                guard.pulses_left,
+                longest_train_pulses(1.0 / self.min_interval_s, 100.0 * intensity / rmt,
+                                     self.limits)))
+        self.verdict = check_closed_loop(self.min_interval_s, self.max_pulses, intensity, rmt,
+                                         self.limits, pulses_delivered=guard.count)
+        if not self.verdict.ok:  # refused before anything is armed
+            raise ProtocolRefusedError(self.verdict)
+        self._permit = guard.permit(
+            "closed loop", self.max_pulses, intensity, logs_pulses=self.log is not None,
+            rolling=True, limits=self.limits)
+        try:
+            self.warm_up_s = warm_up()
+            self.stimulator.prepare_single_pulses()  # triggers are single pulses
+            if not self.stimulator.status().armed:
+                self.stimulator.arm()
+            self.stimulator.wait_ready()
+        except BaseException:
+            self._permit.release()
+            raise
         self.error = None
         self._stop.clear()
         self._done.clear()
@@ -337,12 +372,14 @@ class ClosedLoopController:
     def _run(self) -> None:
         from labkit.runner import timing_priority
 
+        self.stimulator.guard.adopt(self._permit)
         try:
             with timing_priority(realtime=self.realtime):
                 self._loop()
         except BaseException as exc:  # reported by wait()/stop()
             self.error = exc
         finally:
+            self._permit.release()
             self._done.set()
 
     def _loop(self) -> None:

@@ -33,13 +33,19 @@ from pydantic import (
 
 from labkit.config_files import validation_error
 from labkit.errors import ConfigError
+from labkit.protocols.schedule import expand
 
 #: Units an intensity may be given in.
 IntensityUnit = Literal["% RMT", "% AMT", "% MSO"]
 
 
+#: Shortest pause between trains a protocol file may state, ms (the shortest interval the
+#: model knows anywhere); shorter ones are refused when loading.
+MIN_PAUSE_MS = 10.0
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Intensity(_Strict):
@@ -105,8 +111,16 @@ class Timing(_Strict):
             raise ValueError("inter_pulse_interval_ms is required when pulses_per_burst > 1")
         if self.bursts_per_train > 1 and self.inter_burst_interval_ms is None:
             raise ValueError("inter_burst_interval_ms is required when bursts_per_train > 1")
-        if self.trains > 1 and self.inter_train_interval_s <= 0:
-            raise ValueError("inter_train_interval_s must be > 0 s when trains > 1")
+        if self.trains > 1:
+            # a pause shorter than the train's own pulse period is no pause at all
+            period_ms = max(self.inter_burst_interval_ms or 0.0,
+                            (self.pulses_per_burst - 1) * (self.inter_pulse_interval_ms or 0.0),
+                            MIN_PAUSE_MS)
+            if not self.inter_train_interval_s * 1000.0 >= period_ms - 1e-9:
+                raise ValueError(
+                    f"inter_train_interval_s = {self.inter_train_interval_s!r} s is no pause "
+                    f"between trains: must be >= {period_ms / 1000.0:g} s (the train's own "
+                    f"pulse period, at least {MIN_PAUSE_MS:g} ms) when trains > 1")
         if self.pulses_per_burst > 1 and self.inter_burst_interval_ms is not None:
             burst_ms = (self.pulses_per_burst - 1) * self.inter_pulse_interval_ms
             if burst_ms >= self.inter_burst_interval_ms:
@@ -344,8 +358,6 @@ class Protocol(_Strict):
         PulseSchedule
             Pulse times (s from start), % MSO per pulse, train/burst indices.
         """
-        from labkit.protocols.schedule import expand
-
         return expand(self, rmt_percent, amt_percent=amt_percent, relative=relative)
 
     # ------------------------------------------------------------------ variants

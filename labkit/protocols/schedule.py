@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from labkit.protocols.model import Protocol
+if TYPE_CHECKING:  # the model imports this module; no import back at run time
+    from labkit.protocols.model import Protocol
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -15,6 +16,7 @@ from labkit.safety.limits import (
     SafetyOverride,
 )
 from labkit.safety.table import TableCell
+from labkit.stimulators.capabilities import Abilities
 
 #: The kinds of protocol the checker knows.
 Category = Literal["rtms", "theta-burst", "patterned"]
@@ -131,6 +133,7 @@ def check_protocol(
     amt_percent: float | None = None,
     intensity: float | None = None,
     pulses_delivered: int = 0,
+    abilities: Abilities | None = None,
 ) -> SafetyVerdict:
     """Check ``protocol`` at one subject's thresholds.
 
@@ -151,6 +154,9 @@ def check_protocol(
         Intensity chosen within the protocol's range, in its unit.
     pulses_delivered : int
         Pulses already delivered in this session (counted against the cap).
+    abilities : Abilities | None
+        What the stimulator can do; a protocol it cannot deliver is refused, naming the
+        model (``None``: not checked).
 
     Returns
     -------
@@ -199,6 +205,8 @@ def check_protocol(
             f"{protocol.timing.pulses_per_burst}-pulse bursts are neither plain rTMS (Rossi "
             "2009 table) nor theta burst; no published limits to check against"
         )
+    if abilities is not None:
+        _check_abilities(reasons, passed, protocol, mso, abilities)
     passed.insert(0, f"intensity {where}")
     return SafetyVerdict(
         ok=not reasons, reasons=tuple(reasons), passed=tuple(passed),
@@ -217,8 +225,15 @@ def _check_ceiling(reasons, passed, mso, rel_rmt, limits: SafetyLimits) -> None:
                        "RMT ceiling")
 
 
+def _continuous(protocol: Protocol, limits: SafetyLimits) -> bool:
+    """Trains closer than the shortest interval shown safe count as one train."""
+    t = protocol.timing
+    return t.trains > 1 and t.inter_train_interval_s < limits.min_inter_train_interval_s - 1e-9
+
+
 def _check_rtms(reasons, passed, protocol: Protocol, rel_rmt, limits: SafetyLimits):
     t = protocol.timing
+    merged_note = ""
     if t.bursts_per_train == 1 and t.trains > 1:
         # single pulses separated by the inter-train interval: one long train really
         frequency_hz = 1.0 / t.inter_train_interval_s
@@ -228,6 +243,14 @@ def _check_rtms(reasons, passed, protocol: Protocol, rel_rmt, limits: SafetyLimi
         frequency_hz = t.frequency_hz
         train_s = t.train_duration_s
         has_pauses = t.trains > 1
+        if _continuous(protocol, limits):
+            # Chen 1997: nothing shorter than 5 s between trains was shown safe, so the
+            # pauses do not end a train: the whole run is one continuous train
+            train_s = t.duration_s
+            merged_note = (
+                f" ({t.trains} trains {t.inter_train_interval_s:g} s apart count as one "
+                f"continuous train: pauses < {limits.min_inter_train_interval_s:g} s were "
+                f"not shown safe, {ITI_CITATION})")
     table = limits.table
     label = f"{frequency_hz:g} Hz at {rel_rmt:.0f} % RMT"
     cell = table.cell(frequency_hz, rel_rmt)
@@ -240,23 +263,24 @@ def _check_rtms(reasons, passed, protocol: Protocol, rel_rmt, limits: SafetyLimi
     elif train_s > cell.max_train_s + 1e-9:
         reasons.append(
             f"{label}: train {train_s:.1f} s > {cell.max_train_s:g} s allowed "
-            f"({cell.describe(table.short_name)})"
+            f"({cell.describe(table.short_name)}){merged_note}"
         )
     else:
         passed.append(
             f"{label}: train {train_s:g} s <= {cell.max_train_s:g} s "
-            f"({cell.describe(table.short_name)})"
+            f"({cell.describe(table.short_name)}){merged_note}"
         )
     if has_pauses and rel_rmt > limits.iti_rule_above_rmt_percent + 1e-9:
         iti = t.inter_train_interval_s
-        if iti <= limits.min_inter_train_interval_s:
+        if iti < limits.min_inter_train_interval_s - 1e-9:
             reasons.append(
-                f"inter-train interval {iti:g} s at {rel_rmt:.0f} % RMT: must be > "
+                f"inter-train interval {iti:g} s at {rel_rmt:.0f} % RMT: must be >= "
                 f"{limits.min_inter_train_interval_s:g} s above "
-                f"{limits.iti_rule_above_rmt_percent:g} % RMT ({ITI_CITATION})"
+                f"{limits.iti_rule_above_rmt_percent:g} % RMT ({ITI_CITATION}: 5 s was safe, "
+                "1 s or less unsafe, nothing in between shown safe)"
             )
         else:
-            passed.append(f"inter-train interval {iti:g} s > "
+            passed.append(f"inter-train interval {iti:g} s >= "
                           f"{limits.min_inter_train_interval_s:g} s (Chen 1997)")
     return cell
 
@@ -265,6 +289,12 @@ def _check_theta_burst(reasons, passed, protocol, mso, rel_rmt, amt_percent, lim
     tb = limits.theta_burst
     t = protocol.timing
     src = "theta-burst limits, Huang 2005"
+    train_s = t.train_duration_s
+    train_what = f"train {train_s:g} s"
+    if _continuous(protocol, limits):
+        train_s = t.duration_s
+        train_what = (f"{t.trains} trains < {limits.min_inter_train_interval_s:g} s apart: "
+                      f"one continuous train of {train_s:g} s")
     rules = [
         (t.pulses_per_burst <= tb.max_pulses_per_burst,
          f"{t.pulses_per_burst} pulses per burst", f"<= {tb.max_pulses_per_burst}"),
@@ -274,13 +304,20 @@ def _check_theta_burst(reasons, passed, protocol, mso, rel_rmt, amt_percent, lim
         (t.bursts_per_train == 1 or t.inter_burst_interval_ms >= tb.min_inter_burst_interval_ms,
          f"inter-burst interval {t.inter_burst_interval_ms or 0:g} ms",
          f">= {tb.min_inter_burst_interval_ms:g} ms"),
-        (t.train_duration_s <= tb.max_train_s, f"train {t.train_duration_s:g} s",
-         f"<= {tb.max_train_s:g} s"),
+        (train_s <= tb.max_train_s + 1e-9, train_what, f"<= {tb.max_train_s:g} s"),
         (protocol.total_pulses <= tb.max_pulses, f"{protocol.total_pulses} pulses",
          f"<= {tb.max_pulses}"),
         (rel_rmt <= tb.max_intensity_rmt_percent + 1e-9, f"intensity {rel_rmt:.1f} % RMT",
          f"<= {tb.max_intensity_rmt_percent:g} % RMT"),
     ]
+    if t.trains > 1:
+        # the last burst of a train and the first of the next are bursts too
+        last_burst_ms = ((t.bursts_per_train - 1) * (t.inter_burst_interval_ms or 0.0))
+        across_ms = t.train_duration_s * 1000.0 - last_burst_ms \
+            + t.inter_train_interval_s * 1000.0
+        rules.append((across_ms >= tb.min_inter_burst_interval_ms - 1e-9,
+                      f"burst period across trains {across_ms:g} ms",
+                      f">= {tb.min_inter_burst_interval_ms:g} ms"))
     if amt_percent is not None:
         rel_amt = 100.0 * mso / amt_percent
         rules.append((rel_amt <= tb.max_intensity_amt_percent + 1e-9,
@@ -293,6 +330,93 @@ def _check_theta_burst(reasons, passed, protocol, mso, rel_rmt, amt_percent, lim
             reasons.append(f"{what}: must be {allowed} ({src})")
 
 
+def longest_train_pulses(rate_hz: float, rel_rmt_percent: float,
+                         limits: SafetyLimits | None = None) -> int:
+    """Most pulses one continuous train at ``rate_hz`` may have under the table (0: none).
+
+    Below the table's first row that row applies; between rows the stricter neighbour.
+    """
+    limits = limits or DEFAULT_LIMITS
+    cell = limits.table.cell(rate_hz, rel_rmt_percent)
+    if cell is None:
+        return 0
+    return int(math.floor(cell.max_train_s * rate_hz + 1e-9))
+
+
+def check_closed_loop(
+    min_interval_s: float,
+    max_pulses: int,
+    intensity_percent: float,
+    rmt_percent: float | None,
+    limits: SafetyLimits | None = None,
+    *,
+    pulses_delivered: int = 0,
+    override: SafetyOverride | None = None,
+) -> SafetyVerdict:
+    """Check a closed loop's worst case before it is armed.
+
+    The worst case is every pulse at the shortest interval: one continuous train of
+    ``max_pulses`` at ``1 / min_interval_s`` Hz at ``intensity_percent``. It is checked
+    like a protocol (ceilings, session cap, train-duration table); below 1 Hz the table's
+    first row applies. During the run a rolling-window check
+    (:class:`~labkit.safety.guard.RollingTrainCheck`) holds the delivered pulses to the
+    same table.
+
+    Parameters
+    ----------
+    min_interval_s : float
+        Shortest time between two triggers, s.
+    max_pulses : int
+        Most pulses the loop may fire.
+    intensity_percent : float
+        Stimulator output, % MSO.
+    rmt_percent : float | None
+        Resting motor threshold, % MSO; required (the table is in % RMT).
+    limits : SafetyLimits | None
+        The limits (default: published).
+    pulses_delivered : int
+        Pulses already delivered this session.
+    override : SafetyOverride | None
+        Needed for looser-than-published limits.
+    """
+    if rmt_percent is None:
+        limits = limits or DEFAULT_LIMITS
+        reason = ("the closed loop needs the subject's RMT (rig.rmt_percent or rmt_percent=)"
+                  f": the {limits.table.short_name} is in % RMT")
+        return SafetyVerdict(False, (reason,), (), "closed loop", "rtms", None, None, None,
+                             limits, override, ())
+    worst = Protocol.model_validate({
+        "name": "closed-loop-worst-case",
+        "description": f"every trigger {min_interval_s:g} s apart, {max_pulses} pulses",
+        "references": ["closed-loop controller settings"], "target": "M1",
+        "coil": "figure-of-eight", "total_pulses": int(max_pulses),
+        "intensity": {"unit": "% MSO", "value": float(intensity_percent)},
+        "timing": ({"bursts_per_train": int(max_pulses),
+                    "inter_burst_interval_ms": 1000.0 * float(min_interval_s), "trains": 1}
+                   if max_pulses > 1 else {"bursts_per_train": 1, "trains": 1}),
+    })
+    return check_protocol(worst, rmt_percent, limits, override=override,
+                          pulses_delivered=pulses_delivered)
+
+
+def _check_abilities(reasons, passed, protocol: Protocol, mso: int,
+                     abilities: Abilities) -> None:
+    t = protocol.timing
+    if not abilities.repetitive:
+        reasons.append(
+            f"{abilities.model} cannot deliver {protocol.name!r}: it is not a repetitive "
+            f"stimulator ({abilities.describe()}); protocols need a repetitive unit")
+        return
+    fastest_hz = max(t.frequency_hz, t.intra_burst_frequency_hz or 0.0)
+    ceiling_hz = abilities.max_rate_hz(mso)
+    if ceiling_hz is not None and fastest_hz > ceiling_hz + 1e-9:
+        reasons.append(
+            f"{abilities.model} cannot deliver {fastest_hz:g} Hz at {mso} % MSO: its "
+            f"ceiling is {ceiling_hz:g} Hz ({abilities.rate_source})")
+    else:
+        passed.append(f"{abilities.model} can deliver {fastest_hz:g} Hz at {mso} % MSO")
+
+
 def require_safe(
     protocol: Protocol,
     rmt_percent: float,
@@ -302,6 +426,7 @@ def require_safe(
     amt_percent: float | None = None,
     intensity: float | None = None,
     pulses_delivered: int = 0,
+    abilities: Abilities | None = None,
     log: LogFn | None = None,
 ) -> SafetyVerdict:
     """Like :func:`check_protocol` but raise when refused; log the verdict and override.
@@ -313,7 +438,7 @@ def require_safe(
     """
     verdict = check_protocol(
         protocol, rmt_percent, limits, override=override, amt_percent=amt_percent,
-        intensity=intensity, pulses_delivered=pulses_delivered,
+        intensity=intensity, pulses_delivered=pulses_delivered, abilities=abilities,
     )
     log_verdict(verdict, log)
     if not verdict.ok:

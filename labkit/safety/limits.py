@@ -85,12 +85,17 @@ class SafetyLimits:
     max_pulses_per_session : int
         Per-session pulse cap (device profile ``[limits]``).
     max_intensity_percent : float
-        Intensity ceiling, % MSO (device profile ``[limits]``).
+        Intensity ceiling, % MSO (device profile ``[limits]``). The published default is
+        110: no rule caps % MSO, and 110 is the most any supported unit delivers (Rapid²
+        enhanced power).
     max_intensity_rmt_percent : float
         Intensity ceiling relative to RMT (130 %: the end of the table).
     min_inter_train_interval_s : float
-        Above ``iti_rule_above_rmt_percent`` the pause between trains must be longer
-        than this (Chen 1997: 1 s was unsafe; 5 s was safe at 110 % RMT).
+        Shortest pause between trains shown safe (Chen 1997: 5 s was safe for 20 Hz
+        trains at 110 % MT, 1 s or less was unsafe above 100 % MT, nothing in between was
+        shown safe). Above ``iti_rule_above_rmt_percent`` trains must be at least this far
+        apart; at any intensity, trains closer than this count as one continuous train
+        for the table lookup. A lab may only raise it.
     iti_rule_above_rmt_percent : float
         Intensity (% RMT) above which the inter-train rule applies.
     theta_burst : ThetaBurstLimits
@@ -101,9 +106,9 @@ class SafetyLimits:
 
     table: TrainDurationTable = ROSSI_2009
     max_pulses_per_session: int = 3000
-    max_intensity_percent: float = 100.0
+    max_intensity_percent: float = 110.0
     max_intensity_rmt_percent: float = 130.0
-    min_inter_train_interval_s: float = 1.0
+    min_inter_train_interval_s: float = 5.0
     iti_rule_above_rmt_percent: float = 100.0
     theta_burst: ThetaBurstLimits = field(default_factory=ThetaBurstLimits)
     source: str = "published defaults"
@@ -111,13 +116,14 @@ class SafetyLimits:
     def __post_init__(self) -> None:
         checks = {
             "max_pulses_per_session": (self.max_pulses_per_session, 1, 100000),
-            "max_intensity_percent": (self.max_intensity_percent, 1, 100),
+            "max_intensity_percent": (self.max_intensity_percent, 1, 110),
             "max_intensity_rmt_percent": (self.max_intensity_rmt_percent, 1, 200),
             "min_inter_train_interval_s": (self.min_inter_train_interval_s, 0, 3600),
             "iti_rule_above_rmt_percent": (self.iti_rule_above_rmt_percent, 0, 200),
         }
         for name, (value, low, high) in checks.items():
-            if not low <= value <= high:
+            if not (isinstance(value, int | float) and not isinstance(value, bool)
+                    and low <= value <= high):
                 raise ConfigError(f"must be in [{low}, {high}] (got {value!r})",
                                   field=f"limits.{name}")
 
@@ -128,16 +134,29 @@ class SafetyLimits:
         Parameters
         ----------
         profile : DeviceProfile
-            A loaded device profile (anything with ``.limits.max_pulses_per_session`` and
-            ``.limits.max_intensity_percent``).
+            A loaded device profile.
         **changes
             Further (lab) limits.
         """
-        name = getattr(getattr(profile, "rig", None), "name", "device profile")
+        where = str(profile.path) if getattr(profile, "path", None) else profile.rig.name
+        section = profile.limits
+        table = ROSSI_2009
+        if section.table is not None:
+            from pathlib import Path
+
+            from labkit.safety.table import load_table
+
+            path = Path(section.table)
+            if not path.is_absolute() and getattr(profile, "path", None):
+                path = Path(profile.path).parent / path
+            table = load_table(path)
         limits = cls(
-            max_pulses_per_session=int(profile.limits.max_pulses_per_session),
-            max_intensity_percent=float(profile.limits.max_intensity_percent),
-            source=f"device profile {name!r}",
+            table=table,
+            max_pulses_per_session=int(section.max_pulses_per_session),
+            max_intensity_percent=float(section.max_intensity_percent),
+            max_intensity_rmt_percent=float(section.max_intensity_rmt_percent),
+            min_inter_train_interval_s=float(section.min_inter_train_interval_s),
+            source=f"device profile {where} [limits]",
         )
         return limits.stricter(**changes) if changes else limits
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ import numpy as np
 from labkit.errors import ConfigError
 
 #: The shipped table file.
-ROSSI2009_PATH = Path(__file__).resolve().parents[1] / "data" / "rossi2009_train_duration.toml"
+ROSSI2009_PATH = Path(str(files("labkit.data").joinpath("rossi2009_train_duration.toml")))
 
 
 @dataclass(frozen=True)
@@ -30,18 +31,26 @@ class TableCell:
         Column of the table, % RMT.
     max_train_s : float
         The maximum train duration in that cell, s.
+    longest_tested : bool
+        The cell is printed with ">" in the table: the longest duration tested without
+        adverse effects rather than a duration shown to be unsafe beyond.
     """
 
     frequency_hz: float
     intensity_rmt_percent: float
     max_train_s: float
+    longest_tested: bool = False
 
     def describe(self, table_name: str) -> str:
-        """``"Rossi 2009 table, row 20 Hz, column 120 %"``."""
-        return (
+        """``"Rossi 2009 table, row 20 Hz, column 120 %"`` (plus the ">" flag)."""
+        text = (
             f"{table_name}, row {self.frequency_hz:g} Hz, column "
             f"{self.intensity_rmt_percent:g} %"
         )
+        if self.longest_tested:
+            text += (f"; '>{self.max_train_s:g}' in the table: the longest train tested, "
+                     "not a proven limit")
+        return text
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,8 @@ class TrainDurationTable:
         Where the values come from.
     short_name : str
         How messages name the table (``"Rossi 2009 table"``).
+    longest_tested : tuple of tuple of bool | None
+        Per cell, whether the table prints it with ">" (longest tested).
     """
 
     frequencies_hz: tuple[float, ...]
@@ -67,6 +78,7 @@ class TrainDurationTable:
     max_train_s: tuple[tuple[float, ...], ...]
     citation: str
     short_name: str = "Rossi 2009 table"
+    longest_tested: tuple[tuple[bool, ...], ...] | None = None
 
     def __post_init__(self) -> None:
         grid = np.asarray(self.max_train_s, dtype=float)
@@ -81,8 +93,11 @@ class TrainDurationTable:
         ):
             raise ConfigError("table rows and columns must be strictly increasing",
                               field="frequencies_hz")
-        if np.any(grid <= 0):
-            raise ConfigError("table durations must be > 0 s", field="max_train_s")
+        if not np.all(np.isfinite(grid)) or np.any(grid <= 0):
+            raise ConfigError("table durations must be finite and > 0 s", field="max_train_s")
+        if self.longest_tested is not None and np.shape(self.longest_tested) != grid.shape:
+            raise ConfigError(f"longest_tested must have the shape of max_train_s "
+                              f"{grid.shape}", field="longest_tested")
 
     def cell(self, frequency_hz: float, intensity_rmt_percent: float) -> TableCell | None:
         """The governing (strictest bracketing) cell, or ``None`` outside the table.
@@ -100,7 +115,9 @@ class TrainDurationTable:
             for c in cols:
                 value = self.max_train_s[r][c]
                 if best is None or value <= best.max_train_s:  # ties: the higher neighbour
-                    best = TableCell(self.frequencies_hz[r], self.intensities_rmt_percent[c], value)
+                    tested = bool(self.longest_tested[r][c]) if self.longest_tested else False
+                    best = TableCell(self.frequencies_hz[r], self.intensities_rmt_percent[c],
+                                     value, tested)
         return best
 
     def is_within(self, other: TrainDurationTable) -> list[str]:
@@ -136,6 +153,7 @@ class TrainDurationTable:
             tuple(tuple(v * factor for v in row) for row in self.max_train_s),
             self.citation,
             f"{self.short_name} × {factor:g}",
+            self.longest_tested,
         )
 
 
@@ -178,14 +196,16 @@ def load_table(path: str | Path = ROSSI2009_PATH) -> TrainDurationTable:
             max_train_s=tuple(tuple(float(v) for v in r["max_train_s"]) for r in rows),
             citation=str(raw["citation"]),
             short_name=str(raw.get("short_name", path.stem)),
+            longest_tested=(tuple(tuple(bool(v) for v in r["longest_tested"]) for r in rows)
+                            if all("longest_tested" in r for r in rows) else None),
         )
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read train-duration table: {exc}", file=str(path)) from None
+    except ConfigError as exc:
+        raise ConfigError(str(exc), file=str(path), field=exc.field) from None
     except KeyError as exc:
         raise ConfigError("missing key in train-duration table", file=str(path),
                           field=str(exc.args[0])) from None
-    except ConfigError as exc:
-        raise ConfigError(str(exc), file=str(path), field=exc.field) from None
+    except (OSError, tomllib.TOMLDecodeError, TypeError, ValueError) as exc:
+        raise ConfigError(f"cannot read train-duration table: {exc}", file=str(path)) from None
     return table
 
 

@@ -84,6 +84,10 @@ def _validate_pain(nrs: Any, when: str) -> int:
     return int(nrs)
 
 
+#: Log kinds of which each record is one delivered pulse.
+PULSE_KINDS = ("pulse", "closed_loop_pulse")
+
+
 # -- the session ----------------------------------------------------------------------
 class Session:
     """A pseudonymous session on disk: log, recordings, and a place for exports.
@@ -169,6 +173,8 @@ class Session:
         ids = {"subject_id": self.subject_id, "session_id": self.session_id, "task": task,
                **wall_clock()}
         ids.update({k: v for k, v in (("operator", self.operator), ("site", self.site)) if v})
+        #: Pulses delivered in this session, whatever fired them (rebuilt from the log).
+        self.pulses_delivered = len(self.events(PULSE_KINDS)) if existed else 0
         if existed:
             self._report_unclean_end()
             self.log.append("session_resume", **ids)
@@ -288,6 +294,8 @@ class Session:
         time_s = body.pop("time_s", None)
         if kind in STIMULATION_START_KINDS:
             self.check_storage("protocol run")
+        if kind in PULSE_KINDS:
+            self.pulses_delivered += 1
         if kind == "pulse":
             record = self.log.append_nowait(kind, time_s=time_s, **body)
             if body.get("timing") != "device":  # a device's train logs its pulses after
@@ -337,6 +345,7 @@ class Session:
             (for tight pulse loops; see :meth:`SessionLog.append_nowait`).
         """
         append = self.log.append_nowait if nowait else self.log.append
+        self.pulses_delivered += 1
         if pulse is not None:
             body = {
                 "intensity_percent": pulse.intensity_percent, "device": pulse.device,

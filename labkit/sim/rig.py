@@ -16,17 +16,9 @@ from typing import Any
 
 from labkit.profiles import DeviceProfile, StreamSection
 from labkit.sim.events import Discharge
+from labkit.stimulators.registry import model_spec
 
 _RIG_COUNTER = itertools.count(1)
-
-_EMULATOR_MODELS = {
-    "magstim-200": ("magstim", "200"),
-    "magstim-bistim": ("magstim", "bistim"),
-    "magstim-rapid2": ("magstim", "rapid"),
-    "magventure-r30": ("magpro", "R30"),
-    "magventure-x100": ("magpro", "X100"),
-}
-
 
 @dataclass
 class SimulatedHardware:
@@ -120,7 +112,7 @@ def start_simulated_hardware(
                 eeg_amp(discharge)
             emg_amp(discharge)
 
-        vendor, model = _EMULATOR_MODELS[sim.emulator or profile.stimulator.model]
+        vendor, model = model_spec(sim.emulator or profile.stimulator.model).emulator
         if vendor == "magstim":
             from labkit.sim.magstim_emulator import MagstimEmulator
 

@@ -26,7 +26,9 @@ from labkit.errors import (
     StimulatorTimeoutError,
 )
 from labkit.markers import PulseEvent
+from labkit.safety.guard import FiringGuard
 from labkit.stimulators import ports
+from labkit.stimulators.capabilities import Abilities
 
 if TYPE_CHECKING:
     from labkit.stimulators.trigger import TriggerLine
@@ -107,6 +109,10 @@ class Stimulator(ABC):
         self._last_io_s = 0.0
         self._pulse_listeners: list[PulseListener] = [markers] if markers is not None else []
         self.pulse_count = 0
+        #: Checks every pulse before it is sent and counts the delivered ones. A bare
+        #: driver has the published limits; a rig installs its profile's guard.
+        self.guard = FiringGuard()
+        self._abilities: Abilities | None = None
         #: The exception that made the connection unusable, if any.
         self.fault: BaseException | None = None
         #: Protocol errors swallowed by the keep-alive thread (garbage on the line).
@@ -223,6 +229,7 @@ class Stimulator(ABC):
             The pulse with its LSL ``local_clock()`` time.
         """
         with self._lock:
+            self.guard.before_pulses(1, float(self._current_intensity()), local_clock())
             line = self.trigger_line
             time_s = self._fire() if line is None else self._fire_by_trigger(line)
             extra = self._pulse_extra()
@@ -248,6 +255,42 @@ class Stimulator(ABC):
         confirms the pulse afterwards.
         """
         self.trigger_line = line
+
+    @property
+    def intensity_percent(self) -> float:
+        """The output intensity last set on the unit, % MSO (output A)."""
+        return float(self._current_intensity())
+
+    @property
+    def abilities(self) -> Abilities:
+        """What this model can do (declared in :mod:`labkit.stimulators.registry`)."""
+        if self._abilities is None:
+            from labkit.stimulators.registry import abilities_for_driver
+
+            self._abilities = abilities_for_driver(self)
+        return self._abilities
+
+    @abilities.setter
+    def abilities(self, value: Abilities) -> None:
+        self._abilities = value
+
+    def wait_ready(self, timeout_s: float | None = None) -> None:
+        """Return once the unit reports *ready* (default: at once when it does)."""
+        deadline = local_clock() + (5.0 if timeout_s is None else float(timeout_s))
+        while not self.status().ready:
+            if local_clock() >= deadline:
+                raise StimulatorTimeoutError(
+                    f"{type(self).__name__} on {self.port!r} not ready within "
+                    f"{5.0 if timeout_s is None else timeout_s:.1f} s")
+            threading.Event().wait(0.02)
+
+    def prepare_single_pulses(self) -> None:
+        """Put the unit into single-pulse mode (units with a train mode override this)."""
+        return None
+
+    def _check_intensity_allowed(self, percent: float) -> None:
+        """Refuse an intensity the guard's ceilings forbid (before it is sent)."""
+        self.guard.check_intensity(float(percent))
 
     def add_pulse_listener(self, listener: PulseListener) -> None:
         """Call ``listener(event)`` for every delivered pulse."""
@@ -431,6 +474,7 @@ class Stimulator(ABC):
             ports.release(self.port, self)
 
     def _announce(self, event: PulseEvent) -> None:
+        self.guard.delivered(event)
         for listener in list(self._pulse_listeners):
             listener(event)
 

@@ -225,6 +225,9 @@ class MagPro(Stimulator):
         frame = proto.amplitude_command(percent, b_percent)
         a = proto.validate_percent(percent, "percent")
         b = None if b_percent is None else int(b_percent)
+        for value in (a, b):
+            if value is not None:
+                self._check_intensity_allowed(value)
 
         def answers(reply: proto.AmplitudeReply) -> bool:
             return reply.amplitude_a_percent == a and (b is None or reply.amplitude_b_percent == b)
@@ -407,6 +410,17 @@ class MagPro(Stimulator):
             self._page = reply.page
             return reply
 
+    def deliver_train(self, frequency_hz: float, n_pulses: int, *, iti_s: float = 1.0) -> float:
+        """Configure and start one device-timed train (:class:`DeviceTrain`).
+
+        Returns
+        -------
+        float
+            ``local_clock()`` time at which the start command was written, s.
+        """
+        self.set_train(frequency_hz, n_pulses, 1, max(0.1, min(300.0, iti_s)))
+        return self.start_train()
+
     def start_train(self) -> float:
         """Start the train set by :meth:`set_train` (command 0x04).
 
@@ -432,6 +446,8 @@ class MagPro(Stimulator):
         with self._lock:
             if not self.enabled:
                 raise StimulatorError("MagPro is disabled: call arm() before start_train()")
+            self.guard.before_pulses(self.train_settings.total_pulses,
+                                     self._current_intensity(), local_clock())
             if self._page != "train":
                 self.set_page("train")
             frame = proto.start_train_command()

@@ -241,6 +241,7 @@ class Magstim(Stimulator):
     def set_intensity(self, percent: int) -> None:
         """Set output A intensity, integer % MSO from 0 to 100 (``@nnn``)."""
         command = mp.set_intensity(percent, output="A", maximum=self._max_intensity())
+        self._check_intensity_allowed(int(command[1:4]))
         with self._lock:
             self._transact(command)
             self._intensity_percent = int(command[1:4])
@@ -336,6 +337,9 @@ class BiStim(Magstim):
         """Set output A and, if given, output B (integer % MSO, 0–100)."""
         command_a = mp.set_intensity(a, output="A")
         command_b = None if b is None else mp.set_intensity(b, output="B")
+        for command in (command_a, command_b):
+            if command is not None:
+                self._check_intensity_allowed(int(command[1:4]))
         with self._lock:
             self._transact(command_a)
             self._intensity_percent = int(command_a[1:4])
@@ -577,6 +581,25 @@ class Rapid(Magstim):
         self._transact(command)
         self._duration_s = 0.0
 
+    def prepare_single_pulses(self) -> None:
+        """Leave repetitive mode if a train is configured (single pulses need it)."""
+        if self.repetitive:
+            self.set_single_pulse()
+
+    def deliver_train(self, frequency_hz: float, n_pulses: int, *, iti_s: float = 1.0) -> float:
+        """Configure and trigger one device-timed train (:class:`DeviceTrain`).
+
+        ``iti_s`` is not sent: the Rapid² delivers one train per trigger.
+
+        Returns
+        -------
+        float
+            ``local_clock()`` time of the trigger, s.
+        """
+        self.set_train(frequency_hz, n_pulses)
+        events = self.fire_train()
+        return events[0].time_s if events else local_clock()
+
     # ------------------------------------------------------------------ firing
     def fire(self) -> PulseEvent:
         """Fire one pulse (single-pulse mode only; use :meth:`fire_train` for trains)."""
@@ -602,6 +625,8 @@ class Rapid(Magstim):
         with self._lock:
             mp.check_train(self._intensity_percent, self._frequency_hz, self._n_pulses,
                            variant=self.variant, voltage=self.voltage)
+            self.guard.before_pulses(self._n_pulses, float(self._intensity_percent),
+                                     local_clock())
             self._end_train_markers()
             start_s = self._fire()
             events = [

@@ -17,6 +17,7 @@ import ipywidgets as widgets
 
 from labkit.widgets._threads import Ticker
 from labkit.widgets.estop import EmergencyStop
+from labkit.widgets.stop_bar import StopBar
 
 _DELIVERED = ("pulses_delivered", "delivered", "n_delivered", "pulse_count", "pulses_done")
 _TOTAL = ("total_pulses", "n_pulses", "pulses_total")
@@ -129,7 +130,9 @@ class ProtocolRunnerPanel(widgets.VBox):
         self.resume_button = self._button("Resume", "labkit-protocol-resume", self.resume, "")
         self.stop_button = self._button("Stop", "labkit-protocol-stop", self.stop, "danger")
         name = getattr(getattr(runner, "protocol", None), "name", type(runner).__name__)
+        bar = [] if estop is None else [StopBar(estop)]
         super().__init__(children=[
+            *bar,
             widgets.HTML(f"<b>Protocol</b> {escape(str(name))}"),
             self.verdict,
             widgets.HBox([self.start_button, self.pause_button, self.resume_button,

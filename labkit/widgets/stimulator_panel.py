@@ -15,7 +15,8 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from labkit.errors import StimulatorError
+from labkit.clock import local_clock
+from labkit.errors import ConfigError, SafetyError, StimulatorError
 from labkit.widgets._emg import as_emg_source
 from labkit.widgets._threads import Ticker
 from labkit.widgets.estop import EmergencyStop
@@ -64,6 +65,30 @@ def lights_html(lights: dict[str, bool | None]) -> str:
     return "".join(parts)
 
 
+def parse_intensity(text: str, low: int, high: int) -> int:
+    """The intensity typed in the panel as whole % MSO in ``[low, high]``, or refuse.
+
+    Raises
+    ------
+    ConfigError
+        Not a number, not a whole percent, or outside ``[low, high]`` (no clamping: the
+        unit keeps its last valid value).
+    """
+    raw = str(text).strip().replace("%", "").strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{text!r} is not a number; type a whole % MSO in [{low}, {high}]",
+                          field="intensity") from None
+    if value != value or value != int(value):
+        raise ConfigError(f"{text!r} is not a whole % MSO (the unit's 1 % grid); allowed "
+                          f"{low}-{high}", field="intensity")
+    if not low <= value <= high:
+        raise ConfigError(f"{int(value)} % MSO is outside [{low}, {high}] % MSO "
+                          "(1 % at least; the top is the rig's ceiling)", field="intensity")
+    return int(value)
+
+
 class StimulatorPanel(widgets.VBox):
     """Control panel of one stimulator.
 
@@ -75,7 +100,8 @@ class StimulatorPanel(widgets.VBox):
         When given, every delivered pulse (from this panel, a runner or a hunter) gets
         its MEP sweep drawn in :attr:`mep_view`.
     max_intensity_percent : int
-        Upper end of the intensity slider (the rig's ceiling), % MSO.
+        Upper end of the intensity slider, % MSO; never above the stimulator's ceiling
+        (its firing guard: the rig profile's limits).
     poll_s : float | None
         Status refresh period; ``None`` disables polling (tests call
         :meth:`refresh_status`).
@@ -121,12 +147,24 @@ class StimulatorPanel(widgets.VBox):
         self.arm_button = self._button("Arm", "labkit-arm", self._arm_job, style="warning")
         self.disarm_button = self._button("Disarm", "labkit-disarm", self._disarm_job)
         self.fire_button = self._button("Fire", "labkit-fire", self._fire_job, style="danger")
+        guard = stimulator.guard
+        self.max_intensity_percent = int(min(max_intensity_percent, guard.ceiling_percent()))
+        start = min(50, self.max_intensity_percent)
         self.intensity = widgets.IntSlider(
-            value=min(50, max_intensity_percent), min=0, max=int(max_intensity_percent),
-            description="%MSO", continuous_update=False,
+            value=start, min=1, max=self.max_intensity_percent,
+            description="%MSO", continuous_update=False, readout=False,
         )
         self.intensity.add_class("labkit-intensity")
         self.intensity.observe(self._on_intensity, names="value")
+        # typed values are checked, never clamped: 150, 55.7, 0 or "abc" are refused
+        self.intensity_text = widgets.Text(value=str(start), continuous_update=False,
+                                           layout=widgets.Layout(width="70px"))
+        self.intensity_text.add_class("labkit-intensity-input")
+        self.intensity_text.observe(self._on_intensity_text, names="value")
+        self.intensity_error = widgets.HTML("")
+        self.intensity_error.add_class("labkit-intensity-error")
+        self.stop_banner = widgets.HTML("")
+        self.stop_banner.add_class("labkit-stop-banner")
         self.lights = widgets.HTML(lights_html(self._lights(None)))
         self.lights.add_class("labkit-status-lights")
         self.temperature = widgets.Label("coil: -- °C")
@@ -158,12 +196,13 @@ class StimulatorPanel(widgets.VBox):
         stimulator.add_pulse_listener(self._on_pulse)
 
         rows: list[widgets.Widget] = [
-            self.title,
+            self.stop_banner,
+            widgets.HBox([self.title, self.stop_button, self.reset_button, self.stop_state]),
             widgets.HBox([self.connect_button, self.disconnect_button, self.arm_button,
                           self.disarm_button]),
-            widgets.HBox([self.intensity, self.fire_button]),
+            widgets.HBox([self.intensity, self.intensity_text, self.fire_button]),
+            self.intensity_error,
             widgets.HBox([self.lights, self.temperature, self.pulses]),
-            widgets.HBox([self.stop_button, self.reset_button, self.stop_state]),
             self.message,
         ]
         if self.mep_view is not None:
@@ -205,6 +244,7 @@ class StimulatorPanel(widgets.VBox):
         """Query the unit and update the lights and temperature; returns the status."""
         status = self.stimulator.status()
         self.lights.value = lights_html(self._lights(status))
+        self._update_fire_button(status)
         try:
             temp = read_temperature_c(self.stimulator, status)
         except StimulatorError:
@@ -276,9 +316,15 @@ class StimulatorPanel(widgets.VBox):
 
     def _fire_job(self) -> None:
         self.estop.check()
+        wait_s = self.stimulator.guard.single_pulse_wait_s(local_clock())
+        if wait_s > 0:
+            raise SafetyError(f"the last pulse was less than "
+                              f"{self.stimulator.guard.min_single_interval_s:g} s ago; not "
+                              f"fired (wait {wait_s:.1f} s)")
         # a runner or a hunter may have changed the intensity since the slider moved:
         # Fire always means "one pulse at the intensity shown on the slider"
         self.stimulator.set_intensity(int(self.intensity.value))
+        self.stimulator.prepare_single_pulses()  # a unit left in train mode by a runner
         deadline = time.monotonic() + 3.0
         status = self.stimulator.status()
         if not status.armed:
@@ -296,16 +342,45 @@ class StimulatorPanel(widgets.VBox):
     # ------------------------------------------------------------------ callbacks
     def _on_intensity(self, change: dict) -> None:
         percent = int(change["new"])
+        if self.intensity_text.value != str(percent):
+            self.intensity_text.value = str(percent)
         self._submit("set intensity", lambda: self._set_intensity_job(percent))
+
+    def _on_intensity_text(self, change: dict) -> None:
+        text = change["new"]
+        if text == str(self.intensity.value):
+            return
+        try:
+            percent = parse_intensity(text, 1, self.max_intensity_percent)
+        except ConfigError as exc:
+            self.intensity_error.value = (
+                f'<span style="color:#c62828;font-weight:bold">refused: {escape(str(exc))}'
+                f' — the unit stays at {self.intensity.value} % MSO</span>')
+            self.intensity_text.value = str(self.intensity.value)
+            return
+        self.intensity_error.value = ""
+        self.intensity.value = percent
+
+    def _update_fire_button(self, status: Any) -> None:
+        """Fire only when the unit is ready, no STOP is latched and the interval passed."""
+        wait_s = self.stimulator.guard.single_pulse_wait_s(local_clock())
+        self.fire_button.disabled = bool(self.estop.active or not status.ready or wait_s > 0)
 
     def _on_pulse(self, event: Any) -> None:
         self.last_pulse = event
+        self.fire_button.disabled = True  # until the next status poll finds it allowed
         self.pulses.value = f"pulses: {event.index + 1}"
         if self.collector is not None:
             self.collector.on_pulse(event)
 
     def _on_stop_state(self, state: str) -> None:
         self.stop_state.value = f"STOP: {state}"
+        self.stop_banner.value = "" if state == "ready" else (
+            '<div style="background:#c62828;color:white;font-weight:bold;padding:6px 10px">'
+            f"STOP latched ({escape(state)}): the unit is disarmed and every panel refuses "
+            "to fire until Reset STOP</div>")
+        if state != "ready":
+            self.fire_button.disabled = True
         if state == "disarmed":
             self.lights.value = lights_html(
                 {"armed": False, "ready": False, "remote control": None}

@@ -26,12 +26,14 @@ from labkit.background import (
     BackgroundVerdict,
     mep_criterion_uv,
 )
+from labkit.clock import local_clock
 from labkit.errors import ConfigError, StimulatorError
 from labkit.widgets._emg import MEPTrial, as_emg_source
 from labkit.widgets._svg import series_svg
 from labkit.widgets._threads import Worker
 from labkit.widgets.estop import EmergencyStop
 from labkit.widgets.mep_view import MEPView
+from labkit.widgets.stop_bar import StopBar
 
 
 class ThresholdHunter(widgets.VBox):
@@ -128,6 +130,7 @@ class ThresholdHunter(widgets.VBox):
         self.mep_view = MEPView(window_ms=getattr(self.source, "window_ms", (15.0, 50.0)),
                                 criterion_uv=criterion)
         super().__init__(children=[
+            StopBar(self.estop),
             widgets.HTML(f"<b>Threshold hunt</b> ({type(estimator).__name__}, "
                          f"criterion {criterion:.0f} µV; {self.background.describe()})"),
             widgets.HBox([self.next_label, self.fire_button, self.accept_button,
@@ -196,8 +199,10 @@ class ThresholdHunter(widgets.VBox):
             raise StimulatorError("accept or reject the last MEP before firing again")
         x = int(self.estimator.next_intensity())
         self.stimulator.set_intensity(x)
+        self.stimulator.prepare_single_pulses()  # a unit left in train mode by a runner
         self._ensure_ready()
-        wait_s = self._last_pulse_s + self.interval_s - time.monotonic()
+        wait_s = max(self._last_pulse_s + self.interval_s - time.monotonic(),
+                     self.stimulator.guard.single_pulse_wait_s(local_clock()))
         if wait_s > 0 and self._stop.wait(wait_s):
             raise StimulatorError("stopped")
         self.estop.check()

@@ -1,0 +1,102 @@
+"""The vendor registry: stimulator model -> driver, emulator and declared abilities.
+
+Profiles name a model from :data:`MODELS`; :func:`labkit.open_rig` builds its driver from
+here; the simulator starts the matching emulator; the safety check and the runner read
+the abilities. Adding a model is one entry.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+from labkit.errors import ConfigError
+from labkit.stimulators import magpro_protocol, magstim_protocol
+from labkit.stimulators.capabilities import Abilities
+
+__all__ = ["MODELS", "ModelSpec", "abilities_for_driver", "driver_class", "model_spec"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One stimulator model.
+
+    Attributes
+    ----------
+    key : str
+        The profile's ``stimulator.model``.
+    driver : str
+        Driver class in :mod:`labkit.stimulators`.
+    driver_options : dict
+        Extra constructor arguments (e.g. the MagPro model).
+    emulator : tuple of (str, str)
+        ``(vendor, model)`` of the emulator in :mod:`labkit.sim`.
+    abilities : Abilities
+        What the unit can do.
+    """
+
+    key: str
+    driver: str
+    driver_options: dict
+    emulator: tuple[str, str]
+    abilities: Abilities
+
+
+def _rapid_rate(power_percent: int) -> float:
+    return magstim_protocol.max_frequency_hz(max(1, min(100, power_percent)), "rapid2")
+
+
+def _magpro_rate(model: str):
+    def rate(_power_percent: int) -> float:
+        return magpro_protocol.max_rep_rate_hz(model)
+    return rate
+
+
+MODELS: dict[str, ModelSpec] = {spec.key: spec for spec in (
+    ModelSpec("magstim-200", "Magstim", {}, ("magstim", "200"),
+              Abilities("Magstim 200²")),
+    ModelSpec("magstim-bistim", "BiStim", {}, ("magstim", "bistim"),
+              Abilities("Magstim BiStim²", paired_pulse=True)),
+    ModelSpec("magstim-rapid2", "Rapid", {}, ("magstim", "rapid"),
+              Abilities("Magstim Rapid²", repetitive=True, device_train=True,
+                        max_rate=_rapid_rate,
+                        rate_source="Rapid² frequency-ceiling table (240 V)")),
+    ModelSpec("magventure-r30", "MagPro", {"model": "R30"}, ("magpro", "R30"),
+              Abilities("MagVenture MagPro R30", repetitive=True, device_train=True,
+                        max_rate=_magpro_rate("R30"), rate_source="MagPro R30 rate ceiling")),
+    ModelSpec("magventure-x100", "MagPro", {"model": "X100"}, ("magpro", "X100"),
+              Abilities("MagVenture MagPro X100", repetitive=True, device_train=True,
+                        max_rate=_magpro_rate("X100"),
+                        rate_source="MagPro X100 rate ceiling")),
+)}
+
+
+def model_spec(key: str) -> ModelSpec:
+    """The registry entry of ``key``; :class:`ConfigError` listing the models otherwise."""
+    try:
+        return MODELS[key]
+    except KeyError:
+        raise ConfigError(f"unknown stimulator model {key!r}; known: {sorted(MODELS)}",
+                          field="stimulator.model") from None
+
+
+def driver_class(key: str) -> type[Any]:
+    """The driver class of model ``key``."""
+    module = importlib.import_module("labkit.stimulators")
+    return getattr(module, model_spec(key).driver)
+
+
+def abilities_for_driver(stimulator: Any) -> Abilities:
+    """The registry's abilities for a driver built without a profile.
+
+    A MagPro is matched by its ``model``; other drivers by their class.
+    """
+    name = type(stimulator).__name__
+    model = getattr(stimulator, "model", None) if name == "MagPro" else None
+    if isinstance(model, str):
+        model = model.split("+")[0]  # options (twin/dual) keep the family's abilities
+    for spec in MODELS.values():
+        if spec.driver == name and spec.driver_options.get("model") in (None, model):
+            return spec.abilities
+    return Abilities(name)

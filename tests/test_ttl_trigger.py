@@ -156,7 +156,7 @@ def test_closed_loop_fires_through_the_ttl_line_unchanged():
         stim.set_intensity(50)
         stim.use_trigger(SerialLineTrigger.sharing(stim))
         with ClosedLoopController(stim, amp.name, source_id=amp.source_id, mu_hz=10.5,
-                                  min_interval_s=0.2, max_pulses=3) as ctl:
+                                  min_interval_s=0.2, max_pulses=3, rmt_percent=50.0) as ctl:
             ctl.start()
             deadline = time.monotonic() + 15
             while len(ctl.triggers) < 3 and time.monotonic() < deadline:

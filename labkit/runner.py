@@ -16,7 +16,6 @@ unit refused while recharging; retried once, nothing was delivered).
 
 from __future__ import annotations
 
-import inspect
 import os
 import sys
 import threading
@@ -534,10 +533,7 @@ class ProtocolRunner:
         with self._device_lock:
             if self._stop_flag.is_set():
                 return False
-            if "wait" in inspect.signature(stim.arm).parameters:
-                stim.arm(wait=False)
-            else:
-                stim.arm()
+            stim.start_arming()
         return self._wait_ready(self._stop_flag)
 
     def _wait_ready(self, wake: threading.Event) -> bool:

@@ -140,3 +140,21 @@ def test_a_rate_above_the_units_ceiling_is_refused_naming_the_model_and_source()
     assert not verdict.ok
     assert any("MagPro R30 cannot deliver 50 Hz" in r for r in verdict.reasons)
     assert check_protocol(itbs, RMT, abilities=MODELS["magventure-x100"].abilities).ok
+
+
+def test_theta_burst_limits_are_labelled_huang_2005_or_rossi_2021():
+    from labkit.safety import SafetyLimits, ThetaBurstLimits
+
+    itbs_120 = protocol(hz=5, per_train=10, trains=20, iti_s=8, rel=120, pulses_per_burst=3,
+                        ipi_ms=20)
+    default = check_protocol(itbs_120, RMT)
+    assert not default.ok
+    assert any("120.0 % RMT: must be <= 80 % RMT (theta-burst limits, Huang 2005)" in r
+               for r in default.reasons)
+    rossi = SafetyLimits(theta_burst=ThetaBurstLimits.rossi_2021())
+    assert rossi.looser_than() == []  # a published envelope needs no override
+    verdict = check_protocol(itbs_120, RMT, rossi)
+    assert verdict.ok, verdict.reasons
+    assert any("(theta-burst limits, Rossi 2021)" in p for p in verdict.passed)
+    beyond = SafetyLimits(theta_burst=ThetaBurstLimits(max_pulses=2400))
+    assert any("max_pulses = 2400" in item for item in beyond.looser_than())

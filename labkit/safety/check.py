@@ -288,7 +288,7 @@ def _check_rtms(reasons, passed, protocol: Protocol, rel_rmt, limits: SafetyLimi
 def _check_theta_burst(reasons, passed, protocol, mso, rel_rmt, amt_percent, limits):
     tb = limits.theta_burst
     t = protocol.timing
-    src = "theta-burst limits, Huang 2005"
+    src = f"theta-burst limits, {tb.source}"
     train_s = t.train_duration_s
     train_what = f"train {train_s:g} s"
     if _continuous(protocol, limits):

@@ -55,9 +55,30 @@ class ThetaBurstLimits:
     max_train_s: float = 40.0
     max_pulses: int = 600
     citation: str = THETA_BURST_CITATION
+    source: str = "Huang 2005"
+
+    @classmethod
+    def rossi_2021(cls) -> ThetaBurstLimits:
+        """The envelope the 2021 safety update reports for TBS: iTBS up to 120 % RMT and
+        sessions of up to 1800 pulses (Rossi S et al. Clin Neurophysiol 2021;132:269-306).
+        The burst pattern and the 40 s continuous train stay as in Huang 2005."""
+        return cls(max_intensity_amt_percent=120.0, max_intensity_rmt_percent=120.0,
+                   max_pulses=1800, source="Rossi 2021",
+                   citation=THETA_BURST_CITATION + " Rossi S et al. Clin Neurophysiol "
+                   "2021;132:269-306 (iTBS at up to 120 % RMT, 1800-pulse sessions).")
 
     def looser_than(self, reference: ThetaBurstLimits) -> list[str]:
-        """Descriptions of the limits that are looser than ``reference``."""
+        """Descriptions of the limits looser than ``reference`` and than every published
+        envelope (Huang 2005 as the default, Rossi 2021)."""
+        published = ThetaBurstLimits.rossi_2021()
+        reference = ThetaBurstLimits(**{
+            name: (max if bigger else min)(getattr(reference, name), getattr(published, name))
+            for name, bigger in (("max_pulses_per_burst", True),
+                                 ("min_inter_pulse_interval_ms", False),
+                                 ("min_inter_burst_interval_ms", False),
+                                 ("max_intensity_amt_percent", True),
+                                 ("max_intensity_rmt_percent", True),
+                                 ("max_train_s", True), ("max_pulses", True))})
         out = []
         for name, bigger_is_looser in (
             ("max_pulses_per_burst", True),

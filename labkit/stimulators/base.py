@@ -284,6 +284,13 @@ class Stimulator(ABC):
                     f"{5.0 if timeout_s is None else timeout_s:.1f} s")
             threading.Event().wait(0.02)
 
+    def start_arming(self) -> None:
+        """Start arming without waiting for *ready* (callers poll :meth:`status`).
+
+        Units whose :meth:`arm` already returns at once need nothing more.
+        """
+        self.arm()
+
     def prepare_single_pulses(self) -> None:
         """Put the unit into single-pulse mode (units with a train mode override this)."""
         return None

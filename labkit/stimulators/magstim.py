@@ -198,6 +198,10 @@ class Magstim(Stimulator):
         self._transact(self._remote_command())
 
     # ------------------------------------------------------------------ public API
+    def start_arming(self) -> None:
+        """Send ``EB`` and return; the unit reports *ready* about a second later."""
+        self.arm(wait=False)
+
     def arm(self, wait: bool = True) -> None:
         """Arm the unit (``EB``); with ``wait`` poll until it reports *ready*.
 

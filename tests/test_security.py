@@ -153,7 +153,6 @@ FIRE_ALLOWED = {
     "labkit/closedloop/controller.py",      # the explicitly started closed-loop controller
     "labkit/widgets/stimulator_panel.py",   # the Fire button
     "labkit/widgets/threshold_hunter.py",   # the threshold hunter's Fire button
-    "labkit/excitability.py",               # an explicitly started paired-pulse/cSP run
 }
 #: Driver methods that make the unit discharge.
 TRIGGERS = ("fire", "fire_train", "start_train", "deliver_train")

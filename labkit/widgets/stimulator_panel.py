@@ -21,6 +21,7 @@ from labkit.widgets._emg import as_emg_source
 from labkit.widgets._threads import Ticker
 from labkit.widgets.estop import EmergencyStop
 from labkit.widgets.mep_view import MEPCollector, MEPView
+from labkit.widgets.stop_bar import stop_banner_html
 
 _TEMPERATURE_METHODS = ("coil_temperature", "temperature", "get_temperature", "temperatures")
 _TEMPERATURE_FIELDS = ("coil_temperature_c", "temperature_c", "coil_temp_c")
@@ -375,10 +376,7 @@ class StimulatorPanel(widgets.VBox):
 
     def _on_stop_state(self, state: str) -> None:
         self.stop_state.value = f"STOP: {state}"
-        self.stop_banner.value = "" if state == "ready" else (
-            '<div style="background:#c62828;color:white;font-weight:bold;padding:6px 10px">'
-            f"STOP latched ({escape(state)}): the unit is disarmed and every panel refuses "
-            "to fire until Reset STOP</div>")
+        self.stop_banner.value = stop_banner_html(state)
         if state != "ready":
             self.fire_button.disabled = True
         if state == "disarmed":

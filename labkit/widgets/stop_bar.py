@@ -13,7 +13,16 @@ import ipywidgets as widgets
 
 from labkit.widgets.estop import EmergencyStop
 
-__all__ = ["StopBar"]
+__all__ = ["StopBar", "stop_banner_html"]
+
+
+def stop_banner_html(state: str) -> str:
+    """The red banner shown while STOP is latched (empty when ``state`` is ``"ready"``)."""
+    if state == "ready":
+        return ""
+    return ('<div style="background:#c62828;color:white;font-weight:bold;padding:6px 10px">'
+            f"STOP latched ({escape(state)}): the unit is disarmed and every panel refuses "
+            "to fire until Reset STOP</div>")
 
 
 class StopBar(widgets.VBox):
@@ -43,7 +52,4 @@ class StopBar(widgets.VBox):
 
     def _on_state(self, state: str) -> None:
         self.state.value = f"STOP: {state}"
-        self.banner.value = "" if state == "ready" else (
-            '<div style="background:#c62828;color:white;font-weight:bold;padding:6px 10px">'
-            f"STOP latched ({escape(state)}): the unit is disarmed and every panel refuses "
-            "to fire until Reset STOP</div>")
+        self.banner.value = stop_banner_html(state)

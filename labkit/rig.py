@@ -204,7 +204,11 @@ class Rig:
         unchanged = (type(intensity_percent) is int
                      and intensity_percent == self._intensity_percent)
         if not unchanged:  # the driver validates what it is given
-            stimulator.set_intensity(intensity_percent)
+            if stimulator.abilities.paired_pulse:
+                # a BiStim fires output B too whenever it is set: a single pulse is A alone
+                stimulator.set_intensity(intensity_percent, 0)
+            else:
+                stimulator.set_intensity(intensity_percent)
             self._intensity_percent = intensity_percent
         stimulator.prepare_single_pulses()
         if not stimulator.status().armed:

@@ -143,3 +143,15 @@ def test_a_single_pulse_unit_refuses_a_protocol_naming_the_model():
         with pytest.raises(ProtocolRefusedError):
             runner.start()
         assert delivered(rig) == 0 and not rig.hardware.emulator.armed
+
+
+def test_a_single_pulse_on_a_bistim_rig_is_output_a_alone():
+    profile = load_profile("simulated")
+    profile = profile.model_copy(update={
+        "stimulator": profile.stimulator.model_copy(update={"model": "magstim-bistim"})})
+    with labkit.open_rig(profile, seed=0) as rig:
+        rig.hardware.emulator.recharge_s = 0.0
+        assert rig.hardware.emulator.intensity_b_percent == 30  # the unit's B after power-up
+        trial = rig.pulse(45)
+        assert rig.hardware.emulator.intensity_b_percent == 0  # what the unit was told
+        assert trial.pulse.intensity_percent == 45 and trial.pulse.intensity_b_percent == 0

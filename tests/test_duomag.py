@@ -244,3 +244,35 @@ def test_fault_flags_refuse_arming(unit, monkeypatch):
     with pytest.raises(StimulatorError, match="coil_overheat"):
         stim.arm()
     assert not stim.armed
+
+
+# ----------------------------------------------------------------------------- registry
+def test_registry_declares_the_duomag_models():
+    from labkit.stimulators.capabilities import PairedPulse, SinglePulse, TTLTrigger
+    from labkit.stimulators.registry import abilities_for_driver, model_spec
+
+    dual = model_spec("deymed-duomag-mp-dual")
+    assert (dual.driver, dual.driver_options, dual.emulator) == (
+        "DuoMAG", {"model": "MP-Dual"}, ("duomag", "MP-Dual"))
+    assert dual.abilities.paired_pulse and not dual.abilities.repetitive
+    assert not model_spec("deymed-duomag-xt").abilities.device_train
+    assert abilities_for_driver(DuoMAG("loop://", model="MP-Dual")).paired_pulse
+    assert not abilities_for_driver(DuoMAG("loop://", model="MP")).paired_pulse
+    stim = DuoMAG("loop://", model="MP-Dual")
+    assert isinstance(stim, SinglePulse) and isinstance(stim, PairedPulse)
+    assert isinstance(stim, TTLTrigger) and dual.abilities.ttl_trigger
+
+
+def test_a_simulated_rig_runs_on_a_duomag():
+    import labkit
+    from labkit.profiles import load_profile
+
+    base = load_profile("simulated")
+    profile = base.model_copy(update={"stimulator": base.stimulator.model_copy(
+        update={"model": "deymed-duomag-mp"})})
+    with labkit.open_rig(profile, seed=1) as rig:
+        assert type(rig.stimulator).__name__ == "DuoMAG"
+        trial = rig.pulse(70)
+        emulator = rig.hardware.emulator
+        assert emulator.pulses_delivered == 1 and trial.intensity_percent == 70
+    assert load_profile("deymed-duomag-mp").stimulator.model == "deymed-duomag-mp"

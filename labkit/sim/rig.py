@@ -117,6 +117,10 @@ def start_simulated_hardware(
             from labkit.sim.magstim_emulator import MagstimEmulator
 
             emulator = MagstimEmulator(model=model, coil=coil, seed=seed)
+        elif vendor == "duomag":
+            from labkit.sim.duomag_emulator import DuoMAGEmulator
+
+            emulator = DuoMAGEmulator(model=model, coil=coil)
         else:
             from labkit.sim.magpro_emulator import MagProEmulator
 

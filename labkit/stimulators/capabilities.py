@@ -12,7 +12,11 @@ declarations instead of probing a driver for method names:
 ``device_train``
     Paces a train on its own clock (:class:`DeviceTrain`).
 ``paired_pulse``
-    Two outputs at a set inter-pulse interval (BiStim²).
+    Two outputs at a set inter-pulse interval (BiStim²; DuoMAG MP-Dual).
+``ttl_trigger``
+    Takes a TTL edge on its trigger input: :class:`TTLTrigger` (``use_trigger``) makes
+    ``fire()`` pulse a :class:`~labkit.stimulators.trigger.TriggerLine` instead of
+    sending the serial fire command.
 ``max_rate_hz``
     The highest repetition rate at a given power, % MSO (the unit's own ceiling table).
 """
@@ -23,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Abilities", "DeviceTrain", "PairedPulse", "SinglePulse"]
+__all__ = ["Abilities", "DeviceTrain", "PairedPulse", "SinglePulse", "TTLTrigger"]
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,7 @@ class Abilities:
     ----------
     model : str
         How messages name the unit (``"Magstim 200²"``).
-    single_pulse, repetitive, device_train, paired_pulse : bool
+    single_pulse, repetitive, device_train, paired_pulse, ttl_trigger : bool
         See the module docstring.
     max_rate : callable | None
         ``max_rate(power_percent) -> Hz`` for repetitive units; ``None`` otherwise.
@@ -49,6 +53,7 @@ class Abilities:
     paired_pulse: bool = False
     max_rate: Callable[[int], float] | None = None
     rate_source: str = ""
+    ttl_trigger: bool = True
 
     def max_rate_hz(self, power_percent: int) -> float | None:
         """Highest repetition rate at ``power_percent`` % MSO (``None``: not repetitive)."""
@@ -84,3 +89,10 @@ class PairedPulse(Protocol):
     """Two outputs at a set inter-pulse interval."""
 
     def set_ipi(self, ms: float) -> None: ...  # noqa: D102
+
+
+@runtime_checkable
+class TTLTrigger(Protocol):
+    """Fires through a TTL trigger line once one is set (``None``: serial again)."""
+
+    def use_trigger(self, line) -> None: ...  # noqa: D102

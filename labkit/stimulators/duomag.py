@@ -132,6 +132,7 @@ class DuoMAG(Stimulator):
         While disarmed the value is remembered and sent by :meth:`arm`.
         """
         command = dp.intensity_command(percent)
+        self._check_intensity_allowed(command[0])
         with self._lock:
             self._intensity_percent = command[0]
             if self._armed:

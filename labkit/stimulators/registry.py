@@ -69,6 +69,14 @@ MODELS: dict[str, ModelSpec] = {spec.key: spec for spec in (
               Abilities("MagVenture MagPro X100", repetitive=True, device_train=True,
                         max_rate=_magpro_rate("X100"),
                         rate_source="MagPro X100 rate ceiling")),
+    # DuoMAG: single pulses only over the public protocol (the XT's trains have no public
+    # serial commands, and no published rate ceiling to check host-timed trains against).
+    ModelSpec("deymed-duomag-mp", "DuoMAG", {"model": "MP"}, ("duomag", "MP"),
+              Abilities("Deymed DuoMAG MP")),
+    ModelSpec("deymed-duomag-xt", "DuoMAG", {"model": "XT"}, ("duomag", "XT"),
+              Abilities("Deymed DuoMAG XT")),
+    ModelSpec("deymed-duomag-mp-dual", "DuoMAG", {"model": "MP-Dual"}, ("duomag", "MP-Dual"),
+              Abilities("Deymed DuoMAG MP-Dual", paired_pulse=True)),
 )}
 
 
@@ -90,10 +98,10 @@ def driver_class(key: str) -> type[Any]:
 def abilities_for_driver(stimulator: Any) -> Abilities:
     """The registry's abilities for a driver built without a profile.
 
-    A MagPro is matched by its ``model``; other drivers by their class.
+    A MagPro or DuoMAG is matched by its ``model``; other drivers by their class.
     """
     name = type(stimulator).__name__
-    model = getattr(stimulator, "model", None) if name == "MagPro" else None
+    model = getattr(stimulator, "model", None) if name in ("MagPro", "DuoMAG") else None
     if isinstance(model, str):
         model = model.split("+")[0]  # options (twin/dual) keep the family's abilities
     for spec in MODELS.values():

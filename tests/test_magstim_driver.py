@@ -444,3 +444,16 @@ def test_concurrent_commands_share_one_port(emulators):
         for thread in threads:
             thread.join()
     assert errors == []
+
+
+def test_simulated_super_rapid_rig_uses_its_table_on_both_ends():
+    import labkit
+    from labkit.profiles import load_profile
+
+    base = load_profile("simulated")
+    profile = base.model_copy(update={"stimulator": base.stimulator.model_copy(
+        update={"model": "magstim-super-rapid2-115v"})})
+    with labkit.open_rig(profile, seed=1) as rig:
+        stim, emulator = rig.stimulator, rig.hardware.emulator
+        assert (stim.variant, stim.voltage) == ("super_rapid2", 115)
+        assert (emulator.rapid_variant, emulator.voltage) == ("super_rapid2", 115)

@@ -309,3 +309,15 @@ def test_b_at_reply_is_three_bytes_as_magpy_reads_it():
     # MagPy ignoreCoilSafetySwitch: _processCommand(b'b@', 'instr', 3)
     assert mp.reply_length(b"b@", rapid=True) == 3
     assert "b" not in mp.RAPID_STATUS_COMMANDS
+
+
+def test_registry_has_a_model_per_rapid_variant_and_voltage():
+    from labkit.stimulators.magstim import Rapid
+    from labkit.stimulators.registry import abilities_for_driver, model_spec
+
+    spec = model_spec("magstim-rapid2-115v")
+    assert spec.driver_options == {"variant": "rapid2", "voltage": 115}
+    assert spec.abilities.max_rate_hz(100) == 11.0  # MagPy's 115 V table at 100 %
+    assert model_spec("magstim-super-rapid2-plus").abilities.max_rate_hz(50) == 97.0
+    assert abilities_for_driver(Rapid("loop://", voltage=115)) is spec.abilities
+    assert abilities_for_driver(Rapid("loop://")) is model_spec("magstim-rapid2").abilities

@@ -112,11 +112,15 @@ def start_simulated_hardware(
                 eeg_amp(discharge)
             emg_amp(discharge)
 
-        vendor, model = model_spec(sim.emulator or profile.stimulator.model).emulator
+        spec = model_spec(sim.emulator or profile.stimulator.model)
+        vendor, model = spec.emulator
         if vendor == "magstim":
             from labkit.sim.magstim_emulator import MagstimEmulator
 
-            emulator = MagstimEmulator(model=model, coil=coil, seed=seed)
+            table = {k: v for k, v in spec.driver_options.items() if k in ("voltage",)}
+            if "variant" in spec.driver_options:
+                table["rapid_variant"] = spec.driver_options["variant"]
+            emulator = MagstimEmulator(model=model, coil=coil, seed=seed, **table)
         elif vendor == "duomag":
             from labkit.sim.duomag_emulator import DuoMAGEmulator
 

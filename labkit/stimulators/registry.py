@@ -43,8 +43,31 @@ class ModelSpec:
     abilities: Abilities
 
 
-def _rapid_rate(power_percent: int) -> float:
-    return magstim_protocol.max_frequency_hz(max(1, min(100, power_percent)), "rapid2")
+def _rapid_rate(variant: str, voltage: int):
+    def rate(power_percent: int) -> float:
+        return magstim_protocol.max_frequency_hz(max(1, min(100, power_percent)), variant,
+                                                 voltage)
+    return rate
+
+
+_RAPID_NAMES = {"rapid2": ("magstim-rapid2", "Magstim Rapid²"),
+                "super_rapid2": ("magstim-super-rapid2", "Magstim Super Rapid²"),
+                "super_rapid2_plus": ("magstim-super-rapid2-plus", "Magstim Super Rapid² Plus")}
+
+
+def _rapid_specs() -> tuple[ModelSpec, ...]:
+    """Rapid² family: one model per variant and mains voltage (their ceilings differ)."""
+    specs = []
+    for variant, (key, name) in _RAPID_NAMES.items():
+        for voltage in magstim_protocol.MAINS_VOLTAGES:
+            suffix = "" if voltage == 240 else f"-{voltage}v"
+            specs.append(ModelSpec(
+                key + suffix, "Rapid", {"variant": variant, "voltage": voltage},
+                ("magstim", "rapid"),
+                Abilities(f"{name} ({voltage} V)" if suffix else name, repetitive=True,
+                          device_train=True, max_rate=_rapid_rate(variant, voltage),
+                          rate_source=f"{name} frequency-ceiling table ({voltage} V)")))
+    return tuple(specs)
 
 
 def _magpro_rate(model: str):
@@ -58,10 +81,7 @@ MODELS: dict[str, ModelSpec] = {spec.key: spec for spec in (
               Abilities("Magstim 200²")),
     ModelSpec("magstim-bistim", "BiStim", {}, ("magstim", "bistim"),
               Abilities("Magstim BiStim²", paired_pulse=True)),
-    ModelSpec("magstim-rapid2", "Rapid", {}, ("magstim", "rapid"),
-              Abilities("Magstim Rapid²", repetitive=True, device_train=True,
-                        max_rate=_rapid_rate,
-                        rate_source="Rapid² frequency-ceiling table (240 V)")),
+    *_rapid_specs(),
     ModelSpec("magventure-r30", "MagPro", {"model": "R30"}, ("magpro", "R30"),
               Abilities("MagVenture MagPro R30", repetitive=True, device_train=True,
                         max_rate=_magpro_rate("R30"), rate_source="MagPro R30 rate ceiling")),
@@ -98,13 +118,18 @@ def driver_class(key: str) -> type[Any]:
 def abilities_for_driver(stimulator: Any) -> Abilities:
     """The registry's abilities for a driver built without a profile.
 
-    A MagPro or DuoMAG is matched by its ``model``; other drivers by their class.
+    A driver matches the first model of its class whose ``driver_options`` it carries as
+    attributes (a MagPro or DuoMAG by ``model``, a Rapid by ``variant`` and ``voltage``).
     """
     name = type(stimulator).__name__
-    model = getattr(stimulator, "model", None) if name in ("MagPro", "DuoMAG") else None
-    if isinstance(model, str):
-        model = model.split("+")[0]  # options (twin/dual) keep the family's abilities
+
+    def value(option: str) -> Any:
+        found = getattr(stimulator, option, None)
+        if option == "model" and name == "MagPro" and isinstance(found, str):
+            return found.split("+")[0]  # options (twin/dual) keep the family's abilities
+        return found
+
     for spec in MODELS.values():
-        if spec.driver == name and spec.driver_options.get("model") in (None, model):
+        if spec.driver == name and all(value(k) == v for k, v in spec.driver_options.items()):
             return spec.abilities
     return Abilities(name)

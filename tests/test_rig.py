@@ -50,9 +50,13 @@ def test_every_pulse_reaches_subject_and_marker_with_its_intensity():
         responses = rig.subject.responses
         assert [r.intensity_percent for r in responses] == [55, 65]
         assert [e.intensity_percent for e in seen] == [55, 65]
-        # the marker time precedes the discharge by less than a millisecond
+        # the marker is taken before the fire command is written, so it never comes after
+        # the discharge; how long the unit takes to act on the command is its own (3 ms
+        # of serial transmission at 9600 baud on a real Magstim, a thread wake-up on a busy
+        # host here), and the MEP analysis measures it (discharge_ms). It must stay well
+        # inside the amplifier's 20 ms hold-back or the discharge's samples would be lost.
         for event, response in zip(seen, responses, strict=True):
-            assert 0.0 <= response.time_s - event.time_s < 1e-3
+            assert 0.0 <= response.time_s - event.time_s < 0.01
         assert rig.hardware.emulator.pulses_delivered == 2
     assert not rig.stimulator.connected
 

@@ -73,7 +73,7 @@ CASES = [
                           ipi_ms=20), True, None, HUANG),
     ("iTBS-20x2s-8s-600", dict(hz=5, per_train=10, trains=20, iti_s=8, rel=80,
                                pulses_per_burst=3, ipi_ms=20), True, None, HUANG),
-    ("TBS-as-200-one-burst-trains-0.02s-pauses",
+    ("TBS-as-200-one-burst-trains-0.04s-pauses",
      dict(hz=5, per_train=1, trains=200, iti_s=0.04, rel=80, pulses_per_burst=3, ipi_ms=20),
      False, "burst period across trains", f"{HUANG}: bursts at 5 Hz (200 ms) at most"),
     ("cTBS-split-into-trains-0.2s-apart-beyond-40s",

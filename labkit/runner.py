@@ -285,7 +285,10 @@ class ProtocolRunner:
         limits = guard.limits if limits is None else limits
         self.stimulator = stimulator
         self.protocol = protocol
-        self.rmt_percent = float(rmt_percent)
+        if rmt_percent is None:
+            raise ConfigError("no resting motor threshold: hunt it first and pass it "
+                              "(% MSO)", field="rmt_percent")
+        self.rmt_percent = check_range(rmt_percent, "rmt_percent", 1.0, 100.0, "% MSO")
         self.amt_percent = amt_percent
         self.intensity = intensity
         self.limits = limits

@@ -255,9 +255,8 @@ def test_runner_refuses_absurd_thresholds_and_intensities_before_arming(magstim,
     emulator, stim = magstim
     protocol = load_protocol("m1_10hz_pain_1000")
     sent = len(emulator.received)
-    runner = ProtocolRunner(stim, protocol, value, progress=False)
-    with pytest.raises(ProtocolRefusedError, match=r"field 'rmt_percent'.*\[1, 100\] % MSO"):
-        runner.run()
+    with pytest.raises(ConfigError, match=r"field 'rmt_percent'.*\[1, 100\] % MSO"):
+        ProtocolRunner(stim, protocol, value, progress=False)
     runner = ProtocolRunner(stim, protocol, 50.0, intensity=value, progress=False)
     with pytest.raises(ProtocolRefusedError, match=r"field 'intensity'.*range \[80, 90\] % RMT"):
         runner.run()

@@ -360,3 +360,12 @@ def test_real_time_priority_is_not_inherited_by_new_threads():
         worker.join()
     assert seen["policy"] == os.SCHED_OTHER
     assert os.sched_getscheduler(0) == os.SCHED_OTHER
+
+
+@pytest.mark.parametrize("rmt", [None, 0, 150, float("nan"), "50"])
+def test_a_missing_or_absurd_rmt_is_refused_naming_it(rig, rmt):
+    from labkit.errors import ConfigError
+
+    _, stim = rig
+    with pytest.raises(ConfigError, match="rmt_percent"):
+        host_timed(stim, rtms(), rmt, progress=False)

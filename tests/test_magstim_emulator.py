@@ -71,7 +71,9 @@ def test_remote_control_reply_and_status_bits(make):
 
 
 def test_error_replies(make):
-    emulator, raw = make()
+    # Each lone "?" costs a full read timeout (0.5 s); two in a row took the unit past its
+    # 1 s remote-control timeout, so a loaded machine saw "@S" instead of "@?".
+    emulator, raw = make(keepalive_timeout_s=10.0)
     assert raw.ask(b"@050*", 3) == _reply(b"@S")  # not under remote control
     raw.ask(b"Q@n", 3)
     assert raw.ask(b"k@\x00", 3) == b"?"  # unknown command character

@@ -42,6 +42,10 @@ class StimulatorSection(_Strict):
     port: str = Field(min_length=1, description="device path, pyserial URL, or 'sim'")
     timeout_s: float = Field(default=0.5, gt=0, le=10)
     unlock_code: str | None = None
+    serial: str | None = Field(default=None, min_length=1,
+                               description="the unit's serial number (for the session record)")
+    coil: str | None = Field(default=None, min_length=1,
+                             description="the coil in use, e.g. 'D70 Alpha' (for the record)")
 
 
 class StreamSection(_Strict):

@@ -115,6 +115,8 @@ class Rig:
     def use_session(self, session: Any) -> Any:
         """Record into ``session``: its pulse count is the cap's, single pulses go to its log.
 
+        A ``device`` record of the facts :meth:`device_facts` knows is logged first.
+
         On a resumed session the count is rebuilt from its log, so a new runner cannot
         start the cap afresh.
 
@@ -125,12 +127,26 @@ class Rig:
         """
         self.session = session
         self.guard.count = max(self.guard.count, int(session.pulses_delivered))
+        session.log_device(**{k: v for k, v in self.device_facts().items() if v is not None})
 
         def log_single(event: Any) -> None:
             session.log_pulse(event, nowait=True, source="single")
 
         self.guard.on_unlogged_pulse = log_single
         return session
+
+    def device_facts(self) -> dict[str, Any]:
+        """Stimulator model, serial, coil and port from the profile, firmware from the driver.
+
+        Facts the profile does not give are ``None`` (the session report says "not
+        recorded"); ``firmware`` is the version the driver read on connect, if it reads one.
+        """
+        section = self.profile.stimulator
+        version = getattr(self.stimulator, "software_version", None)
+        firmware = ".".join(str(v) for v in version) if isinstance(version, tuple) else version
+        return {"model": section.model, "driver": type(self.stimulator).__name__,
+                "serial": section.serial, "coil": section.coil, "port": section.port,
+                "firmware": None if firmware is None else str(firmware)}
 
     def runner(self, protocol: Any, *, rmt_percent: float | None = None, **options: Any):
         """A :class:`~labkit.runner.ProtocolRunner` under this rig's limits and session.

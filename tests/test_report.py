@@ -290,3 +290,25 @@ def test_the_record_counts_every_delivered_pulse_against_the_recorded_markers(tm
     assert delivered["Checked against the recorded pulse markers"] == "yes"
     assert delivered["Pulses not in the session log (threshold hunt, panel)"] == "3"
     assert delivered["Logged pulses missing from the marker stream"] == "1"
+
+
+def test_a_rig_opened_into_a_session_records_the_profiles_serial_and_coil(tmp_path):
+    import labkit
+    from labkit.profiles import load_profile
+
+    profile = load_profile("simulated")
+    stim = profile.stimulator.model_copy(update={"serial": "SN-0815", "coil": "D70 test coil"})
+    profile = profile.model_copy(update={"stimulator": stim})
+    with Session(tmp_path / "s", "P007", operator="A. Operator") as ses:
+        with labkit.open_rig(profile, seed=1, session=ses) as rig:
+            rig.pulse(40)
+    (device,) = [r.payload for r in read_log(ses.path) if r.kind == "device"]
+    assert device["serial"] == "SN-0815" and device["coil"] == "D70 test coil"
+    assert device["model"] == "magstim-rapid2" and device["port"] == "sim"
+    assert device["firmware"] == "9.0.0"  # the Rapid² emulator's, read by the driver on connect
+    page = parse(write_session_report(ses, tmp_path / "report.html"))
+    facts = page.kv("devices")
+    assert facts["Stimulator serial number"] == "SN-0815"
+    assert facts["Coil"] == "D70 test coil"
+    assert facts["Firmware"] == "9.0.0"
+    assert "Stimulator serial number" not in page.missing["devices"]

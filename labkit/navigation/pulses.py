@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from labkit.clock import local_clock
 from labkit.errors import NavigationError
 from labkit.navigation.gate import GateVerdict, PulsePose, TargetGate
 
@@ -128,6 +129,11 @@ class NavigatedPulser:
 
     def pulse(self, intensity_percent: int) -> NavigatedTrial:
         """Wait for the target (with a gate), fire one pulse, log its pose and MEP."""
+        # wait out the single-pulse interval first, so that the gate's check is the last
+        # thing before the pulse (the hand drifts while it waits)
+        rest_s = self.rig.stimulator.guard.single_pulse_wait_s(local_clock())
+        if rest_s > 0:
+            time.sleep(rest_s)
         held = self.wait_on_target() if self.gate is not None else 0.0
         trial = self.rig.pulse(intensity_percent)
         pose = self.client.pulse_pose(trial.pulse.time_s)

@@ -90,7 +90,7 @@ def run_silent_periods(rig: Any, intensity_percent: int, n: int, *,
         The long epoch of each pulse and its silent period.
     """
     mep = rig.profile.mep
-    if rig.stimulator.abilities.paired_pulse:
+    if rig.stimulator.abilities.separate_outputs:
         # a BiStim fires output B too whenever it is set: silence it for single pulses
         rig.stimulator.set_intensity(int(intensity_percent), 0)
     meter = MEPMeter(rig.emg, mep.channel, window_ms=mep.window_ms, rms_limit_uv=1e6,

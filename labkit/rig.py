@@ -220,7 +220,7 @@ class Rig:
         unchanged = (type(intensity_percent) is int
                      and intensity_percent == self._intensity_percent)
         if not unchanged:  # the driver validates what it is given
-            if stimulator.abilities.paired_pulse:
+            if stimulator.abilities.separate_outputs:
                 # a BiStim fires output B too whenever it is set: a single pulse is A alone
                 stimulator.set_intensity(intensity_percent, 0)
             else:
@@ -247,9 +247,11 @@ class Rig:
             When the stimulator cannot deliver paired pulses (needs ``set_ipi``).
         """
         stimulator = self.stimulator
-        if not stimulator.abilities.paired_pulse:
-            raise ConfigError(f"{stimulator.abilities.model} cannot deliver paired pulses "
-                              "(needs a BiStim)", field="stimulator.model")
+        abilities = stimulator.abilities
+        if not (abilities.paired_pulse and abilities.separate_outputs):
+            raise ConfigError(f"{abilities.model} cannot deliver paired pulses with their own "
+                              "conditioning and test intensities (needs a BiStim²)",
+                              field="stimulator.model")
         wait_s = self.guard.single_pulse_wait_s(local_clock())
         if wait_s > 0:  # the guard refuses earlier pulses: wait them out
             time.sleep(wait_s)

@@ -155,3 +155,26 @@ def test_a_single_pulse_on_a_bistim_rig_is_output_a_alone():
         trial = rig.pulse(45)
         assert rig.hardware.emulator.intensity_b_percent == 0  # what the unit was told
         assert trial.pulse.intensity_percent == 45 and trial.pulse.intensity_b_percent == 0
+
+
+# one vendor per driver class is enough: the Rapid variants share the Rapid driver
+CONFORMANCE_MODELS = ["magstim-200", "magstim-bistim", "magstim-rapid2", "magventure-r30",
+                      "magventure-x100", "deymed-duomag-mp", "deymed-duomag-mp-dual"]
+
+
+@pytest.mark.parametrize("model", CONFORMANCE_MODELS)
+def test_every_driver_on_its_emulator_obeys_the_profile_ceiling_and_interval(model):
+    profile = strict_profile()
+    profile = profile.model_copy(update={
+        "stimulator": profile.stimulator.model_copy(update={"model": model})})
+    with labkit.open_rig(profile, seed=0) as rig:
+        emulator = rig.hardware.emulator
+        if hasattr(emulator, "recharge_s"):
+            emulator.recharge_s = 0.0
+        with pytest.raises(SafetyError, match="40 % MSO ceiling"):
+            rig.stimulator.set_intensity(41)
+        rig.pulse(40)
+        stim = rig.stimulator
+        with pytest.raises(SafetyError, match="single pulses .* apart < 0.3 s minimum"):
+            stim.fire()  # at once, without waiting out the profile's interval
+        assert emulator.pulses_delivered == 1 == rig.pulses_delivered

@@ -51,6 +51,7 @@ class Abilities:
     repetitive: bool = False
     device_train: bool = False
     paired_pulse: bool = False
+    separate_outputs: bool = False
     max_rate: Callable[[int], float] | None = None
     rate_source: str = ""
     ttl_trigger: bool = True

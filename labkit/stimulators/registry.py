@@ -80,7 +80,7 @@ MODELS: dict[str, ModelSpec] = {spec.key: spec for spec in (
     ModelSpec("magstim-200", "Magstim", {}, ("magstim", "200"),
               Abilities("Magstim 200²")),
     ModelSpec("magstim-bistim", "BiStim", {}, ("magstim", "bistim"),
-              Abilities("Magstim BiStim²", paired_pulse=True)),
+              Abilities("Magstim BiStim²", paired_pulse=True, separate_outputs=True)),
     *_rapid_specs(),
     ModelSpec("magventure-r30", "MagPro", {"model": "R30"}, ("magpro", "R30"),
               Abilities("MagVenture MagPro R30", repetitive=True, device_train=True,

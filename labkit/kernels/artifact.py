@@ -36,8 +36,14 @@ METHODS = ("linear", "cubic")
 
 
 @njit(cache=True, nogil=True)
-def _repair(data, starts, stops, cubic):
-    """Repair windows ``(starts[j], stops[j])`` (anchors) of ``data`` in place."""
+def _repair(data, starts, stops, cubic, ks):
+    """Repair windows ``(starts[j], stops[j])`` (anchors) of ``data`` in place.
+
+    Touches only the anchors, the two slope samples (``"cubic"``) and the window
+    interiors. ``ks`` holds ``0.0, 1.0, 2.0, ...`` (at least the longest window): the
+    offsets as floats, read from memory so that the inner loops vectorise (AVX2 has no
+    int64 → float64 conversion); every inner loop runs over a 1-D view of one row.
+    """
     n_ch, n_t = data.shape
     for j in range(starts.shape[0]):
         a = starts[j]
@@ -51,36 +57,40 @@ def _repair(data, starts, stops, cubic):
         if not have_a and not have_b:
             continue
         for c in range(n_ch):
+            seg = data[c, lo:hi]
             if not have_b:
-                y0 = data[c, a]
-                for i in range(lo, hi):
-                    data[c, i] = y0
+                seg[:] = data[c, a]
                 continue
             if not have_a:
-                y1 = data[c, b]
-                for i in range(lo, hi):
-                    data[c, i] = y1
+                seg[:] = data[c, b]
                 continue
+            # here lo = a + 1 and hi = b: seg[k] is sample a + 1 + k
             y0 = data[c, a]
             y1 = data[c, b]
             h = float(b - a)
             secant = (y1 - y0) / h
             if not cubic:
-                for i in range(lo, hi):
-                    data[c, i] = y0 + (i - a) * secant
+                for k in range(seg.shape[0]):
+                    seg[k] = y0 + ks[k + 1] * secant
                 continue
             m0 = data[c, a] - data[c, a - 1] if a - 1 >= 0 else secant
             m1 = data[c, b + 1] - data[c, b] if b + 1 < n_t else secant
-            for i in range(lo, hi):
-                t = (i - a) / h
+            for k in range(seg.shape[0]):
+                t = ks[k + 1] / h
                 t2 = t * t
                 t3 = t2 * t
-                data[c, i] = (
+                seg[k] = (
                     (2 * t3 - 3 * t2 + 1) * y0
                     + (t3 - 2 * t2 + t) * h * m0
                     + (-2 * t3 + 3 * t2) * y1
                     + (t3 - t2) * h * m1
                 )
+
+
+def _repair_windows(data: np.ndarray, starts: np.ndarray, stops: np.ndarray, cubic: bool) -> None:
+    """:func:`_repair` with its offset table (as long as the longest window)."""
+    longest = int((stops - starts).max()) + 1 if starts.shape[0] else 1
+    _repair(data, starts, stops, cubic, np.arange(longest, dtype=np.float64))
 
 
 @njit(cache=True, nogil=True)
@@ -172,7 +182,7 @@ def interpolate(
     post = check_int(post, "post", minimum=1)
     check_choice(method, "method", METHODS)
     starts, stops = merge_windows(onsets, pre, post)
-    _repair(data, starts, stops, method == "cubic")
+    _repair_windows(data, starts, stops, method == "cubic")
     return data
 
 
@@ -315,7 +325,9 @@ class StreamInterpolator:
             starts, stops = merge_windows(self._onsets, self.pre, self.post)
             ready = stops + 1 < end
             if np.any(ready):
-                _repair(work, starts[ready] - start, stops[ready] - start, self.method == "cubic")
+                _repair_windows(
+                    work, starts[ready] - start, stops[ready] - start, self.method == "cubic"
+                )
                 last = stops[ready].max()
                 self._onsets = [o for o in self._onsets if o + self.post > last]
         self._tail = np.ascontiguousarray(work[:, -keep:])

@@ -33,10 +33,19 @@ from labkit.stimulators.registry import driver_class, model_spec
 #: Module that builds simulated hardware for profiles with ``rig.simulated = true``.
 #: Resolved at run time so that the core never imports the simulator.
 SIMULATION_FACTORY = "labkit.sim.rig:start_simulated_hardware"
+#: While this environment variable names a recorded session (``python -m labkit.replay``
+#: sets it), :func:`open_rig` serves the rig from that session instead.
+REPLAY_ENV = "LABKIT_REPLAY"
+REPLAY_FACTORY = "labkit.replay.rig:open_replay_rig"
 
 
 def _simulation_factory():
     module_name, _, attr = SIMULATION_FACTORY.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def _replay_factory():
+    module_name, _, attr = REPLAY_FACTORY.partition(":")
     return getattr(importlib.import_module(module_name), attr)
 
 
@@ -323,11 +332,16 @@ def open_rig(
     -------
     Rig
         The opened rig; close it with :meth:`Rig.close` or use it as a context manager.
+        While ``LABKIT_REPLAY`` names a recorded session, a rig served from it
+        (:mod:`labkit.replay`).
     """
     from labkit.streams import connect_stream
 
     if not isinstance(profile, DeviceProfile):
         profile = load_profile(profile)
+    if os.environ.get(REPLAY_ENV):
+        return _replay_factory()(profile, seed=seed, connect=connect, session=session,
+                                 source=os.environ[REPLAY_ENV])
     hardware = None
     port = profile.stimulator.port
     emg_section, eeg_section = profile.streams.emg, profile.streams.eeg

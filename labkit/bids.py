@@ -89,7 +89,12 @@ EVENT_COLUMNS: dict[str, dict[str, str]] = {
     "trial_type": {"Description": "Kind of event", "Levels": {
         PULSE_TRIAL_TYPE: "A delivered transcranial magnetic stimulation pulse"}},
     "sample": {"Description": "Nearest sample index (0-based) of the pulse"},
-    "pulse_index": {"Description": "Running pulse count of the stimulator driver"},
+    "pulse_index": {"Description": "0-based pulse number within its protocol run (see run) "
+                                   "for protocol pulses; for other pulses the stimulator "
+                                   "driver's running pulse count"},
+    "run": {"Description": "1-based number of the protocol run within the session (a "
+                           "retried or resumed protocol is the next run; pulse_index starts "
+                           "at 0 in each); not the BIDS run of this file"},
     "intensity_percent": {"Description": "Output A intensity", "Units": "% MSO"},
     "intensity_b_percent": {"Description": "Output B intensity (BiStim)", "Units": "% MSO"},
     "ipi_ms": {"Description": "Inter-pulse interval of a paired pulse", "Units": "ms"},

@@ -95,13 +95,20 @@ def delivered_pulses(records: list[LogRecord], markers: list[tuple[float, dict]]
                      tolerance_s: float = 0.002) -> list[DeliveredPulse]:
     """Every delivered pulse exactly once: log pulses matched to recorded markers.
 
+    Pulses of a protocol run get ``run``: the 1-based number of the run in the session
+    (counted from the log's ``run`` records, so a retried run is the next number), and
+    their ``index`` counts from 0 within that run.
+
     Each log pulse (``pulse`` and ``closed_loop_pulse`` records) is matched to the nearest
     unmatched marker within ``tolerance_s``; markers nobody logged (a threshold hunt, a
     panel's Fire button) are pulses too and are added from the marker alone; log pulses
     without a marker are kept (``in_markers`` False).
     """
     log_pulses = []
+    run = 0  # protocol runs so far: each runner logs one "run" record before its pulses
     for r in records:
+        if r.kind == "run":
+            run += 1
         if r.kind not in PULSE_LOG_KINDS:
             continue
         key = PULSE_LOG_KINDS[r.kind]
@@ -115,7 +122,10 @@ def delivered_pulses(records: list[LogRecord], markers: list[tuple[float, dict]]
                     continue
                 k = _CLOSED_LOOP_ALIASES.get(k, k)
             params[k] = v
-        log_pulses.append((float(t), _log_source(r.kind, r.payload), params))
+        source = _log_source(r.kind, r.payload)
+        if source == "protocol" and run and r.kind == "pulse":
+            params.setdefault("run", run)
+        log_pulses.append((float(t), source, params))
     times = np.array([m[0] for m in markers or []], dtype=np.float64)
     used = np.zeros(len(times), dtype=bool)
     out = []

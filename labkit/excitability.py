@@ -81,8 +81,8 @@ def run_silent_periods(rig: Any, intensity_percent: int, n: int, *,
 
     The subject must hold the contraction (a real subject is instructed; the simulated
     one has ``contraction_percent_mvc`` set). On a BiStim, output B is set to 0 first so
-    that each pulse is a single pulse from output A. Keyword arguments go to
-    :func:`labkit.silent_period.measure_silent_period`.
+    that each pulse is a single pulse from output A. ``**rule`` goes to
+    :func:`labkit.silent_period.measure_silent_period` (its onset/offset rule options).
 
     Returns
     -------

@@ -174,8 +174,9 @@ class Rig:
 
         rmt = self.rmt_percent if rmt_percent is None else rmt_percent
         if rmt is None:
-            raise ConfigError("no resting motor threshold yet: hunt it first (then set "
-                              "rig.rmt_percent) or pass rmt_percent=", field="rmt_percent")
+            raise ConfigError("no resting motor threshold yet: hunt or enter the RMT first "
+                              "(set rig.rmt_percent, % MSO, or pass rmt_percent=)",
+                              field="rmt_percent")
         if self.session is not None:
             options.setdefault("log", self.session.sink)
         return ProtocolRunner(self.stimulator, protocol, rmt, **options)
@@ -353,6 +354,7 @@ def open_rig(
         emg_section, eeg_section = hardware.emg_stream, hardware.eeg_stream
         marker_name, marker_source = hardware.marker_stream.name, hardware.marker_stream.source_id
     markers = stimulator = emg = eeg = None
+    step = "markers"
     try:
         markers = PulseMarkerOutlet(marker_name, marker_source)
         spec = model_spec(profile.stimulator.model)
@@ -362,14 +364,17 @@ def open_rig(
         if profile.stimulator.unlock_code is not None:
             options["unlock_code"] = profile.stimulator.unlock_code
         stimulator = driver(port, **options)
+        step = "emg"
         emg = connect_stream(emg_section.name, source_id=emg_section.source_id,
                              picks=emg_section.picks)
         if eeg_section is not None:
+            step = "eeg"
             eeg = connect_stream(eeg_section.name, source_id=eeg_section.source_id,
                                  picks=eeg_section.picks)
         if connect:
+            step = "stimulator"
             stimulator.connect()
-    except BaseException:
+    except BaseException as exc:
         for stream in (emg, eeg):
             if stream is not None and stream.connected:
                 stream.disconnect()
@@ -377,6 +382,13 @@ def open_rig(
             stimulator.close()
         if hardware is not None:
             hardware.close()
+        better = None
+        if isinstance(exc, Exception) and not profile.rig.simulated:
+            from labkit.check import explain_open_failure
+
+            better = explain_open_failure(profile, step, exc)
+        if better is not None:
+            raise better from exc
         raise
     rig = Rig(profile, stimulator, emg, markers, eeg=eeg, hardware=hardware)
     if session is not None:

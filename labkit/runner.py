@@ -169,12 +169,16 @@ class DryRunReport:
         The safety check at this subject's thresholds.
     train_mode : str
         ``"hardware"`` or ``"software"``: how the pulses would be timed.
+    intensity : float | None
+        The intensity chosen for the run in the protocol's unit (``None``: the
+        protocol's own value); the summary's header shows the one that will be used.
     """
 
     protocol: Protocol
     schedule: PulseSchedule | None
     verdict: SafetyVerdict
     train_mode: str
+    intensity: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -184,9 +188,11 @@ class DryRunReport:
     def summary(self) -> str:
         """Protocol, schedule figures, first pulses and the verdict, as text."""
         p = self.protocol
-        lines = [p.summary()]
+        chosen = p.intensity.value if self.intensity is None else self.intensity
+        lines = [p.summary(intensity=chosen)]
         if p.shortened_from:
-            lines.append(f"SHORTENED DEMO VARIANT of {p.shortened_from}")
+            what = f": {p.shortening}" if p.shortening else ""
+            lines.append(f"SHORTENED DEMO VARIANT of {p.shortened_from}{what}")
         if self.schedule is not None and len(self.schedule):
             s = self.schedule
             lines.append(
@@ -286,8 +292,9 @@ class ProtocolRunner:
         self.stimulator = stimulator
         self.protocol = protocol
         if rmt_percent is None:
-            raise ConfigError("no resting motor threshold: hunt it first and pass it "
-                              "(% MSO)", field="rmt_percent")
+            raise ConfigError("no resting motor threshold: hunt or enter the RMT first "
+                              "(rmt_percent in % MSO, e.g. rig.rmt_percent = 45)",
+                              field="rmt_percent")
         self.rmt_percent = check_range(rmt_percent, "rmt_percent", 1.0, 100.0, "% MSO")
         self.amt_percent = amt_percent
         self.intensity = intensity
@@ -366,7 +373,8 @@ class ProtocolRunner:
         print_summary : bool
             Also print the summary.
         """
-        report = DryRunReport(self.protocol, self.schedule, self.verdict, self.train_mode)
+        report = DryRunReport(self.protocol, self.schedule, self.verdict, self.train_mode,
+                              intensity=self.intensity)
         if print_summary:
             print(report.summary())
         return report

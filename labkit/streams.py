@@ -28,6 +28,7 @@ import logging
 import socket
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -76,6 +77,67 @@ def describe_stream(info: pylsl.StreamInfo) -> str:
         f"host={info.hostname()!r} sfreq={info.nominal_srate():g} "
         f"channels={info.channel_count()}"
     )
+
+
+@dataclass(frozen=True)
+class VisibleStream:
+    """An LSL stream seen on the network (what a device profile binds by name and id).
+
+    Attributes
+    ----------
+    name, type, source_id, host : str
+        As the outlet declares them.
+    sfreq : float
+        Nominal rate, Hz (0 for irregular streams such as markers).
+    n_channels : int
+        Channel count.
+    info : pylsl.StreamInfo
+        The resolved description.
+    """
+
+    name: str
+    type: str
+    source_id: str
+    host: str
+    sfreq: float
+    n_channels: int
+    info: Any = field(repr=False, compare=False)
+
+    def describe(self) -> str:
+        """One line, in the profile's words: name, type, source_id, host, rate, channels."""
+        return (f"name={self.name!r} type={self.type!r} source_id={self.source_id!r} "
+                f"host={self.host!r} rate={self.sfreq:g} Hz channels={self.n_channels}")
+
+    def channel_labels(self, timeout_s: float = 2.0) -> list[str] | None:
+        """The channel labels from the stream's full description (``None``: none given)."""
+        inlet = pylsl.StreamInlet(self.info)
+        try:
+            full = inlet.info(timeout=timeout_s)
+        except Exception:  # noqa: BLE001 - a stream that vanished has no labels to give
+            return None
+        finally:
+            inlet.close_stream()
+        labels, ch = [], full.desc().child("channels").child("channel")
+        while not ch.empty():
+            labels.append(ch.child_value("label"))
+            ch = ch.next_sibling()
+        return labels if len(labels) == self.n_channels and all(labels) else None
+
+
+def list_streams(wait_s: float = 1.0) -> list[VisibleStream]:
+    """Every LSL stream visible from this computer, sorted by name.
+
+    Parameters
+    ----------
+    wait_s : float
+        How long to listen for answers, s.
+    """
+    seen: dict[str, VisibleStream] = {}
+    for info in pylsl.resolve_streams(wait_time=wait_s):
+        seen.setdefault(info.uid(), VisibleStream(
+            info.name(), info.type(), info.source_id(), info.hostname(),
+            float(info.nominal_srate()), int(info.channel_count()), info))
+    return sorted(seen.values(), key=lambda s: (s.name, s.source_id))
 
 
 def needs_clocksync(info: pylsl.StreamInfo) -> bool:

@@ -100,7 +100,9 @@ def test_shortened_variant_is_clearly_labelled():
     p = load_protocol("m1_10hz_pain_1000")
     demo = p.shortened(trains=2, inter_train_interval_s=10)
     assert demo.name == "m1_10hz_pain_1000-demo-2of20trains"
-    assert demo.description.startswith("[SHORTENED FOR DEMO: 2 of 20 trains, 100 of 1000 pulses]")
+    assert demo.description.startswith(
+        "[SHORTENED FOR DEMO: 2 of 20 trains; 10 s instead of 55 s between trains; 100 of "
+        "1000 pulses in all]")
     assert demo.shortened_from == "m1_10hz_pain_1000"
     assert demo.total_pulses == 100 and len(demo.schedule(50)) == 100
     assert demo.timing.inter_train_interval_s == 10

@@ -104,7 +104,7 @@ class SpatialFilter:
 
     @classmethod
     def hjorth(cls, channel_names: Sequence[str], **kwargs) -> SpatialFilter:
-        """A Hjorth filter over ``channel_names`` (see :func:`hjorth_weights`)."""
+        """A Hjorth filter over ``channel_names``; ``**kwargs`` go to :func:`hjorth_weights`."""
         return cls(hjorth_weights(channel_names, **kwargs))
 
     def process(self, chunk: np.ndarray) -> np.ndarray:

@@ -86,12 +86,20 @@ class Intensity(_Strict):
         high = self.value if self.max is None else self.max
         return low, high
 
-    def describe(self) -> str:
-        """``"80 % RMT (range 80–90)"`` style text."""
+    def describe(self, chosen: float | None = None) -> str:
+        """``"80 % RMT (range 80–90)"`` style text.
+
+        Parameters
+        ----------
+        chosen : float | None
+            The intensity chosen for this run, in :attr:`unit`: the text then leads with
+            it (``"110 % RMT (chosen in range 90–110)"``) instead of the default value.
+        """
         low, high = self.range
-        text = f"{self.value:g} {self.unit}"
-        if (low, high) != (self.value, self.value):
-            text += f" (range {low:g}–{high:g})"
+        value = self.value if chosen is None else float(chosen)
+        text = f"{value:g} {self.unit}"
+        if (low, high) != (value, value):
+            text += f" ({'chosen in ' if chosen is not None else ''}range {low:g}–{high:g})"
         return text
 
 
@@ -205,6 +213,9 @@ class Protocol(_Strict):
         Where on the head, in words (``"contralateral to the pain"``).
     shortened_from : str | None
         Set by :meth:`shortened`: the protocol this demo variant was cut from.
+    shortening : str | None
+        Set by :meth:`shortened`: what it changed, in words ("the train cut to 60 of
+        900 pulses (60 s of 900 s); 60 of 900 pulses in all").
     path : Path | None
         The file the protocol was loaded from.
     """
@@ -220,6 +231,7 @@ class Protocol(_Strict):
     sham: bool = False
     hemisphere: str = ""
     shortened_from: str | None = None
+    shortening: str | None = None
     path: Path | None = None
 
     @field_validator("references")
@@ -252,8 +264,15 @@ class Protocol(_Strict):
         """True when bursts have more than one pulse (theta burst and the like)."""
         return self.timing.pulses_per_burst > 1
 
-    def summary(self) -> str:
-        """One line: name, pattern, pulses, duration, intensity."""
+    def summary(self, intensity: float | None = None) -> str:
+        """One line: name, pattern, pulses, duration, intensity.
+
+        Parameters
+        ----------
+        intensity : float | None
+            The intensity chosen for a run, in the protocol's unit; default: the
+            protocol's own value.
+        """
         t = self.timing
         if self.is_patterned:
             pattern = (
@@ -268,7 +287,7 @@ class Protocol(_Strict):
         sham = " [SHAM]" if self.sham else ""
         return (
             f"{self.name}{sham}: {self.target}, {pattern}, {trains}, {self.total_pulses} pulses, "
-            f"{self.duration_s / 60:.1f} min, {self.intensity.describe()}"
+            f"{self.duration_s / 60:.1f} min, {self.intensity.describe(intensity)}"
         )
 
     # ------------------------------------------------------------------ intensity
@@ -362,42 +381,107 @@ class Protocol(_Strict):
 
     # ------------------------------------------------------------------ variants
     def shortened(
-        self, trains: int = 2, *, inter_train_interval_s: float | None = None
+        self,
+        trains: int | None = None,
+        *,
+        pulses_per_train: int | None = None,
+        train_duration_s: float | None = None,
+        inter_train_interval_s: float | None = None,
     ) -> Protocol:
-        """A clearly labelled demo variant with fewer trains (and optionally shorter pauses).
+        """A clearly labelled demo variant: fewer trains, shorter trains, shorter pauses.
 
         Parameters
         ----------
-        trains : int
-            Number of trains to keep, 1..``timing.trains``.
+        trains : int | None
+            Number of trains to keep, 1..``timing.trains``. Default: 2 when nothing else
+            is shortened (the classic demo cut), else all of them.
+        pulses_per_train : int | None
+            Shorten each train to its first this many pulses (a whole number of bursts);
+            e.g. a single 900-pulse train at 1 Hz cut to 60 pulses.
+        train_duration_s : float | None
+            Shorten each train to this duration, s (the bursts that fit in it).
         inter_train_interval_s : float | None
             A different pause between trains (the safety check still applies to it).
 
         Returns
         -------
         Protocol
-            Named ``<name>-demo-<k>of<n>trains``, with ``shortened_from`` set and the
-            description prefixed by ``[SHORTENED FOR DEMO ...]``.
+            Named ``<name>-demo-...`` after what changed (``-2of20trains``,
+            ``-60of900pulses``), with ``shortened_from`` set, :attr:`shortening` saying
+            what changed in words, and the description prefixed by
+            ``[SHORTENED FOR DEMO: ...]``.
+
+        Raises
+        ------
+        ConfigError
+            A value outside what the protocol has, naming the field and the allowed range.
         """
-        if not 1 <= trains <= self.timing.trains:
+        t = self.timing
+        if pulses_per_train is not None and train_duration_s is not None:
+            raise ConfigError("give pulses_per_train or train_duration_s, not both",
+                              field="train_duration_s")
+        if trains is None:
+            trains = 2 if pulses_per_train is None and train_duration_s is None else t.trains
+        if isinstance(trains, bool) or not isinstance(trains, int) or not 1 <= trains <= t.trains:
             raise ConfigError(
-                f"trains must be in [1, {self.timing.trains}] (got {trains!r})",
-                field="trains",
+                f"trains must be in [1, {t.trains}] (got {trains!r})", field="trains",
             )
-        timing_update: dict = {"trains": trains}
+        bursts = t.bursts_per_train
+        if pulses_per_train is not None:
+            per_burst = t.pulses_per_burst
+            if (isinstance(pulses_per_train, bool) or not isinstance(pulses_per_train, int)
+                    or not per_burst <= pulses_per_train <= t.pulses_per_train
+                    or pulses_per_train % per_burst):
+                step = f" in steps of {per_burst} (pulses per burst)" if per_burst > 1 else ""
+                raise ConfigError(
+                    f"pulses_per_train must be a whole number in [{per_burst}, "
+                    f"{t.pulses_per_train}]{step} (got {pulses_per_train!r})",
+                    field="pulses_per_train")
+            bursts = pulses_per_train // per_burst
+        elif train_duration_s is not None:
+            period_s = (t.inter_burst_interval_ms or 0.0) / 1000.0
+            longest = t.train_duration_s
+            if (isinstance(train_duration_s, bool) or not isinstance(train_duration_s,
+                                                                     int | float)
+                    or t.bursts_per_train < 2 or not period_s <= train_duration_s <= longest):
+                allowed = (f"[{period_s:g}, {longest:g}] s" if t.bursts_per_train > 1
+                           else "nothing: a train of one burst cannot be cut")
+                raise ConfigError(f"train_duration_s must be in {allowed} (got "
+                                  f"{train_duration_s!r})", field="train_duration_s")
+            bursts = int(math.floor(train_duration_s / period_s + 1e-9))
+        timing_update: dict = {"trains": trains, "bursts_per_train": bursts}
         if inter_train_interval_s is not None:
             timing_update["inter_train_interval_s"] = float(inter_train_interval_s)
+        changes, name_parts = [], []
+        if trains != t.trains:
+            changes.append(f"{trains} of {t.trains} trains")
+            name_parts.append(f"{trains}of{t.trains}trains")
+        per_train = bursts * t.pulses_per_burst
+        if bursts != t.bursts_per_train:
+            cut_s = t.train_duration_s * bursts / t.bursts_per_train
+            what = "the train" if t.trains == 1 else "each train"
+            changes.append(f"{what} cut to {per_train} of {t.pulses_per_train} pulses "
+                           f"({cut_s:g} s of {t.train_duration_s:g} s)")
+            name_parts.append(f"{per_train}of{t.pulses_per_train}pulses")
+        new_iti = timing_update.get("inter_train_interval_s", t.inter_train_interval_s)
+        if trains > 1 and new_iti != t.inter_train_interval_s:
+            changes.append(f"{new_iti:g} s instead of {t.inter_train_interval_s:g} s between "
+                           "trains")
+        if not changes:
+            raise ConfigError("nothing to shorten: these values keep the protocol as it is",
+                              field="trains")
+        total = per_train * trains
+        changes.append(f"{total} of {self.total_pulses} pulses in all")
+        shortening = "; ".join(changes)
         data = self.model_dump()
         data["timing"].update(timing_update)
-        total = self.timing.pulses_per_train * trains
+        stem = self.name[:80 - 6 - sum(len(p) + 1 for p in name_parts)]
         data.update(
-            name=f"{self.name}-demo-{trains}of{self.timing.trains}trains",
-            description=(
-                f"[SHORTENED FOR DEMO: {trains} of {self.timing.trains} trains, {total} of "
-                f"{self.total_pulses} pulses] {self.description}"
-            ),
+            name=f"{stem}-demo-{'-'.join(name_parts) or 'pauses'}",
+            description=f"[SHORTENED FOR DEMO: {shortening}] {self.description}",
             total_pulses=total,
             shortened_from=self.shortened_from or self.name,
+            shortening=shortening,
         )
         try:
             return Protocol.model_validate(data)

@@ -381,8 +381,9 @@ def check_closed_loop(
     """
     if rmt_percent is None:
         limits = limits or DEFAULT_LIMITS
-        reason = ("the closed loop needs the subject's RMT (rig.rmt_percent or rmt_percent=)"
-                  f": the {limits.table.short_name} is in % RMT")
+        reason = ("the closed loop needs the subject's RMT: hunt or enter the RMT first "
+                  f"(rig.rmt_percent or rmt_percent=); the {limits.table.short_name} is in "
+                  "% RMT")
         return SafetyVerdict(False, (reason,), (), "closed loop", "rtms", None, None, None,
                              limits, override, ())
     worst = Protocol.model_validate({

@@ -234,7 +234,8 @@ class FiringGuard:
                 if permit.rolling:
                     if self.rmt_percent is None:
                         raise SafetyError(f"{permit.label}: the rolling table check needs "
-                                          "the subject's RMT; refused")
+                                          "the subject's RMT (hunt or enter the RMT "
+                                          "first); refused")
                     self.train.check(now_s, intensity_percent, self.rmt_percent,
                                      permit.limits)
                 return
@@ -296,7 +297,7 @@ class FiringGuard:
             self.check_intensity(intensity_percent)
             if rolling and self.rmt_percent is None:
                 raise SafetyError(f"{label}: the rolling table check needs the subject's "
-                                  "RMT; refused")
+                                  "RMT (hunt or enter the RMT first); refused")
             self._permit = Permit(label, int(pulses), float(intensity_percent),
                                   logs_pulses=logs_pulses, rolling=rolling, limits=limits,
                                   _guard=self)

@@ -184,6 +184,9 @@ class SafetyLimits:
     def stricter(self, **changes: Any) -> SafetyLimits:
         """A copy with some limits changed (for lab policies).
 
+        ``**changes`` are field names of :class:`SafetyLimits` with their new values
+        (``max_pulses_per_session=2000``...); an unknown name is refused listing them.
+
         Nothing stops a change from being looser; :func:`check_protocol` then refuses
         unless a :class:`SafetyOverride` is passed.
         """

@@ -263,20 +263,71 @@ class Session:
         return f"{(max(used) + 1) if used else 1:02d}"
 
     @classmethod
-    def open(cls, root: str | os.PathLike, subject_id: str, session_id: str | int | None = None,
-             **kwargs: Any) -> Session:
-        """Start a new session; refuse if that session already has a log."""
-        return cls(root, subject_id, session_id, _mode="new", **kwargs)
+    def open(
+        cls,
+        root: str | os.PathLike,
+        subject_id: str,
+        session_id: str | int | None = None,
+        *,
+        task: str = "rtms",
+        operator: str | None = None,
+        site: str | None = None,
+        clock: Callable[[], float] = local_clock,
+        on_fault: Callable[[LabkitError], Any] | None = None,
+        log_opener: Callable[[Path], AppendFile] | None = None,
+    ) -> Session:
+        """Start a new session; refuse if that session already has a log.
+
+        The parameters are those of :class:`Session`: ``session_id`` defaults to the
+        subject's next free number; ``task``, ``operator`` and ``site`` go into the log
+        and the session record; ``clock``, ``on_fault`` and ``log_opener`` as there.
+
+        Raises
+        ------
+        SessionError
+            The session already exists (use :meth:`resume`).
+        """
+        return cls(root, subject_id, session_id, task=task, operator=operator, site=site,
+                   clock=clock, on_fault=on_fault, log_opener=log_opener, _mode="new")
 
     @classmethod
-    def resume(cls, root: str | os.PathLike, subject_id: str, session_id: str | int,
-               **kwargs: Any) -> Session:
-        """Continue an existing session (after a crash); its log is appended to."""
-        return cls(root, subject_id, session_id, _mode="resume", **kwargs)
+    def resume(
+        cls,
+        root: str | os.PathLike,
+        subject_id: str,
+        session_id: str | int,
+        *,
+        task: str = "rtms",
+        operator: str | None = None,
+        site: str | None = None,
+        clock: Callable[[], float] = local_clock,
+        on_fault: Callable[[LabkitError], Any] | None = None,
+        log_opener: Callable[[Path], AppendFile] | None = None,
+    ) -> Session:
+        """Continue an existing session (after a crash); its log is appended to.
+
+        The parameters are those of :class:`Session` (and of :meth:`open`); the pulse
+        count is rebuilt from the log, and a run that ended uncleanly is reported.
+
+        Raises
+        ------
+        SessionError
+            There is no such session.
+        """
+        return cls(root, subject_id, session_id, task=task, operator=operator, site=site,
+                   clock=clock, on_fault=on_fault, log_opener=log_opener, _mode="resume")
 
     # -- logging helpers --------------------------------------------------------------
     def log_event(self, kind: str, **payload: Any) -> LogRecord:
-        """Log any event (see :meth:`SessionLog.append`)."""
+        """Log any event (see :meth:`SessionLog.append`).
+
+        Parameters
+        ----------
+        kind : str
+            The record's kind (``"note"``, ``"emg_setup"``...).
+        **payload
+            The record's fields (JSON values); a ``time_s`` becomes the record's time.
+        """
         return self.log.append(kind, **payload)
 
     def sink(self, kind: str, payload: dict) -> LogRecord:
@@ -315,11 +366,28 @@ class Session:
         )
 
     def log_device(self, **info: Any) -> LogRecord:
-        """Log stimulator/amplifier information (model, serial, firmware, port...)."""
+        """Log stimulator/amplifier information.
+
+        Parameters
+        ----------
+        **info
+            Facts as JSON values: ``model``, ``manufacturer``, ``serial``, ``coil``,
+            ``firmware``, ``port``, ``pulse_waveform``, ``target``, ``hemisphere``,
+            ``hotspot``...; the session record and the BIDS export read these names.
+        """
         return self.log.append("device", **info)
 
     def log_protocol(self, protocol: Any, **extra: Any) -> LogRecord:
-        """Log the protocol: a dict, a pydantic model (``model_dump``) or its name."""
+        """Log the protocol: a dict, a pydantic model (``model_dump``) or its name.
+
+        Parameters
+        ----------
+        protocol : Protocol, dict or str
+            What is planned.
+        **extra
+            Further facts (JSON values), e.g. ``intensity_rmt_percent`` chosen in the
+            protocol's range.
+        """
         if hasattr(protocol, "model_dump"):
             body = protocol.model_dump(mode="json")
         elif isinstance(protocol, dict):
@@ -363,9 +431,35 @@ class Session:
         time_s = params.pop("time_s")
         return append("pulse", time_s=time_s, **params)
 
-    def log_threshold(self, threshold_percent: float, *, method: str, kind: str = "rmt",
+    def log_threshold(self, threshold_percent: float, *, method: Any, kind: str = "rmt",
                       n_pulses: int | None = None, **extra: Any) -> LogRecord:
-        """Log a motor threshold (``kind`` ``"rmt"`` or ``"amt"``) in % MSO."""
+        """Log a motor threshold (``kind`` ``"rmt"`` or ``"amt"``) in % MSO.
+
+        Parameters
+        ----------
+        threshold_percent : float
+            The threshold, % MSO, in (0, 100].
+        method : str, estimator class or estimator
+            How it was found. A class or instance of a :mod:`labkit.threshold` estimator
+            is logged by its method's name (``MLPest`` and ``MLPest(...)`` log
+            ``"mlpest"``); text (e.g. ``"by hand, 5/10"``) is logged as given.
+        kind : {"rmt", "amt"}
+            Resting or active motor threshold.
+        n_pulses : int | None
+            Pulses the hunt used.
+        **extra
+            Further facts logged with it (JSON values), e.g. ``estimate_percent``,
+            ``credible_interval_percent``, ``criterion_uv``; the session record shows
+            the credible interval.
+        """
+        from labkit.threshold import ThresholdEstimator, method_name
+
+        if isinstance(method, ThresholdEstimator) or (
+                isinstance(method, type) and issubclass(method, ThresholdEstimator)):
+            method = method_name(method)
+        elif not isinstance(method, str) or not method.strip():
+            raise ConfigError(f"must be an estimator or a description of the method, got "
+                              f"{method!r}", field="method")
         if not (isinstance(threshold_percent, (int, float)) and math.isfinite(threshold_percent)
                 and 0 < threshold_percent <= 100):
             raise ConfigError(f"must be in (0, 100] % MSO, got {threshold_percent!r}",
@@ -376,13 +470,21 @@ class Session:
                                method=method, threshold_kind=kind, n_pulses=n_pulses, **extra)
 
     def log_pain_rating(self, nrs: int, when: str = "before", **extra: Any) -> LogRecord:
-        """Log a 0–10 numeric rating scale pain score ``before``/``after``/``follow-up``."""
+        """Log a 0–10 numeric rating scale pain score ``before``/``after``/``follow-up``.
+
+        ``**extra`` are further facts logged with it (JSON values), e.g. ``scale`` or
+        ``note``.
+        """
         value = _validate_pain(nrs, when)
         return self.log.append("pain_rating", nrs=value, when=when, **extra)
 
     def log_adverse_event(self, event: str, *, severity: str = "mild",
                           description: str = "", **extra: Any) -> LogRecord:
-        """Log an adverse event (seizure, syncope, headache...), severity mild/moderate/severe."""
+        """Log an adverse event (seizure, syncope, headache...), severity mild/moderate/severe.
+
+        ``**extra`` are further facts logged with it (JSON values), e.g. ``onset_s``,
+        ``action_taken``, ``resolved``.
+        """
         if not isinstance(event, str) or not event.strip():
             raise ConfigError("must name the event (e.g. 'headache')", field="event")
         if severity not in ("mild", "moderate", "severe"):
@@ -398,23 +500,36 @@ class Session:
         ``none_reported=True`` records an explicit "nothing to report"; events that
         were reported are logged with :meth:`log_adverse_event`. Without this record a
         report says the question was not asked instead of "0 adverse events".
+        ``**extra`` are further facts logged with it (JSON values).
         """
         who = _optional_text(asked_by, "asked_by")
         return self.log.append("adverse_event_check", asked_by=who,
                                none_reported=bool(none_reported), **extra)
 
     def log_screening(self, answers: dict, *, eligible: bool, **extra: Any) -> LogRecord:
-        """Log screening answers and the verdict."""
+        """Log screening answers and the verdict.
+
+        ``**extra`` are further facts logged with it (JSON values), e.g. ``result`` (the
+        screening's ``to_log()``) or the physician's decisions.
+        """
         return self.log.append("screening", answers=answers, eligible=bool(eligible), **extra)
 
     def log_override(self, reason: str, **what: Any) -> LogRecord:
-        """Log a safety override; ``reason`` is required."""
+        """Log a safety override; ``reason`` is required.
+
+        ``**what`` says what was overridden (JSON values), e.g. ``approved_by``,
+        ``limit``, ``value``.
+        """
         if not isinstance(reason, str) or not reason.strip():
             raise ConfigError("an override needs a written reason", field="reason")
         return self.log.append("override", reason=reason.strip(), **what)
 
     def log_fault(self, what: str, **extra: Any) -> LogRecord:
-        """Log a fault (stream lost, stimulator silent, disk full...)."""
+        """Log a fault (stream lost, stimulator silent, disk full...).
+
+        ``**extra`` are further facts logged with it (JSON values), e.g. ``source``,
+        ``refused``.
+        """
         return self.log.append("fault", what=what, **extra)
 
     # -- recordings -------------------------------------------------------------------

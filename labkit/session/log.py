@@ -370,6 +370,8 @@ class SessionLog:
                       **payload: Any) -> LogRecord:
         """Queue one event for the writer thread and return at once (see class notes).
 
+        ``**payload`` are the record's fields, as for :meth:`append`.
+
         Raises :class:`SessionLogError` if an earlier background write failed.
         """
         record = self._enqueue(kind, time_s, payload)

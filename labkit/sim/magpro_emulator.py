@@ -163,7 +163,8 @@ class MagProEmulator(SerialEmulator):
     @classmethod
     def magic_style(cls, model: str = "X100", **options) -> MagProEmulator:
         """A unit answering the way MAGIC and magicpy read it: 0x06 → one short message,
-        enable → three messages, no timing/delay/count menus."""
+        enable → three messages, no timing/delay/count menus. ``**options`` are the other
+        constructor arguments of :class:`MagProEmulator` (``name``, ``pty``...)."""
         options.update(train_ack="short", enable_replies=3, timing_menu=False)
         return cls(model, **options)
 

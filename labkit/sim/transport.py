@@ -19,11 +19,19 @@ import time
 import weakref
 from abc import ABC, abstractmethod
 
+from labkit.stimulators import ports
+
 _REGISTRY: weakref.WeakValueDictionary[str, SerialEmulator] = weakref.WeakValueDictionary()
 _REGISTRY_LOCK = threading.Lock()
 _COUNTER = [0]
 
 URL_SCHEME = "labkitsim"
+
+
+def _forget_ports(served: tuple[str | None, ...]) -> None:
+    for port in served:
+        if port is not None:
+            ports.forget_simulated(port)
 
 
 def lookup(name: str) -> SerialEmulator:
@@ -123,9 +131,25 @@ class SerialEmulator(ABC):
         self._held_lock = threading.Lock()
         if self._want_pty:
             self._open_pty()
+        # a driver's timeout on these ports then names the simulator, not a cable
+        served = tuple(p for p in (self.url, self.pty_path) if p is not None)
+        for port in served:
+            ports.declare_simulated(port, f"the simulated {self.display_name} emulator")
+        weakref.finalize(self, _forget_ports, served)
         self.start()
 
     # ----------------------------------------------------------------- transports
+    @property
+    def display_name(self) -> str:
+        """The emulated unit as the vendor registry names it (``"Magstim Rapid²"``)."""
+        from labkit.stimulators.registry import MODELS
+
+        vendor = type(self).__name__.removesuffix("Emulator").lower()
+        for spec in MODELS.values():
+            if spec.emulator == (vendor, getattr(self, "model", None)):
+                return spec.abilities.model
+        return type(self).__name__
+
     @property
     def url(self) -> str:
         """In-process pyserial URL of this emulator."""
@@ -226,6 +250,7 @@ class SerialEmulator(ABC):
         for thread in self._threads:
             thread.join(timeout=2.0)
         self._threads = []
+        _forget_ports((self.url, self.pty_path))
         for fd in (self._pty_master, self._pty_slave):
             if fd is not None:
                 try:

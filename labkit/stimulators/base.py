@@ -90,6 +90,14 @@ class Stimulator(ABC):
     rts_at_open: ClassVar[bool | None] = False
     #: Seconds between keep-alive messages (the unit drops control after ~1 s).
     keepalive_interval_s: ClassVar[float] = 0.5
+    #: Why a real unit stays silent, most likely first: the operator's checklist.
+    silence_causes: ClassVar[tuple[str, ...]] = (
+        "wrong port: the device profile's [stimulator] port is not this unit's "
+        "(python -m labkit.check PROFILE lists the serial ports)",
+        "the serial cable or USB-serial adapter is unplugged or loose",
+        "the unit is switched off",
+        "remote control is disabled on the unit's front panel",
+    )
 
     def __init__(
         self,
@@ -403,12 +411,31 @@ class Stimulator(ABC):
                     f"short reply: expected {n} bytes, got {len(buf)}",
                     command=command, reply=bytes(buf),
                 )
-            raise StimulatorTimeoutError(
-                f"{type(self).__name__} on {self.port!r} did not answer within "
-                f"{self.timeout_s:.2f} s (cable pulled, unit off or wrong port?)",
-                command=command,
-            )
+            raise StimulatorTimeoutError(self.silence_message(), command=command)
         return bytes(buf)
+
+    def silence_message(self, what: str = "", *, verb: str = "did not answer") -> str:
+        """Why the unit said nothing within ``timeout_s``, written for the operator.
+
+        On a simulated port it says that the simulator is behind or stopped; on real
+        hardware it lists :attr:`silence_causes`, most likely first.
+
+        Parameters
+        ----------
+        what : str
+            The command or state that went unanswered (``"status (0x00)"``).
+        verb : str
+            What the unit failed to do (``"sent no status frame"``).
+        """
+        asked = f" {what}" if what else ""
+        simulator = ports.simulated_device(self.port)
+        if simulator is not None:
+            return (f"{simulator} {verb}{asked} within {self.timeout_s:.2f} s on "
+                    f"{self.port!r}: the simulator process is behind or stopped (a simulated "
+                    "rig; no cable or unit is involved)")
+        causes = "; ".join(f"({i}) {cause}" for i, cause in enumerate(self.silence_causes, 1))
+        return (f"{type(self).__name__} on {self.port!r} {verb}{asked} within "
+                f"{self.timeout_s:.2f} s. Likely causes, in order: {causes}")
 
     def _discard_input(self) -> None:
         """Drop stale bytes before a new command (resynchronises after garbage)."""

@@ -79,6 +79,8 @@ class DuoMAG(Stimulator):
 
     baudrate: ClassVar[int] = dp.BAUDRATE
     stopbits: ClassVar[float] = serial.STOPBITS_TWO
+    #: The unit has no remote enable: a silent DuoMAG is a port, cable or power matter.
+    silence_causes: ClassVar[tuple[str, ...]] = Stimulator.silence_causes[:3]
 
     def __init__(self, port: str, *, model: str = "MP", timeout_s: float = 0.5,
                  keepalive: bool = True, markers: PulseListener | None = None,
@@ -290,8 +292,7 @@ class DuoMAG(Stimulator):
             remaining = deadline - local_clock()
             if remaining <= 0:
                 raise StimulatorTimeoutError(
-                    f"DuoMAG on {self.port!r} sent no status frame within "
-                    f"{self.timeout_s:.2f} s ({what}; cable pulled, unit off or wrong port?)")
+                    self.silence_message(f"({what})", verb="sent no status frame"))
             try:
                 port.timeout = min(remaining, 0.05)
                 data = port.read(max(1, port.in_waiting))

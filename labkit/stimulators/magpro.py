@@ -754,10 +754,7 @@ class MagPro(Stimulator):
                     raise StimulatorProtocolError(
                         f"incomplete reply to {name}: {got} bytes of a frame after "
                         f"{self.timeout_s:.2f} s", command=frame)
-                raise StimulatorTimeoutError(
-                    f"MagPro on {self.port!r} did not answer {name} within "
-                    f"{self.timeout_s:.2f} s (cable pulled, unit off or wrong port?)",
-                    command=frame)
+                raise StimulatorTimeoutError(self.silence_message(name), command=frame)
             self._extractor.feed(self._read_some(self._extractor.bytes_needed(), remaining))
 
     def _absorb(self, reply) -> None:

@@ -319,7 +319,8 @@ class Magstim(Stimulator):
 class BiStim(Magstim):
     """Magstim BiStim² (two 200² units, paired pulse).
 
-    Parameters are those of :class:`Magstim`. Output B and the inter-pulse interval are
+    Parameters (``port`` and ``**options``) are those of :class:`Magstim`. Output B and
+    the inter-pulse interval are
     set with :meth:`set_intensity` (``b=``) and :meth:`set_ipi`.
     """
 

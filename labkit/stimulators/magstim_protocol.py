@@ -364,12 +364,12 @@ def status_from_bytes(instrument: int, rapid: int | None = None, raw: bytes = b"
 
 
 def status_to_byte(**bits: bool) -> int:
-    """Pack named instrument-status bits (``armed=True``...) into a byte value."""
+    """Pack named instrument-status bits (``**bits``: ``armed=True``...) into a byte value."""
     return _pack(bits, STATUS_BITS)
 
 
 def rapid_status_to_byte(**bits: bool) -> int:
-    """Pack named Rapid-status bits into a byte value."""
+    """Pack named Rapid-status bits (``**bits``: ``train=True``...) into a byte value."""
     return _pack(bits, RAPID_STATUS_BITS)
 
 

@@ -22,7 +22,8 @@ import serial
 
 from labkit.errors import PortBusyError
 
-__all__ = ["PortHolder", "holder_of", "open_exclusive", "port_key", "release"]
+__all__ = ["PortHolder", "declare_simulated", "forget_simulated", "holder_of", "open_exclusive",
+           "port_key", "release", "simulated_device"]
 
 
 @dataclass(frozen=True)
@@ -153,3 +154,29 @@ def release(port: str, owner: object) -> None:
         entry = _HOLDERS.get(key)
         if entry is not None and entry[1] == id(owner):
             del _HOLDERS[key]
+
+
+# -- ports served by the simulator ---------------------------------------------------------
+_SIMULATED: dict[str, str] = {}
+
+
+def declare_simulated(port: str, device: str) -> None:
+    """Record that ``port`` (URL or pty path) is served by a simulator, named ``device``.
+
+    The simulator declares its own ports, so that a driver's errors can say that a silent
+    "unit" is the simulator falling behind or stopped, not a cable or a switched-off unit.
+    """
+    with _LOCK:
+        _SIMULATED[port_key(port)] = device
+
+
+def forget_simulated(port: str) -> None:
+    """Undo :func:`declare_simulated` (the simulator stopped and freed the port)."""
+    with _LOCK:
+        _SIMULATED.pop(port_key(port), None)
+
+
+def simulated_device(port: str) -> str | None:
+    """What simulates ``port`` (``"the simulated Magstim Rapid² emulator"``), or ``None``."""
+    with _LOCK:
+        return _SIMULATED.get(port_key(port))

@@ -2,7 +2,7 @@
 
 ::
 
-    est = make_estimator("bayesian", start=60)     # or MLPest(start=60), ...
+    est = make_estimator("ML-PEST", start=60)      # or MLPest(start=60), "bayesian", ...
     while not est.done:
         x = est.next_intensity()      # % MSO on the 1 % grid, within the stimulator range
         est.update(x, amplitude_uv)   # peak-to-peak MEP, µV
@@ -15,6 +15,8 @@ objects: no I/O, no clock, no random state.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from labkit.threshold._base import (
     ACTIVE_CRITERION_UV,
@@ -37,40 +39,91 @@ METHODS: dict[str, type[ThresholdEstimator]] = {
     "relative_frequency": RelativeFrequency,
     "stochastic": StochasticApproximation,
 }
+#: Further names of the methods (compared without case, spaces, ``-`` or ``_``); the
+#: method keys and the class names are accepted too.
+ALIASES: dict[str, str] = {
+    "ML-PEST": "mlpest", "PEST": "mlpest", "MTAT": "mlpest",
+    "Psi": "bayesian", "Bayes": "bayesian",
+    "Rossini-Rothwell": "relative_frequency", "Rossini": "relative_frequency",
+    "IFCN": "relative_frequency",
+    "SA": "stochastic",
+}
 #: The estimator labkit uses when none is named.
 DEFAULT_ESTIMATOR = BayesianAdaptive
 DEFAULT_METHOD = "bayesian"
 
 
-def make_estimator(method: str = DEFAULT_METHOD, start: int = 60, **kwargs) -> ThresholdEstimator:
-    """Build a threshold estimator by name.
+def _squash(name: str) -> str:
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+def method_name(method: str | type[ThresholdEstimator] | ThresholdEstimator) -> str:
+    """The one name of an estimator method, from any name, class or instance.
 
     Parameters
     ----------
-    method : {"bayesian", "mlpest", "relative_frequency", "stochastic"}
-        Which method; ``"bayesian"`` is the default.
+    method : str, estimator class or estimator
+        ``"ML-PEST"``, ``"mlpest"``, ``"MLPest"``, :class:`MLPest` or an ``MLPest(...)``
+        all name the same method. Case, spaces, ``-`` and ``_`` do not matter.
+
+    Returns
+    -------
+    str
+        The key of :data:`METHODS` (``"mlpest"``).
+
+    Raises
+    ------
+    ThresholdInputError
+        The name is not one of the methods; the message lists them.
+    """
+    if isinstance(method, ThresholdEstimator):
+        method = type(method)
+    if isinstance(method, type):
+        for key, cls in METHODS.items():
+            if issubclass(method, cls):
+                return key
+    elif isinstance(method, str):
+        wanted = _squash(method)
+        names = {_squash(k): k for k in METHODS}
+        names.update({_squash(cls.__name__): k for k, cls in METHODS.items()})
+        names.update({_squash(alias): k for alias, k in ALIASES.items()})
+        if wanted in names:
+            return names[wanted]
+    known = sorted(METHODS) + sorted(cls.__name__ for cls in METHODS.values())
+    raise ThresholdInputError(
+        f"method must be one of {known} (any case; also {sorted(ALIASES)}), "
+        f"got {method!r}"
+    )
+
+
+def make_estimator(
+    method: str | type[ThresholdEstimator] = DEFAULT_METHOD, start: int = 60, **options: Any
+) -> ThresholdEstimator:
+    """Build a threshold estimator by name or class.
+
+    Parameters
+    ----------
+    method : str or estimator class
+        Which method (see :func:`method_name`: ``"bayesian"``, ``"ML-PEST"``,
+        ``"mlpest"``, ``MLPest``...); ``"bayesian"`` is the default.
     start : int
         First intensity, % MSO.
-    **kwargs
-        Passed to the estimator (``mode``, ``criterion_uv``, ``min_percent``,
-        ``max_percent``, ``max_trials`` and method-specific options).
+    **options
+        Keyword arguments of the estimator's class: ``mode`` (``"rest"``/``"active"``),
+        ``criterion_uv``, ``min_percent``, ``max_percent``, ``max_trials`` and the
+        method's own options (see each class).
 
     Returns
     -------
     ThresholdEstimator
         A fresh estimator.
     """
-    try:
-        cls = METHODS[method]
-    except (KeyError, TypeError):
-        raise ThresholdInputError(
-            f"method must be one of {sorted(METHODS)}, got {method!r}"
-        ) from None
-    return cls(start, **kwargs)
+    return METHODS[method_name(method)](start, **options)
 
 
 __all__ = [
     "ACTIVE_CRITERION_UV",
+    "ALIASES",
     "DEFAULT_ESTIMATOR",
     "DEFAULT_METHOD",
     "METHODS",
@@ -84,5 +137,6 @@ __all__ = [
     "ThresholdStateError",
     "Trial",
     "make_estimator",
+    "method_name",
     "resolve_criterion",
 ]

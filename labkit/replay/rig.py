@@ -156,7 +156,11 @@ class ReplayState:
 
 
 class ReplayGuard(FiringGuard):
-    """A firing guard that also checks each pulse against the recorded session."""
+    """A firing guard that also checks each pulse against the recorded session.
+
+    ``state`` is the replay's :class:`ReplayState`; ``*args`` and ``**kwargs`` are those
+    of :class:`~labkit.safety.guard.FiringGuard`.
+    """
 
     def __init__(self, state: ReplayState, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -204,6 +208,9 @@ class ReplayHardware:
 
 class ReplayRig(Rig):
     """A :class:`~labkit.rig.Rig` served from a recorded session (see the module docstring).
+
+    ``*args`` and ``**kwargs`` are those of :class:`~labkit.rig.Rig`; ``replay`` is the
+    replay's state and ``closers`` stop what serves the session when the rig closes.
 
     Attributes
     ----------

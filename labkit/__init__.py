@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import importlib
 import os
-from pathlib import Path
+from importlib.resources import files
 
 __version__ = "0.1.0"
 
 # liblsl reads its configuration once, when the first LSL library loads: point it at ours
 # (quiet logging) unless the user chose a configuration of their own.
-os.environ.setdefault("LSLAPICFG", str(Path(__file__).parent / "data" / "lsl_api.cfg"))
+os.environ.setdefault("LSLAPICFG", str(files(__name__).joinpath("data", "lsl_api.cfg")))
 
 #: Public names of the top-level package and the module each comes from.
 _LAZY = {

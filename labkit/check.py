@@ -275,7 +275,9 @@ def check_profile(profile: str | os.PathLike | DeviceProfile, *, wait_s: float =
     Parameters
     ----------
     profile : str, path-like or DeviceProfile
-        Profile name in ``devices/``, path to a TOML file, or a loaded profile.
+        Profile name (found on the search path: ``$LABKIT_PATH``, the user's labkit
+        folder, the shipped profiles; see :func:`labkit.profiles.load_profile`), path to
+        a TOML file, or a loaded profile.
     wait_s : float
         How long to listen for LSL streams, s.
     stimulator : bool

@@ -1,13 +1,12 @@
 """Reading the TOML files users write (device profiles, protocols).
 
-One place for: finding a file by name in its folder or by path, parsing TOML, and turning
-a pydantic validation error into a :class:`~labkit.errors.ConfigError` whose message
-names the file, each offending field, what is allowed and what was given.
+One place for: parsing TOML, and turning a pydantic validation error into a
+:class:`~labkit.errors.ConfigError` whose message names the file, each offending field,
+what is allowed and what was given. Finding a file by name: :mod:`labkit.search_path`.
 """
 
 from __future__ import annotations
 
-import os
 import tomllib
 from collections.abc import Iterable
 from pathlib import Path
@@ -17,40 +16,6 @@ from pydantic import ValidationError
 from labkit.errors import ConfigError
 
 _BOUND_WORDS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
-
-
-def available(folder: Path) -> list[str]:
-    """Names (file stems) of the TOML files in ``folder``."""
-    return sorted(p.stem for p in folder.glob("*.toml"))
-
-
-def resolve_file(name_or_path: str | os.PathLike, folder: Path, kind: str) -> Path:
-    """Find a file given as a path or as a name in ``folder``.
-
-    Parameters
-    ----------
-    name_or_path : str or path-like
-        ``"simulated"`` (looked up as ``folder/simulated.toml``) or a path.
-    folder : Path
-        Where named files live.
-    kind : str
-        What the file is, for messages (``"device profile"``, ``"protocol"``).
-
-    Raises
-    ------
-    ConfigError
-        The file does not exist; lists the available names.
-    """
-    candidate = Path(name_or_path)
-    if candidate.suffix == ".toml" or candidate.exists():
-        if not candidate.is_file():
-            raise ConfigError(f"{kind} file not found: {candidate}", file=str(candidate))
-        return candidate
-    path = folder / f"{name_or_path}.toml"
-    if not path.is_file():
-        raise ConfigError(f"no {kind} named {str(name_or_path)!r}; available: "
-                          f"{', '.join(available(folder))}")
-    return path
 
 
 def read_toml(path: Path) -> dict:

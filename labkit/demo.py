@@ -18,7 +18,10 @@ import time
 from pathlib import Path
 
 RUN_DIR_ENV = "LABKIT_RUN_DIR"
-REPO_ROOT = Path(__file__).resolve().parents[1]
+#: Where the demo notebook is looked for when none is given: ``notebooks/`` of the current
+#: folder (a clone of the repository), then of the source tree this module runs from (a
+#: development install; an installed package ships no notebooks).
+NOTEBOOK_DIRS = (Path("notebooks"), Path(__file__).resolve().parents[1] / "notebooks")
 DEMO_NOTEBOOKS = ("04_rtms_session.ipynb", "01_single_pulse.ipynb")
 #: The session record the demo notebook writes into the run folder.
 REPORT_NAME = "session_report.html"
@@ -63,11 +66,14 @@ def record_summary(summary: dict) -> None:
 
 
 def _default_notebook() -> Path:
-    for name in DEMO_NOTEBOOKS:
-        path = REPO_ROOT / "notebooks" / name
-        if path.exists():
-            return path
-    raise SystemExit("no demo notebook found under notebooks/")
+    for folder in NOTEBOOK_DIRS:
+        for name in DEMO_NOTEBOOKS:
+            path = folder / name
+            if path.exists():
+                return path
+    searched = ", ".join(str(folder.resolve()) for folder in NOTEBOOK_DIRS)
+    raise SystemExit(f"no demo notebook ({', '.join(DEMO_NOTEBOOKS)}) in {searched}; run "
+                     "from a clone of the repository or pass --notebook PATH")
 
 
 def execute_notebook(notebook: Path, out_dir: Path, timeout_s: int = 900) -> Path:

@@ -1,8 +1,12 @@
-"""Device profiles: one TOML file per rig (``devices/*.toml``).
+"""Device profiles: one TOML file per rig (``devices/<name>.toml``).
 
 A profile names the stimulator model and its port, the LSL streams to bind (by name and
 ``source_id``), the channels to analyse, the MEP window and the session limits. Loading
 validates everything and reports problems with the file, the field and what is allowed.
+
+Profiles are given by path or by name. Names are looked up in the ``devices/`` folder of
+each lab folder on ``$LABKIT_PATH``, then of the user's labkit folder, then among the
+profiles shipped in the package (``labkit/data/devices``); see :mod:`labkit.search_path`.
 """
 
 from __future__ import annotations
@@ -13,14 +17,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from labkit.config_files import available, read_toml, resolve_file, validation_error
+from labkit import search_path
+from labkit.config_files import read_toml, validation_error
 from labkit.errors import ConfigError
 from labkit.stimulators.registry import MODELS
 
 #: Stimulator models a profile may name (the vendor registry), mapped to the driver class.
 STIMULATOR_MODELS: dict[str, str] = {key: spec.driver for key, spec in MODELS.items()}
-
-DEVICES_ENV = "LABKIT_DEVICES"
 
 
 class _Strict(BaseModel):
@@ -161,21 +164,25 @@ class DeviceProfile(_Strict):
 
 
 def devices_dir() -> Path:
-    """Folder of the shipped profiles (``$LABKIT_DEVICES`` overrides)."""
-    env = os.environ.get(DEVICES_ENV)
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[1] / "devices"
+    """Folder of the profiles shipped with labkit (a package resource)."""
+    return search_path.shipped_dir("devices")
 
 
 def list_profiles() -> list[str]:
-    """Names of the profiles in :func:`devices_dir`."""
-    return available(devices_dir())
+    """Names of every profile on the search path (lab folders and shipped), sorted."""
+    return search_path.available("devices")
 
 
 def resolve_profile_path(profile: str | os.PathLike) -> Path:
-    """Turn a profile name (``"simulated"``) or path into an existing file path."""
-    return resolve_file(profile, devices_dir(), "device profile")
+    """Turn a profile name (``"simulated"``) or path into an existing file path.
+
+    Raises
+    ------
+    ConfigError
+        No such file; for a name, the message lists the folders searched and the profiles
+        available.
+    """
+    return search_path.find(profile, "devices", "device profile")
 
 
 def load_profile(profile: str | os.PathLike = "simulated") -> DeviceProfile:
@@ -184,8 +191,11 @@ def load_profile(profile: str | os.PathLike = "simulated") -> DeviceProfile:
     Parameters
     ----------
     profile : str or path-like
-        A profile name from ``devices/`` (``"simulated"``, ``"magstim-200"``...) or a
-        path to a TOML file.
+        A path to a TOML file, or a profile name (``"simulated"``, ``"magstim-200"``...)
+        looked up as ``devices/<name>.toml`` in each folder of ``$LABKIT_PATH``
+        (``os.pathsep``-separated), then in the user's labkit folder
+        (``~/.config/labkit`` on Linux), then among the profiles shipped with labkit;
+        the first match is used (:mod:`labkit.search_path`).
 
     Returns
     -------
@@ -195,8 +205,9 @@ def load_profile(profile: str | os.PathLike = "simulated") -> DeviceProfile:
     Raises
     ------
     ConfigError
-        The file is missing, is not TOML, or a field is invalid; the message names the
-        file, the field and what is allowed.
+        The file is missing (for a name: the folders searched and the names available),
+        is not TOML, or a field is invalid; the message names the file, the field and
+        what is allowed.
     """
     path = resolve_profile_path(profile)
     raw = read_toml(path)

@@ -321,7 +321,9 @@ def open_rig(
     Parameters
     ----------
     profile : str, path-like or DeviceProfile
-        Profile name in ``devices/``, path to a TOML file, or a loaded profile.
+        Profile name (looked up in the lab folders on ``$LABKIT_PATH``, the user's
+        labkit folder, then the profiles shipped with labkit; see
+        :func:`labkit.profiles.load_profile`), path to a TOML file, or a loaded profile.
     seed : int | None
         Seed of the virtual subject (simulated rigs); defaults to the profile's.
     connect : bool

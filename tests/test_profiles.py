@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from labkit.errors import ConfigError
-from labkit.profiles import STIMULATOR_MODELS, list_profiles, load_profile
+from labkit.profiles import STIMULATOR_MODELS, devices_dir, list_profiles, load_profile
 
 SHIPPED = ["magstim-200", "magstim-bistim", "magstim-rapid2", "magventure-x100", "simulated"]
 
@@ -37,7 +37,7 @@ def _write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-VALID = Path(__file__).resolve().parents[1] / "devices" / "magstim-200.toml"
+VALID = devices_dir() / "magstim-200.toml"
 
 
 def test_unknown_model_names_file_field_and_choices(tmp_path):

@@ -1,4 +1,10 @@
-"""Finding and loading protocol files (``protocols/*.toml``)."""
+"""Finding and loading protocol files (``protocols/<name>.toml``).
+
+Protocols are given by path or by name. Names are looked up in the ``protocols/`` folder
+of each lab folder on ``$LABKIT_PATH``, then of the user's labkit folder, then among the
+protocols shipped in the package (``labkit/data/protocols``); see
+:mod:`labkit.search_path`.
+"""
 
 from __future__ import annotations
 
@@ -7,24 +13,20 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from labkit.config_files import available, read_toml, resolve_file
+from labkit import search_path
+from labkit.config_files import read_toml
 from labkit.errors import ConfigError
 from labkit.protocols.model import Protocol, format_validation_error
 
-PROTOCOLS_ENV = "LABKIT_PROTOCOLS"
-
 
 def protocols_dir() -> Path:
-    """Folder of the shipped protocols (``$LABKIT_PROTOCOLS`` overrides)."""
-    env = os.environ.get(PROTOCOLS_ENV)
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "protocols"
+    """Folder of the protocols shipped with labkit (a package resource)."""
+    return search_path.shipped_dir("protocols")
 
 
 def list_protocols() -> list[str]:
-    """Names (file stems) of the protocols in :func:`protocols_dir`."""
-    return available(protocols_dir())
+    """Names of every protocol on the search path (lab folders and shipped), sorted."""
+    return search_path.available("protocols")
 
 
 def load_protocol(path_or_name: str | os.PathLike) -> Protocol:
@@ -33,7 +35,11 @@ def load_protocol(path_or_name: str | os.PathLike) -> Protocol:
     Parameters
     ----------
     path_or_name : str or path-like
-        A shipped protocol's name (``"m1_10hz_pain_1000"``) or a path to a TOML file.
+        A path to a TOML file, or a protocol name (``"m1_10hz_pain_1000"``) looked up as
+        ``protocols/<name>.toml`` in each folder of ``$LABKIT_PATH``
+        (``os.pathsep``-separated), then in the user's labkit folder
+        (``~/.config/labkit`` on Linux), then among the protocols shipped with labkit;
+        the first match is used (:mod:`labkit.search_path`).
 
     Returns
     -------
@@ -43,10 +49,11 @@ def load_protocol(path_or_name: str | os.PathLike) -> Protocol:
     Raises
     ------
     ConfigError
-        Missing file, invalid TOML, or an invalid field; the message names the file, the
-        field and the allowed range.
+        Missing file (for a name: the folders searched and the names available), invalid
+        TOML, or an invalid field; the message names the file, the field and the allowed
+        range.
     """
-    path = resolve_file(path_or_name, protocols_dir(), "protocol")
+    path = search_path.find(path_or_name, "protocols", "protocol")
     raw = read_toml(path)
     if "path" in raw:
         raise ConfigError("'path' is set by the loader, not by the file", file=str(path),

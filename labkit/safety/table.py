@@ -16,7 +16,7 @@ import numpy as np
 from labkit.errors import ConfigError
 
 #: The shipped table file.
-ROSSI2009_PATH = Path(str(files("labkit.data").joinpath("rossi2009_train_duration.toml")))
+ROSSI2009_PATH = Path(str(files("labkit").joinpath("data", "rossi2009_train_duration.toml")))
 
 
 @dataclass(frozen=True)

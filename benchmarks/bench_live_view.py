@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import json
 import math
+import queue
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -62,35 +64,82 @@ def _emit(**record) -> None:
     print(json.dumps(record, sort_keys=True), flush=True)
 
 
-def _printed(kc, code: str) -> str:
-    out: list[dict] = []
-    kc.execute_interactive(code, timeout=60, output_hook=out.append)
-    return "".join(m["content"].get("text", "") for m in out if m["msg_type"] == "stream")
+class _IOPubDrain(threading.Thread):
+    """Reads and discards the kernel's IOPub messages, as a frontend would, in the background.
+
+    The floods measured here (thousands of comm messages per second) queue up on IOPub
+    ahead of the kernel's ``status: idle``; waiting for that status (what
+    ``execute_interactive`` does) means reading the whole backlog first, which on a loaded
+    machine outlasts any fixed timeout, and ZMQ drops IOPub messages beyond its high-water
+    mark, so the status itself may never come. Completion is therefore taken from the
+    execute reply on the shell channel (never dropped, never behind the flood), and IOPub
+    is only drained.
+    """
+
+    def __init__(self, kc) -> None:
+        super().__init__(daemon=True, name="iopub-drain")
+        self.kc = kc
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                self.kc.get_iopub_msg(timeout=0.1)
+            except queue.Empty:
+                pass
+
+
+def _execute(kc, code: str, timeout_s: float = 60.0, **options) -> dict:
+    """Run ``code`` in the kernel; the content of its execute reply (shell channel)."""
+    msg_id = kc.execute(code, **options)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            reply = kc.get_shell_msg(timeout=max(deadline - time.monotonic(), 0.0))
+        except queue.Empty:
+            raise TimeoutError(f"the kernel did not reply to {code!r} within "
+                               f"{timeout_s:.0f} s") from None
+        if reply["parent_header"].get("msg_id") != msg_id:
+            continue
+        content = reply["content"]
+        if content["status"] != "ok":
+            raise RuntimeError(f"{code!r} failed in the kernel: {content.get('ename')}: "
+                               f"{content.get('evalue')}")
+        return content
+
+
+def _value(kc, expression: str) -> str:
+    """``repr`` of ``expression`` evaluated in the kernel (a user expression of the reply)."""
+    result = _execute(kc, "", user_expressions={"x": expression})["user_expressions"]["x"]
+    if result["status"] != "ok":
+        raise RuntimeError(f"{expression!r} failed in the kernel: {result.get('evalue')}")
+    return result["data"]["text/plain"]
 
 
 def bench_kernel() -> None:
     from jupyter_client.manager import start_new_kernel
 
     km, kc = start_new_kernel(kernel_name="python3")
+    drain = _IOPubDrain(kc)
+    drain.start()
     try:
-        kc.execute_interactive(KERNEL_SETUP, timeout=60, output_hook=lambda msg: None)
+        _execute(kc, KERNEL_SETUP)
         rates = {}
         for kind in ("label", "mep", "panel"):
             target = ("feed_panel_view, args=(" if kind == "panel"
                       else f"feed, args=({kind!r}, ")
-            kc.execute_interactive(
-                f"th = threading.Thread(target={target}{FEED_SECONDS},)); th.start()",
-                timeout=30, output_hook=lambda msg: None)
+            _execute(kc, f"th = threading.Thread(target={target}{FEED_SECONDS},)); th.start()",
+                     timeout_s=30)
             rtts = [math.nan]
             # an unpaced flood of updates holds the GIL and starves the kernel (that is why
             # the panels throttle): time the kernel only while the panel's view is fed
             t_end = time.perf_counter() + (FEED_SECONDS - 0.2 if kind == "panel" else 0.0)
             while time.perf_counter() < t_end:
                 t0 = time.perf_counter()
-                kc.execute_interactive("1 + 1", timeout=60, output_hook=lambda msg: None)
+                _execute(kc, "1 + 1")
                 rtts.append((time.perf_counter() - t0) * 1000.0)
-            kc.execute_interactive("th.join()", timeout=60, output_hook=lambda msg: None)
-            rate = float(_printed(kc, f"print(result[{kind!r}])"))
+            _execute(kc, "th.join()")
+            rate = float(_value(kc, f"result[{kind!r}]"))
             rtts = [x for x in rtts if x == x] or [math.nan]
             rates[kind] = (rate, statistics.median(rtts), max(rtts), len(rtts))
         _emit(bench="live_view", where="kernel", figure="updates_per_s",
@@ -101,6 +150,8 @@ def bench_kernel() -> None:
               execute_rtt_max_ms_during_panel_view=round(rates["panel"][2], 2),
               n_sweeps_overlaid=20, samples_per_sweep=750)
     finally:
+        drain.stopped.set()
+        drain.join(timeout=5)
         kc.stop_channels()
         km.shutdown_kernel(now=True)
 

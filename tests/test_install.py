@@ -19,7 +19,6 @@ import shutil
 import site
 import subprocess
 import sys
-import sysconfig
 import textwrap
 import zipfile
 from pathlib import Path
@@ -57,9 +56,12 @@ CHECK = textwrap.dedent("""
 """)
 
 
-def _site_packages(venv: Path) -> Path:
-    purelib = sysconfig.get_path("purelib", vars={"base": str(venv), "platbase": str(venv)})
-    return Path(purelib)
+def _site_packages(python: Path) -> Path:
+    """The site-packages folder of the environment of ``python`` (asked from it)."""
+    code = "import sysconfig; print(sysconfig.get_path('purelib'))"
+    out = subprocess.run([str(python), "-c", code], check=True, capture_output=True, text=True,
+                         timeout=60)
+    return Path(out.stdout.strip())
 
 
 def _build_wheel(src: Path, out: Path) -> Path:
@@ -88,7 +90,7 @@ def test_wheel_in_a_fresh_venv_opens_the_simulated_rig(tmp_path):
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
                    timeout=120)
     python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-    new_site = _site_packages(venv)
+    new_site = _site_packages(python)
     new_site.mkdir(parents=True, exist_ok=True)
     # this environment's dependencies, after the new environment's own site-packages
     ours = [p for p in site.getsitepackages() if Path(p).is_dir()]

@@ -1,8 +1,10 @@
 """EEG-state-triggered stimulation (mu phase).
 
 * :class:`ClosedLoopController` — reads EEG from LSL with the lowest practical latency,
-  cleans it, tracks the mu phase and fires the stimulator at a target phase (or at
-  random times, the control condition); records every trigger (:class:`Trigger`).
+  cleans it, tracks the mu phase and fires the stimulator when its policy says so;
+  records every trigger (:class:`Trigger`). Settings: :class:`ClosedLoopConfig`.
+* :class:`TriggerPolicy` — the pure decision (phase, random or mu-power condition,
+  :class:`TriggerConfig`), testable without a stream.
 * :func:`calibrate` / :func:`calibrate_signal` — individual mu peak, signal scale and
   amplitude levels from a resting segment (:class:`Calibration`).
 * :func:`phase_now` — instantaneous mu phase at the last sample of a window
@@ -17,7 +19,20 @@ The estimators themselves live in :mod:`labkit.phase` (documented there, with so
 from __future__ import annotations
 
 from labkit.closedloop.calibration import Calibration, calibrate, calibrate_signal
-from labkit.closedloop.controller import CONDITIONS, ClosedLoopController, ClosedLoopError
+from labkit.closedloop.config import (
+    CleaningConfig,
+    ClosedLoopConfig,
+    RunConfig,
+    TrackingConfig,
+)
+from labkit.closedloop.controller import ClosedLoopController, ClosedLoopError
+from labkit.closedloop.policy import (
+    CONDITIONS,
+    Decision,
+    Estimate,
+    TriggerConfig,
+    TriggerPolicy,
+)
 from labkit.closedloop.records import (
     PhaseErrorStats,
     Trigger,
@@ -38,12 +53,20 @@ __all__ = [
     "CONDITIONS",
     "METHODS",
     "Calibration",
+    "CleaningConfig",
+    "ClosedLoopConfig",
     "ClosedLoopController",
     "ClosedLoopError",
+    "Decision",
+    "Estimate",
     "KalmanParams",
     "PhaseErrorStats",
     "PhaseTracker",
+    "RunConfig",
+    "TrackingConfig",
     "Trigger",
+    "TriggerConfig",
+    "TriggerPolicy",
     "calibrate",
     "calibrate_signal",
     "circular_stats",

@@ -182,6 +182,16 @@ class ClosedLoopConfig:
     def from_options(cls, **options: Any) -> ClosedLoopConfig:
         """Build from flat option names (``mu_hz`` is required).
 
+        Parameters
+        ----------
+        **options
+            Fields of :class:`TrackingConfig`, :class:`TriggerConfig`,
+            :class:`CleaningConfig` and :class:`RunConfig` by name (unique across them).
+
+        Returns
+        -------
+        ClosedLoopConfig
+
         Raises
         ------
         ConfigError
@@ -193,7 +203,17 @@ class ClosedLoopConfig:
         return cls(**{g: _GROUPS[g](**kw) for g, kw in parts.items()})
 
     def replace(self, **options: Any) -> ClosedLoopConfig:
-        """A copy with the given flat options changed."""
+        """A copy with the given flat options changed.
+
+        Parameters
+        ----------
+        **options
+            Field names of the four groups, as for :meth:`from_options`.
+
+        Returns
+        -------
+        ClosedLoopConfig
+        """
         parts = _split(options)
         return dataclasses.replace(self, **{
             g: dataclasses.replace(getattr(self, g), **kw) for g, kw in parts.items()})

@@ -3,7 +3,9 @@
 Every function is pure: it takes data (arrays, lists) and returns a new
 :class:`matplotlib.figure.Figure` built without :mod:`matplotlib.pyplot`, so nothing is
 drawn on a global figure and nothing is shown until the notebook displays the returned
-figure. Units are in the argument names (``_uv``, ``_ms``, ``_percent``).
+figure. Units are in the argument names (``_uv``, ``_ms``, ``_percent``) and on every
+axis; trials, the pulse and criteria are drawn in the one code of
+:mod:`labkit.trialstyle` (filled: at or above criterion, hollow: below, grey ×: rejected).
 
 - :func:`plot_mep_overlay`: MEP sweeps (µV against ms), coloured by intensity.
 - :func:`plot_amplitude_per_pulse`: peak-to-peak amplitude of each pulse in order.
@@ -22,6 +24,17 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from labkit.errors import LabkitError
+from labkit.trialstyle import (
+    ABOVE,
+    BELOW,
+    CRITERION_COLOUR,
+    ESTIMATE_COLOUR,
+    PULSE_COLOUR,
+    REJECTED,
+    TRUTH_COLOUR,
+    WINDOW_COLOUR,
+    matplotlib_kwargs,
+)
 
 __all__ = [
     "PlotInputError",
@@ -32,11 +45,6 @@ __all__ = [
     "plot_staircase",
     "plot_threshold_density",
 ]
-
-HIT_COLOR = "tab:red"
-MISS_COLOR = "tab:blue"
-TRUTH_COLOR = "tab:green"
-ESTIMATE_COLOR = "black"
 
 
 class PlotInputError(LabkitError, ValueError):
@@ -74,7 +82,7 @@ def plot_mep_overlay(
     xlim_ms: tuple[float, float] | None = (-20.0, 80.0),
     title: str = "MEP overlay",
 ) -> Figure:
-    """Overlay MEP sweeps, one line per pulse, coloured by intensity.
+    """Overlay MEP sweeps, one line per pulse, coloured by intensity; the pulse at 0 ms.
 
     Parameters
     ----------
@@ -105,7 +113,8 @@ def plot_mep_overlay(
     levels = _same_length(waves.shape[0], intensity_percent, "intensity_percent", "sweep")
     fig, ax = _new_figure((7.0, 4.0))
     if window_ms is not None:
-        ax.axvspan(*window_ms, color="0.92", zorder=0, label="MEP window")
+        ax.axvspan(*window_ms, color=WINDOW_COLOUR, zorder=0, label="MEP window")
+    ax.axvline(0.0, color=PULSE_COLOUR, lw=1.0, zorder=1, label="pulse (0 ms)")
     if levels is None:
         for wave in waves:
             ax.plot(t, wave, color="tab:blue", lw=0.8, alpha=0.7)
@@ -116,7 +125,7 @@ def plot_mep_overlay(
             for j, wave in enumerate(rows):
                 ax.plot(t, wave, color=color, lw=0.8, alpha=0.75,
                         label=f"{level:g} % MSO" if j == 0 else None)
-        ax.legend(loc="upper right", fontsize="small")
+    ax.legend(loc="upper right", fontsize="small")
     if xlim_ms is not None:
         ax.set_xlim(*xlim_ms)
     ax.set_xlabel("time from pulse (ms)")
@@ -150,7 +159,8 @@ def plot_amplitude_per_pulse(
     criterion_uv : float | None
         Criterion line (dashed), µV; None for none.
     rejected : array_like of bool, shape (n_pulses,), optional
-        Trials flagged for background EMG, drawn as open grey circles.
+        Trials flagged for background EMG, drawn as grey ×. Accepted trials are filled at
+        or above ``criterion_uv`` and hollow below it.
     log_scale : bool
         Logarithmic amplitude axis (MEPs span decades).
     title : str
@@ -166,21 +176,30 @@ def plot_amplitude_per_pulse(
     bad = np.zeros(amp.size, bool) if bad is None else bad.astype(bool)
     pulse_no = np.arange(1, amp.size + 1)
     fig, ax = _new_figure((7.0, 3.5))
-    if levels is None:
-        ax.plot(pulse_no[~bad], amp[~bad], "o", color="tab:blue")
-    else:
-        unique = np.unique(levels)
-        for color, level in zip(_level_colors(unique.size), unique, strict=True):
-            sel = (levels == level) & ~bad
-            ax.plot(pulse_no[sel], amp[sel], "o", color=color, label=f"{level:g} % MSO")
-    if bad.any():
-        ax.plot(pulse_no[bad], amp[bad], "o", mfc="none", color="0.5", label="rejected")
+    above = np.ones(amp.size, bool) if criterion_uv is None else amp >= criterion_uv
+    groups = [(None, np.ones(amp.size, bool))] if levels is None else [
+        (colour, levels == level) for colour, level in
+        zip(_level_colors(np.unique(levels).size), np.unique(levels), strict=True)]
+    for colour, sel in groups:
+        for style, part in ((ABOVE, above), (BELOW, ~above)):
+            pick = sel & part & ~bad
+            if pick.any():
+                ax.plot(pulse_no[pick], amp[pick], **matplotlib_kwargs(style, colour))
+    if levels is not None:
+        for colour, level in zip(_level_colors(np.unique(levels).size), np.unique(levels),
+                                 strict=True):
+            ax.plot([], [], "s", color=colour, label=f"{level:g} % MSO")
     if criterion_uv is not None:
-        ax.axhline(criterion_uv, ls="--", color="0.3", lw=1,
+        ax.plot([], [], **matplotlib_kwargs(ABOVE), label=ABOVE.label)
+        ax.plot([], [], **matplotlib_kwargs(BELOW), label=BELOW.label)
+    if bad.any():
+        ax.plot(pulse_no[bad], amp[bad], **matplotlib_kwargs(REJECTED), label=REJECTED.label)
+    if criterion_uv is not None:
+        ax.axhline(criterion_uv, ls="--", color=CRITERION_COLOUR, lw=1,
                    label=f"{criterion_uv:g} µV criterion")
     if log_scale and np.any(amp > 0):
         ax.set_yscale("log")
-    ax.set_xlabel("pulse")
+    ax.set_xlabel("pulse number")
     ax.set_ylabel("peak-to-peak (µV)")
     ax.set_title(title)
     if ax.get_legend_handles_labels()[0]:
@@ -196,7 +215,7 @@ def plot_staircase(
     true_percent: float | None = None,
     title: str = "Threshold hunt",
 ) -> Figure:
-    """Intensity per trial of a threshold hunt, hits filled red, misses open blue.
+    """Intensity per trial of a threshold hunt: hits filled, misses hollow.
 
     Parameters
     ----------
@@ -221,16 +240,17 @@ def plot_staircase(
     trial_no = np.arange(1, x.size + 1)
     fig, ax = _new_figure((7.0, 3.5))
     ax.plot(trial_no, x, color="0.7", lw=1, zorder=1)
-    ax.plot(trial_no[hits], x[hits], "o", color=HIT_COLOR, label="hit", zorder=3)
-    ax.plot(trial_no[~hits], x[~hits], "o", mfc="white", color=MISS_COLOR, label="miss",
-            zorder=3)
+    ax.plot(trial_no[hits], x[hits], **matplotlib_kwargs(ABOVE), zorder=3,
+            label=f"hit ({ABOVE.label})")
+    ax.plot(trial_no[~hits], x[~hits], **matplotlib_kwargs(BELOW), zorder=3,
+            label=f"miss ({BELOW.label})")
     if est is not None:
-        ax.step(trial_no, est.astype(float), where="post", color=ESTIMATE_COLOR, lw=1.2,
+        ax.step(trial_no, est.astype(float), where="post", color=ESTIMATE_COLOUR, lw=1.2,
                 label="estimate")
     if true_percent is not None:
-        ax.axhline(true_percent, color=TRUTH_COLOR, ls="--", lw=1.2,
+        ax.axhline(true_percent, color=TRUTH_COLOUR, ls="--", lw=1.2,
                    label=f"true {true_percent:.1f} % MSO")
-    ax.set_xlabel("trial")
+    ax.set_xlabel("trial number")
     ax.set_ylabel("intensity (% MSO)")
     ax.set_title(title)
     ax.legend(loc="best", fontsize="small")
@@ -282,10 +302,10 @@ def plot_threshold_density(
     if interval_percent is not None:
         ax.axvspan(*interval_percent, color="tab:purple", alpha=0.15, label="interval")
     if estimate_percent is not None:
-        ax.axvline(estimate_percent, color=ESTIMATE_COLOR, lw=1.2,
+        ax.axvline(estimate_percent, color=ESTIMATE_COLOUR, lw=1.2,
                    label=f"estimate {estimate_percent:.1f} % MSO")
     if true_percent is not None:
-        ax.axvline(true_percent, color=TRUTH_COLOR, ls="--", lw=1.2,
+        ax.axvline(true_percent, color=TRUTH_COLOUR, ls="--", lw=1.2,
                    label=f"true {true_percent:.1f} % MSO")
     inside = np.flatnonzero(scaled > 1e-3)
     if inside.size:
@@ -293,7 +313,7 @@ def plot_threshold_density(
         pad = max(2.0, 0.1 * (hi - lo))
         ax.set_xlim(lo - pad, hi + pad)
     ax.set_xlabel("threshold (% MSO)")
-    ax.set_ylabel(label)
+    ax.set_ylabel(f"{label} (relative, max = 1)")
     ax.set_title(title)
     ax.legend(loc="best", fontsize="small")
     return fig
@@ -387,6 +407,7 @@ def plot_pain_diary(
         ax.plot(d, v, ".-", lw=0.8, ms=3, label=name)
     if len(session_days):
         ax.plot(session_days, [0.2] * len(session_days), "k|", ms=8, label="sessions")
-    ax.set(xlabel="day (0 = first session)", ylabel="NRS", ylim=(0, 11), title=title)
+    ax.set(xlabel="day (0 = first session)", ylabel="pain NRS (0-10)", ylim=(0, 11),
+           title=title)
     ax.legend(fontsize=7, loc="lower right")
     return fig

@@ -282,6 +282,8 @@ class ProtocolRunner:
         check_range(arm_timeout_s, "arm_timeout_s", 0.01, 600.0, "s")
         check_range(lead_s, "lead_s", 0.0, 60.0, "s")
         guard = stimulator.guard
+        self._count_from_guard = pulses_delivered_before is None
+        self._limits_from_guard = limits is None
         if pulses_delivered_before is None:
             pulses_delivered_before = guard.count
         if isinstance(pulses_delivered_before, bool) or not isinstance(
@@ -307,6 +309,11 @@ class ProtocolRunner:
         self.lead_s = float(lead_s)
         self.realtime = bool(realtime)
         self._log_fn = log
+        self._options = {
+            "amt_percent": amt_percent, "intensity": intensity, "log": log,
+            "limits": None if self._limits_from_guard else limits, "override": override,
+            "progress": progress, "pre_pulse_check": pre_pulse_check, "train_mode": train_mode,
+            "arm_timeout_s": arm_timeout_s, "lead_s": lead_s, "realtime": realtime}
         self.verdict = check_protocol(
             protocol, self.rmt_percent, limits, override=override, amt_percent=amt_percent,
             intensity=intensity, pulses_delivered=self.pulses_delivered_before,
@@ -380,6 +387,18 @@ class ProtocolRunner:
         return report
 
     # ------------------------------------------------------------------ control
+    def fresh(self) -> ProtocolRunner:
+        """A new runner for the same protocol, settings and log (a runner runs once).
+
+        Its pulse count starts from the session's count (the stimulator's firing guard),
+        or, when this runner was given ``pulses_delivered_before``, from that plus the
+        pulses this run delivered; its safety verdict is checked anew.
+        """
+        before = None if self._count_from_guard else (self.pulses_delivered_before
+                                                      + self.pulses_delivered)
+        return ProtocolRunner(self.stimulator, self.protocol, self.rmt_percent,
+                              pulses_delivered_before=before, **self._options)
+
     def run(self) -> RunnerState:
         """Deliver the protocol in the calling thread; return the final state.
 

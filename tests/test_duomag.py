@@ -256,6 +256,7 @@ def test_registry_declares_the_duomag_models():
         "DuoMAG", {"model": "MP-Dual"}, ("duomag", "MP-Dual"))
     assert dual.abilities.paired_pulse and not dual.abilities.repetitive
     assert not model_spec("deymed-duomag-xt").abilities.device_train
+    assert not dual.abilities.coil_temperature  # ADC counts with no published unit
     assert abilities_for_driver(DuoMAG("loop://", model="MP-Dual")).paired_pulse
     assert not abilities_for_driver(DuoMAG("loop://", model="MP")).paired_pulse
     stim = DuoMAG("loop://", model="MP-Dual")

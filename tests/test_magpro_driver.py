@@ -261,6 +261,8 @@ def test_coil_warms_with_pulses(stim, emulator):
         stim.fire()
     assert emulator.coil_temperature_c > AMBIENT_C + 0.25
     assert emulator.pulses_delivered == 30
+    assert stim.abilities.coil_temperature
+    assert stim.coil_temperature_c() == round(emulator.coil_temperature_c)
 
 
 # --------------------------------------------------------------------------- failures

@@ -180,6 +180,7 @@ def _round_trip(stim_cls, port, emulator):
         assert stim.version() == (9, 0, 0)
         assert stim.error_code() == "000"
         assert stim.temperature().coil1_c == 25.0
+        assert stim.abilities.coil_temperature and stim.coil_temperature_c() == 25.0
         stim.arm()
         assert stim.status().ready
         before = local_clock()

@@ -369,3 +369,23 @@ def test_a_missing_or_absurd_rmt_is_refused_naming_it(rig, rmt):
     _, stim = rig
     with pytest.raises(ConfigError, match="rmt_percent"):
         host_timed(stim, rtms(), rmt, progress=False)
+
+
+def test_a_fresh_runner_repeats_the_run_and_counts_the_first(rig):
+    emulator, stim = rig
+    log = Log()
+    first = host_timed(stim, rtms(per_train=5, trains=1), RMT, log=log, progress=False)
+    assert first.run() == "finished"
+    with pytest.raises(RuntimeError, match="already started"):
+        first.start()
+    second = first.fresh()
+    assert second is not first and second.state == "idle"
+    assert second.pulses_delivered_before == 5 == stim.guard.count  # the session's count
+    assert second.train_mode == "software"
+    assert second.run() == "finished"
+    assert emulator.pulses_delivered == 10 and len(log.of("pulse")) == 10
+    # an explicit count carries on from itself, not from the guard
+    third = ProtocolRunner(stim, rtms(per_train=5, trains=1), RMT, train_mode="software",
+                           progress=False, pulses_delivered_before=100)
+    assert third.run() == "finished"
+    assert third.fresh().pulses_delivered_before == 105

@@ -15,6 +15,7 @@ from labkit.errors import StimulatorError
 from labkit.markers import PulseEvent
 from labkit.safety import SafetyLimits
 from labkit.safety.guard import FiringGuard
+from labkit.stimulators.capabilities import Abilities
 from labkit.threshold import MLPest, make_estimator
 from labkit.widgets import (
     ClosedLoopMonitor,
@@ -58,6 +59,7 @@ class FakeStimulator:
         self.calls: list[str] = []
         self._listeners = []
         self.guard = FiringGuard()  # what every labkit driver carries: published limits
+        self.abilities = Abilities("Fake", coil_temperature=True)
 
     def connect(self):
         with self._lock:
@@ -91,7 +93,11 @@ class FakeStimulator:
         with self._lock:
             return FakeStatus(self.armed, self.armed, self.connected)
 
-    def coil_temperature(self):
+    @property
+    def intensity_percent(self):
+        return float(self.intensity)
+
+    def coil_temperature_c(self):
         return 24.6
 
     def prepare_single_pulses(self):
@@ -105,6 +111,7 @@ class FakeStimulator:
                                device="Fake", index=self.pulse_count)
             self.pulse_count += 1
             self.calls.append("fire")
+        self.guard.delivered(event)
         for listener in list(self._listeners):
             listener(event)
         return event
@@ -139,7 +146,7 @@ class FakeRunner:
 
     def __init__(self, stim: FakeStimulator, n_pulses: int = 200, rate_hz: float = 20.0,
                  verdict=True):
-        self.stim = stim
+        self.stim = self.stimulator = stim
         self.total_pulses = n_pulses
         self.pulses_delivered = 0
         self.rate_hz = rate_hz
@@ -217,12 +224,30 @@ def test_traces_svg_marks_last_trace_and_counts_them():
     assert "3 µV" in svg  # y scale follows the largest trace
 
 
-def test_series_svg_flags_and_reference():
-    svg = series_svg([10.0, 80.0, 30.0], flags=[False, True, None], reference=50.0)
-    assert 'data-n-points="3"' in svg and 'data-last="30.0"' in svg
-    assert svg.count("<circle") == 3
-    assert 'fill="white"' in svg  # the rejected one is hollow
+def test_series_svg_draws_the_one_trial_code_and_labels_its_axes():
+    from labkit.trialstyle import ABOVE, BELOW, PENDING, REJECTED, trial_style
+
+    styles = [trial_style(False, False), trial_style(True, True), trial_style(None, False),
+              trial_style(True, False)]
+    assert styles == [REJECTED, ABOVE, PENDING, BELOW]
+    svg = series_svg([10.0, 80.0, 30.0, 20.0], styles=styles, reference=50.0, unit=" µV")
+    assert 'data-n-points="4"' in svg and 'data-last="20.0"' in svg
+    assert svg.count("<circle") == 3 and svg.count('<g class="rejected"') == 1  # grey x
+    assert re.search(r'class="above"[^>]*fill="#1f6fd1"', svg)  # filled
+    assert re.search(r'class="below"[^>]*fill="white"', svg)  # hollow
     assert 'class="reference"' in svg
+    assert "trial number" in svg and "µV</text>" in svg
+
+
+def test_mep_overlay_marks_the_pulse_and_labels_time_and_emg():
+    t = np.linspace(-20, 80, 500)
+    svg = traces_svg([(t, np.sin(t))], window_ms=(15, 50))
+    assert svg.count('class="pulse"') == 1 and "time from pulse (ms)" in svg
+    assert "EMG (µV)" in svg
+    x_pulse = float(re.search(r'class="pulse" x1="([\d.]+)"', svg).group(1))
+    assert x_pulse == pytest.approx(40 + 20 / 100 * (420 - 48), abs=0.2)  # at 0 ms
+    after = traces_svg([(t[t > 5], np.sin(t[t > 5]))])
+    assert 'class="pulse"' not in after  # 0 ms is not on that axis
 
 
 # ---------------------------------------------------------------------------- MEP view
@@ -333,11 +358,12 @@ def test_panel_arm_intensity_fire_records_an_mep():
     panel.fire_button.click()
     panel.wait_idle(5.0)
     assert stim.calls[1:] == ["intensity 60", "arm", "intensity 60", "fire"]
-    assert panel.pulses.value == "pulses: 1"
+    line = panel.status_bar.line.value
+    assert "pulses 1 / 3000 (session cap)" in line
     assert panel.mep_view.n_trials == 1
     assert panel.mep_view.amplitudes_uv[0] == pytest.approx(400.0, rel=0.01)
-    assert 'data-name="armed" data-on="1"' in panel.lights.value
-    assert panel.temperature.value == "coil: 25 °C"
+    assert 'data-name="armed" data-on="1"' in line
+    assert "coil 25 °C" in line and "60 %MSO" in line and "NO RIG" in line
     assert panel.message.value == "pulse 1 at 60 %MSO"
     assert repr(panel) == "<StimulatorPanel: FakeStimulator>"
     panel.close()
@@ -522,7 +548,9 @@ def test_hunter_auto_rejects_noisy_background_and_stop_ends_it():
     assert stim.pulse_count == n
     assert hunter.estimator.n_trials == 0  # every trial rejected (background 40 µV > 10)
     assert all(accepted is False for _, _, accepted in hunter.trials)
-    assert not hunter.fire_button.disabled  # manual control is back after the stop
+    assert hunter.fire_button.disabled  # no firing while STOP is latched
+    estop.reset()
+    assert not hunter.fire_button.disabled  # manual control is back after the reset
 
 
 # ---------------------------------------------------------------------------- closed loop
@@ -535,6 +563,7 @@ def test_closed_loop_monitor_histogram_rate_latency():
     assert counts.sum() == 40 and counts[1] + counts[2] == 40  # all within ±π/2
     assert mon.trigger_rate_hz(now_s=119.5) == pytest.approx(2.0)
     assert 'data-total="40"' in mon.histogram.value
+    assert "-180°" in mon.histogram.value and "rad" not in mon.histogram.value
     assert mon.latency_label.value == "latency: median 7.0 ms, p95 9.0 ms, max 9.0 ms"
     mean_deg, sd_deg = circular_stats_deg(np.full(5, math.pi / 2))
     assert mean_deg == pytest.approx(90.0) and sd_deg == pytest.approx(0.0, abs=1e-3)
@@ -599,7 +628,7 @@ def test_every_panel_that_can_fire_shows_the_shared_stop_and_a_latched_banner():
     hunter = ThresholdHunter(stim, make_estimator("mlpest", start=50), FakeSource(stim),
                              estop=panel.estop)
     try:
-        bars = [w for w in hunter.children if "labkit-stop-bar" in w._dom_classes]
+        bars = [w.stop for w in hunter.children if "labkit-status-bar" in w._dom_classes]
         assert len(bars) == 1
         bars[0].button.click()
         panel.estop.wait(5.0)
@@ -610,3 +639,93 @@ def test_every_panel_that_can_fire_shows_the_shared_stop_and_a_latched_banner():
     finally:
         hunter.stop()
         panel.close()
+
+
+# ---------------------------------------------------------------------------- status bar
+def test_status_line_says_simulated_or_real_session_cap_and_target_distance():
+    from labkit.widgets.status_bar import PanelStatus, status_html
+
+    sim = status_html(PanelStatus(simulated=True, subject_id="P01", session_id="02",
+                                  connected=True, remote=True, armed=False, ready=False,
+                                  intensity_percent=55, temperature_declared=True,
+                                  coil_temperature_c=31.4, pulses_delivered=120,
+                                  pulse_cap=3000, navigation=True, target_distance_mm=2.46,
+                                  pose_status="ok"))
+    assert 'data-value="simulated"' in sim and "SIMULATED" in sim
+    assert "sub-P01 ses-02" in sim and "55 %MSO" in sim and "coil 31 °C" in sim
+    assert "pulses 120 / 3000 (session cap)" in sim
+    assert "coil to target 2.5 mm" in sim
+    assert 'data-name="remote" data-on="1"' in sim and 'data-name="armed" data-on="0"' in sim
+    real = status_html(PanelStatus(simulated=False, pulses_delivered=2950, pulse_cap=3000,
+                                   navigation=True, pose_status="stale"))
+    assert 'data-value="real"' in real and "REAL" in real
+    assert "no session: pulses are not logged" in real and "not connected" in real
+    assert "coil to target: -- (stale)" in real
+    assert "coil" not in real.replace("coil to target", "")  # no temperature declared
+    assert "font-weight:bold" in real.split("labkit-status-pulses")[1].split(">")[0]
+
+
+def test_stimulator_buttons_are_enabled_only_when_valid():
+    from labkit.widgets.stimulator_panel import button_states
+
+    off = button_states(False, None, False, 0.0)
+    assert off == {"connect": True, "disconnect": False, "arm": False, "disarm": False,
+                   "fire": False}
+    idle = button_states(True, FakeStatus(False, False, True), False, 0.0)
+    assert idle["arm"] and not idle["disarm"] and not idle["fire"] and not idle["connect"]
+    ready = button_states(True, FakeStatus(True, True, True), False, 0.0)
+    assert ready["fire"] and ready["disarm"] and not ready["arm"]
+    assert not button_states(True, FakeStatus(True, True, True), False, 2.0)["fire"]
+    latched = button_states(True, FakeStatus(True, True, True), True, 0.0)
+    assert not latched["fire"] and not latched["arm"] and latched["disarm"]
+
+
+def test_run_buttons_follow_the_run_state():
+    from labkit.widgets.protocol_panel import run_buttons
+
+    def enabled(state, started=False, ok=True, latched=False, renew=True):
+        states = run_buttons(state, started=started, ok=ok, stop_latched=latched,
+                             can_renew=renew)
+        return {name for name, on in states.items() if on}
+
+    assert enabled("idle") == {"start"}
+    assert enabled("idle", ok=False) == set()
+    assert enabled("idle", latched=True) == set()
+    assert enabled("idle", started=True) == {"stop"}  # started, thread not yet running
+    assert enabled("running", started=True) == {"pause", "stop"}
+    assert enabled("paused", started=True) == {"resume", "stop"}
+    assert enabled("paused", started=True, latched=True) == {"stop"}
+    for ended in ("stopped", "finished", "failed"):
+        assert enabled(ended, started=True) == {"new_run"}
+        assert enabled(ended, started=True, renew=False) == set()
+
+
+def test_protocol_panel_new_run_after_the_run_ends():
+    stim = FakeStimulator().connect()
+    made = []
+
+    def make_runner():
+        made.append(FakeRunner(stim, n_pulses=5, rate_hz=200))
+        return made[-1]
+
+    rpanel = ProtocolRunnerPanel(make_runner(), poll_s=None, make_runner=make_runner)
+    assert not rpanel.start_button.disabled and rpanel.new_run_button.disabled
+    assert rpanel.pause_button.disabled and rpanel.stop_button.disabled
+    rpanel.start_button.click()
+    assert rpanel.start_button.disabled  # a runner runs once
+    assert wait_for(lambda: made[0].state == "finished")
+    rpanel.refresh()
+    assert rpanel.start_button.disabled and not rpanel.new_run_button.disabled
+    assert rpanel.stop_button.disabled and rpanel.pause_button.disabled
+    rpanel.start_button.click()  # a stale click is refused with a hint, not an error
+    assert "New run" in rpanel.message.value
+    rpanel.new_run_button.click()
+    assert rpanel.runner is made[1] and "new run ready" in rpanel.message.value
+    assert not rpanel.start_button.disabled and rpanel.new_run_button.disabled
+    assert rpanel.progress_label.value == "0 / 5"
+    rpanel.start_button.click()
+    assert wait_for(lambda: made[1].state == "finished")
+    assert stim.pulse_count == 10
+    assert rpanel.status_bar.refresh(query=False).pulses_delivered == 10
+    assert "pulses 10 / 3000 (session cap)" in rpanel.status_bar.line.value
+    rpanel.close()

@@ -282,6 +282,16 @@ class Stimulator(ABC):
     def abilities(self, value: Abilities) -> None:
         self._abilities = value
 
+    def coil_temperature_c(self) -> float:
+        """The coil temperature, °C, on models whose abilities declare ``coil_temperature``.
+
+        Raises
+        ------
+        StimulatorError
+            The model does not report one (``abilities.coil_temperature`` is False).
+        """
+        raise StimulatorError(f"{self.abilities.model} does not report its coil temperature")
+
     def wait_ready(self, timeout_s: float | None = None) -> None:
         """Return once the unit reports *ready* (default: at once when it does)."""
         deadline = local_clock() + (5.0 if timeout_s is None else float(timeout_s))

@@ -17,6 +17,9 @@ declarations instead of probing a driver for method names:
     Takes a TTL edge on its trigger input: :class:`TTLTrigger` (``use_trigger``) makes
     ``fire()`` pulse a :class:`~labkit.stimulators.trigger.TriggerLine` instead of
     sending the serial fire command.
+``coil_temperature``
+    Reports its coil's temperature in °C
+    (:meth:`~labkit.stimulators.base.Stimulator.coil_temperature_c`).
 ``max_rate_hz``
     The highest repetition rate at a given power, % MSO (the unit's own ceiling table).
 """
@@ -39,6 +42,7 @@ class Abilities:
     model : str
         How messages name the unit (``"Magstim 200²"``).
     single_pulse, repetitive, device_train, paired_pulse, ttl_trigger : bool
+    coil_temperature : bool
         See the module docstring.
     max_rate : callable | None
         ``max_rate(power_percent) -> Hz`` for repetitive units; ``None`` otherwise.
@@ -55,6 +59,7 @@ class Abilities:
     max_rate: Callable[[int], float] | None = None
     rate_source: str = ""
     ttl_trigger: bool = True
+    coil_temperature: bool = False
 
     def max_rate_hz(self, power_percent: int) -> float | None:
         """Highest repetition rate at ``power_percent`` % MSO (``None``: not repetitive)."""

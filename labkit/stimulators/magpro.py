@@ -254,6 +254,10 @@ class MagPro(Stimulator):
             didt_a=None if didt is None else didt[0], didt_b=None if didt is None else didt[1],
         )
 
+    def coil_temperature_c(self) -> float:
+        """Coil temperature, °C (from the status reply)."""
+        return float(self.status().coil_temperature_c)
+
     def status2(self) -> proto.Status2Reply:
         """Query the extended status (command 0x05): adds page and train-running flag."""
         with self._lock:

@@ -268,6 +268,10 @@ class Magstim(Stimulator):
         reply = self._transact(mp.GET_TEMPERATURE)
         return mp.parse_temperature(mp.GET_TEMPERATURE, reply)
 
+    def coil_temperature_c(self) -> float:
+        """Coil 1 temperature, °C (``F@``)."""
+        return float(self.temperature().coil1_c)
+
     def version(self) -> mp.Version:
         """Query the software version (``ND``) as ``(major, minor, patch)``."""
         reply = self._transact(mp.GET_VERSION)

@@ -65,7 +65,8 @@ def _rapid_specs() -> tuple[ModelSpec, ...]:
                 key + suffix, "Rapid", {"variant": variant, "voltage": voltage},
                 ("magstim", "rapid"),
                 Abilities(f"{name} ({voltage} V)" if suffix else name, repetitive=True,
-                          device_train=True, max_rate=_rapid_rate(variant, voltage),
+                          device_train=True, coil_temperature=True,
+                          max_rate=_rapid_rate(variant, voltage),
                           rate_source=f"{name} frequency-ceiling table ({voltage} V)")))
     return tuple(specs)
 
@@ -78,15 +79,18 @@ def _magpro_rate(model: str):
 
 MODELS: dict[str, ModelSpec] = {spec.key: spec for spec in (
     ModelSpec("magstim-200", "Magstim", {}, ("magstim", "200"),
-              Abilities("Magstim 200²")),
+              Abilities("Magstim 200²", coil_temperature=True)),
     ModelSpec("magstim-bistim", "BiStim", {}, ("magstim", "bistim"),
-              Abilities("Magstim BiStim²", paired_pulse=True, separate_outputs=True)),
+              Abilities("Magstim BiStim²", paired_pulse=True, separate_outputs=True,
+                        coil_temperature=True)),
     *_rapid_specs(),
     ModelSpec("magventure-r30", "MagPro", {"model": "R30"}, ("magpro", "R30"),
               Abilities("MagVenture MagPro R30", repetitive=True, device_train=True,
+                        coil_temperature=True,
                         max_rate=_magpro_rate("R30"), rate_source="MagPro R30 rate ceiling")),
     ModelSpec("magventure-x100", "MagPro", {"model": "X100"}, ("magpro", "X100"),
               Abilities("MagVenture MagPro X100", repetitive=True, device_train=True,
+                        coil_temperature=True,
                         max_rate=_magpro_rate("X100"),
                         rate_source="MagPro X100 rate ceiling")),
     # DuoMAG: single pulses only over the public protocol (the XT's trains have no public

@@ -15,12 +15,19 @@ from html import escape
 
 import numpy as np
 
-#: Colour of the newest trace / point.
-ACCENT = "#1f6fd1"
-#: Colour of older traces.
+from labkit.trialstyle import (
+    ABOVE,
+    ACCEPTED_COLOUR,
+    CRITERION_COLOUR,
+    PULSE_COLOUR,
+    WINDOW_COLOUR,
+    TrialStyle,
+)
+
+#: Colour of the newest trace (the accepted-trial colour of :mod:`labkit.trialstyle`).
+ACCENT = ACCEPTED_COLOUR
+#: Colour of older traces and of the line joining trials.
 MUTED = "#9aa5b1"
-#: Colour of rejected trials and of the criterion line.
-WARN = "#d1451f"
 
 _FONT = 'font-family="sans-serif" font-size="10"'
 
@@ -139,8 +146,15 @@ def traces_svg(
             x1 = pad_l + (window_ms[1] - t_lo) * sx
             body.append(
                 f'<rect x="{_fmt(x0)}" y="{pad_t}" width="{_fmt(max(x1 - x0, 0))}" '
-                f'height="{height - pad_t - pad_b}" fill="#f3f6fb"/>'
+                f'height="{height - pad_t - pad_b}" fill="{WINDOW_COLOUR}"/>'
             )
+        if t_lo <= 0.0 <= t_hi:  # the pulse
+            x_pulse = pad_l + (0.0 - t_lo) * sx
+            body.append(
+                f'<line class="pulse" x1="{_fmt(x_pulse)}" x2="{_fmt(x_pulse)}" y1="{pad_t}" '
+                f'y2="{height - pad_b}" stroke="{PULSE_COLOUR}" stroke-width="1"/>'
+                f'<text x="{_fmt(x_pulse + 2)}" y="{pad_t + 8}" {_FONT} '
+                f'fill="{PULSE_COLOUR}">pulse</text>')
         body.append(f'<g transform="translate({pad_l - t_lo * sx:.3f} {y_mid:.3f}) '
                     f'scale({sx:.5f} {-sy:.6g})">')
         for i, path in enumerate(paths):
@@ -154,26 +168,30 @@ def traces_svg(
             )
         body.append("</g>")
         body.append(f'<text x="2" y="{pad_t + 8}" {_FONT}>{y_abs:.0f} µV</text>')
-        body.append(f'<text x="2" y="{height - pad_b}" {_FONT}>-{y_abs:.0f}</text>')
+        body.append(f'<text x="2" y="{height - pad_b}" {_FONT}>-{y_abs:.0f} µV</text>')
         body.append(
             f'<text x="{pad_l}" y="{height - 4}" {_FONT}>{t_lo:.0f} ms</text>'
+            f'<text class="x-label" x="{(width + pad_l) / 2 - 50:.0f}" y="{height - 4}" '
+            f'{_FONT}>time from pulse (ms)</text>'
             f'<text x="{width - pad_r - 40}" y="{height - 4}" {_FONT}>{t_hi:.0f} ms</text>'
         )
     else:
         body.append(f'<text x="{pad_l}" y="{height / 2}" {_FONT}>no MEP yet</text>')
-    body.append(f'<text x="{pad_l}" y="11" {_FONT}>{escape(title)} ({n} trials)</text>')
+    body.append(f'<text x="{pad_l}" y="11" {_FONT}>{escape(title)}: EMG (µV), {n} trials'
+                '</text>')
     return _frame(width, height, {"n-traces": n}, body)
 
 
 def series_svg(
     values: Sequence[float],
     *,
-    flags: Sequence[bool | None] | None = None,
+    styles: Sequence[TrialStyle] | None = None,
     reference: float | None = None,
     width: int = 420,
     height: int = 140,
     title: str = "",
     unit: str = "",
+    x_label: str = "trial number",
     y_min: float | None = None,
 ) -> str:
     """Points per trial (MEP amplitude, staircase intensity), joined by a thin line.
@@ -182,15 +200,16 @@ def series_svg(
     ----------
     values : sequence of float
         One value per trial, in order.
-    flags : sequence of bool | None, optional
-        Per trial: ``True`` drawn filled (e.g. MEP present / accepted), ``False`` hollow
-        in the warning colour, ``None`` grey (pending).
+    styles : sequence of TrialStyle, optional
+        Per trial, from :func:`labkit.trialstyle.trial_style` (filled: at or above
+        criterion; hollow: below; grey ×: rejected; small grey dot: undecided); default
+        all filled.
     reference : float | None
-        A horizontal line (criterion, running estimate).
+        A horizontal dashed line (criterion, running estimate).
     width, height : int
         Size in pixels.
-    title, unit : str
-        Caption and unit of the y axis.
+    title, unit, x_label : str
+        Caption, unit of the y axis (printed on its ticks) and x-axis label.
     y_min : float | None
         Lower end of the y axis (default: the smallest value or 0).
 
@@ -199,7 +218,7 @@ def series_svg(
     str
         An ``<svg>`` element with ``data-n-points`` and ``data-last`` set.
     """
-    pad_l, pad_r, pad_t, pad_b = 40, 8, 16, 14
+    pad_l, pad_r, pad_t, pad_b = 40, 8, 16, 16
     vals = np.asarray(list(values), float)
     n = vals.size
     body: list[str] = [f'<text x="{pad_l}" y="11" {_FONT}>{escape(title)}</text>']
@@ -218,26 +237,36 @@ def series_svg(
             yr = float(_scale(np.asarray([reference]), lo, hi, height - pad_b, pad_t)[0])
             body.append(
                 f'<line class="reference" x1="{pad_l}" x2="{width - pad_r}" y1="{_fmt(yr)}" '
-                f'y2="{_fmt(yr)}" stroke="{WARN}" stroke-dasharray="4 3"/>'
+                f'y2="{_fmt(yr)}" stroke="{CRITERION_COLOUR}" stroke-dasharray="4 3"/>'
             )
         if n > 1:
             body.append(
                 f'<polyline fill="none" stroke="{MUTED}" stroke-width="0.8" '
                 f'points="{_points(xs, ys)}"/>'
             )
-        flag_list = list(flags) if flags is not None else [True] * n
-        for x, y, flag in zip(xs, ys, flag_list + [True] * (n - len(flag_list)), strict=False):
-            if flag is None:
-                style = f'fill="{MUTED}" stroke="{MUTED}"'
-            elif flag:
-                style = f'fill="{ACCENT}" stroke="{ACCENT}"'
-            else:
-                style = f'fill="white" stroke="{WARN}"'
-            body.append(f'<circle cx="{_fmt(x)}" cy="{_fmt(y)}" r="3" {style}/>')
+        style_list = list(styles) if styles is not None else []
+        style_list += [ABOVE] * (n - len(style_list))
+        for x, y, style in zip(xs, ys, style_list, strict=False):
+            body.append(_mark_svg(float(x), float(y), style))
         body.append(f'<text x="2" y="{pad_t + 8}" {_FONT}>{hi:.0f}{escape(unit)}</text>')
-        body.append(f'<text x="2" y="{height - pad_b}" {_FONT}>{lo:.0f}</text>')
+        body.append(f'<text x="2" y="{height - pad_b}" {_FONT}>{lo:.0f}{escape(unit)}</text>')
+        body.append(f'<text class="x-label" x="{(width + pad_l) / 2 - 30:.0f}" '
+                    f'y="{height - 3}" {_FONT}>{escape(x_label)}</text>')
         last = f"{vals[-1]:.1f}"
     return _frame(width, height, {"n-points": n, "last": last}, body)
+
+
+def _mark_svg(x: float, y: float, style: TrialStyle) -> str:
+    """One trial's marker (``class`` = the style's name)."""
+    r = 3.0 * style.size
+    if style.marker == "x":
+        return (f'<g class="{style.name}" stroke="{style.colour}" stroke-width="1.5">'
+                f'<line x1="{_fmt(x - r)}" y1="{_fmt(y - r)}" x2="{_fmt(x + r)}" '
+                f'y2="{_fmt(y + r)}"/><line x1="{_fmt(x - r)}" y1="{_fmt(y + r)}" '
+                f'x2="{_fmt(x + r)}" y2="{_fmt(y - r)}"/></g>')
+    fill = style.colour if style.filled else "white"
+    return (f'<circle class="{style.name}" cx="{_fmt(x)}" cy="{_fmt(y)}" r="{r:g}" '
+            f'fill="{fill}" stroke="{style.colour}"/>')
 
 
 def histogram_svg(
@@ -249,8 +278,9 @@ def histogram_svg(
     height: int = 140,
     title: str = "",
     target: float | None = None,
+    unit: str = "",
 ) -> str:
-    """Bars of a histogram over ``[lo, hi)`` (e.g. trigger phase in radians).
+    """Bars of a histogram over ``[lo, hi)`` (e.g. trigger phase in degrees).
 
     Parameters
     ----------
@@ -264,6 +294,8 @@ def histogram_svg(
         Caption.
     target : float | None
         A value to mark with a vertical line (e.g. the target phase).
+    unit : str
+        Unit printed on the axis ends (``"°"``).
 
     Returns
     -------
@@ -287,8 +319,9 @@ def histogram_svg(
             xt = pad_l + (target - lo) / (hi - lo) * (width - pad_l - pad_r)
             body.append(
                 f'<line x1="{_fmt(xt)}" x2="{_fmt(xt)}" y1="{pad_t}" y2="{height - pad_b}" '
-                f'stroke="{WARN}" stroke-dasharray="3 3"/>'
+                f'stroke="{PULSE_COLOUR}" stroke-dasharray="3 3"/>'
             )
-        body.append(f'<text x="{pad_l}" y="{height - 2}" {_FONT}>{lo:.2f}</text>')
-        body.append(f'<text x="{width - pad_r - 28}" y="{height - 2}" {_FONT}>{hi:.2f}</text>')
+        body.append(f'<text x="{pad_l}" y="{height - 2}" {_FONT}>{lo:g}{escape(unit)}</text>')
+        body.append(f'<text x="{width - pad_r - 28}" y="{height - 2}" {_FONT}>'
+                    f'{hi:g}{escape(unit)}</text>')
     return _frame(width, height, {"total": total}, body)

@@ -1,10 +1,11 @@
 """ClosedLoopMonitor: where in the cycle the triggers landed, how often, how late.
 
 Data are fed by method (:meth:`ClosedLoopMonitor.record`) from whatever runs the loop,
-from any thread; redraws are rate-limited. Shown: a phase histogram (radians, cosine
-convention: 0 = positive peak, ±π = trough) with the target marked, circular mean and
-circular SD of the trigger phases, trigger rate over the last ``rate_window_s``, and loop
-latency (median, 95th percentile, max).
+from any thread, in radians (the API's unit); redraws are rate-limited. Everything shown
+is in degrees (cosine convention: 0° = positive peak, ±180° = trough): a phase histogram
+over [-180°, 180°) with the target marked, circular mean and circular SD of the trigger
+phases, trigger rate over the last ``rate_window_s``, and loop latency (median, 95th
+percentile, max).
 """
 
 from __future__ import annotations
@@ -115,8 +116,12 @@ class ClosedLoopMonitor(widgets.VBox):
         return counts
 
     def _hist_svg(self, counts: np.ndarray) -> str:
-        return histogram_svg(counts, lo=-math.pi, hi=math.pi, title="trigger phase (rad)",
-                             target=self.target_phase_rad)
+        target = self.target_phase_rad
+        target_deg = None if target is None else math.degrees(
+            (float(target) + math.pi) % (2 * math.pi) - math.pi)
+        return histogram_svg(counts, lo=-180.0, hi=180.0, unit="°",
+                             title="trigger phase (°; 0° = peak, ±180° = trough)",
+                             target=target_deg)
 
     def _render(self) -> None:
         counts = self.phase_counts()

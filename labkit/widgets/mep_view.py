@@ -27,6 +27,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from labkit.mep import MEPInputError, blank_artifact
+from labkit.trialstyle import trial_style
 from labkit.widgets._emg import MEPTrial
 from labkit.widgets._svg import TracePath, series_svg, trace_path, traces_svg
 from labkit.widgets._threads import RenderThrottle
@@ -106,7 +107,9 @@ class MEPView(widgets.VBox):
         trial : MEPTrial
             The sweep.
         accepted : bool | None
-            Drawn filled (True), hollow red (False) or grey (None: not decided yet).
+            True: accepted (filled at or above the criterion, hollow below); False:
+            rejected (grey ×); None: not decided yet (small grey dot). See
+            :mod:`labkit.trialstyle`.
         """
         self.add_sweep(trial.times_ms, trial.emg_uv, trial.amplitude_uv, accepted=accepted)
 
@@ -154,9 +157,12 @@ class MEPView(widgets.VBox):
             amps = list(self._amplitudes)
             flags = list(self._flags)
         self.overlay.value = traces_svg(traces, window_ms=self.window_ms)
+        criterion = self.criterion_uv
+        styles = [trial_style(flag, criterion is None or amp >= criterion)
+                  for amp, flag in zip(amps, flags, strict=True)]
         self.amplitude_plot.value = series_svg(
-            amps, flags=flags, reference=self.criterion_uv, y_min=0.0,
-            title="peak-to-peak per trial", unit=" µV",
+            amps, styles=styles, reference=criterion, y_min=0.0,
+            title="peak-to-peak per trial (dashed: criterion)", unit=" µV",
         )
         if amps:
             self.summary.value = f"MEP {len(amps)}: {amps[-1]:.1f} µV peak-to-peak"

@@ -21,49 +21,26 @@ from labkit.widgets._emg import as_emg_source
 from labkit.widgets._threads import Ticker
 from labkit.widgets.estop import EmergencyStop
 from labkit.widgets.mep_view import MEPCollector, MEPView
-from labkit.widgets.stop_bar import stop_banner_html
-
-_TEMPERATURE_METHODS = ("coil_temperature", "temperature", "get_temperature", "temperatures")
-_TEMPERATURE_FIELDS = ("coil_temperature_c", "temperature_c", "coil_temp_c")
+from labkit.widgets.status_bar import StatusBar
 
 
-def read_temperature_c(stimulator: Any, status: Any = None) -> float | None:
-    """Coil temperature in °C if the driver or its status exposes one, else ``None``."""
-    for name in _TEMPERATURE_FIELDS:
-        value = getattr(status, name, None)
-        if value is not None:
-            return _first_number(value)
-    for name in _TEMPERATURE_METHODS:
-        method = getattr(stimulator, name, None)
-        if callable(method):
-            return _first_number(method())
-    return None
+def button_states(connected: bool, status: Any, stop_latched: bool,
+                  interval_wait_s: float) -> dict[str, bool]:
+    """Which of the panel's buttons are enabled (True) in this state. Pure.
 
-
-def _first_number(value: Any) -> float | None:
-    if isinstance(value, int | float):
-        return float(value)
-    for name in ("coil1_c", "coil_c", "coil1", "coil"):
-        inner = getattr(value, name, None)
-        if isinstance(inner, int | float):
-            return float(inner)
-    if isinstance(value, tuple | list) and value and isinstance(value[0], int | float):
-        return float(value[0])
-    return None
-
-
-def lights_html(lights: dict[str, bool | None]) -> str:
-    """Coloured status dots; each carries ``data-name`` and ``data-on`` (1, 0 or ?)."""
-    parts = []
-    for name, on in lights.items():
-        colour = "#2ca02c" if on else ("#bbb" if on is None else "#555")
-        flag = "?" if on is None else ("1" if on else "0")
-        parts.append(
-            f'<span class="labkit-light" data-name="{escape(name)}" data-on="{flag}" '
-            f'style="margin-right:12px"><span style="display:inline-block;width:10px;'
-            f'height:10px;border-radius:5px;background:{colour}"></span> {escape(name)}</span>'
-        )
-    return "".join(parts)
+    Connect only while disconnected; Disconnect, Arm and Disarm only while connected; Arm
+    only while disarmed and no STOP is latched; Disarm only while armed; Fire only when
+    the unit is ready, no STOP is latched and the single-pulse interval has passed.
+    """
+    armed = bool(getattr(status, "armed", False)) if connected else False
+    ready = bool(getattr(status, "ready", False)) if connected else False
+    return {
+        "connect": not connected,
+        "disconnect": connected,
+        "arm": connected and not armed and not stop_latched,
+        "disarm": connected and (armed or status is None),
+        "fire": connected and ready and not stop_latched and interval_wait_s <= 0,
+    }
 
 
 def parse_intensity(text: str, low: int, high: int) -> int:
@@ -113,6 +90,9 @@ class StimulatorPanel(widgets.VBox):
     on_mep : callable | None
         Called (in the MEP thread) with every recorded :class:`~labkit.widgets.MEPTrial`,
         e.g. ``lambda t: session.log_event("mep", amplitude_uv=t.amplitude_uv)``.
+    rig, session, navigation
+        Shown in the status bar (:class:`~labkit.widgets.status_bar.StatusBar`): the
+        SIMULATED/REAL badge, the session, the coil-to-target distance.
 
     Attributes
     ----------
@@ -132,6 +112,9 @@ class StimulatorPanel(widgets.VBox):
         estop: EmergencyStop | None = None,
         mep_options: dict | None = None,
         on_mep: Callable[[Any], None] | None = None,
+        rig: Any = None,
+        session: Any = None,
+        navigation: Any = None,
     ) -> None:
         self.stimulator = stimulator
         self._jobs = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="labkit-stim")
@@ -164,25 +147,13 @@ class StimulatorPanel(widgets.VBox):
         self.intensity_text.observe(self._on_intensity_text, names="value")
         self.intensity_error = widgets.HTML("")
         self.intensity_error.add_class("labkit-intensity-error")
-        self.stop_banner = widgets.HTML("")
-        self.stop_banner.add_class("labkit-stop-banner")
-        self.lights = widgets.HTML(lights_html(self._lights(None)))
-        self.lights.add_class("labkit-status-lights")
-        self.temperature = widgets.Label("coil: -- °C")
-        self.temperature.add_class("labkit-temperature")
-        self.pulses = widgets.Label("pulses: 0")
-        self.pulses.add_class("labkit-pulse-count")
-        self.stop_button = widgets.Button(
-            description="STOP", button_style="danger", tooltip="Emergency stop: disarm now",
-            layout=widgets.Layout(width="120px", height="48px"),
-        )
-        self.stop_button.style.font_weight = "bold"
-        self.stop_button.add_class("labkit-stop")
-        self.stop_button.on_click(lambda _b: self.stop())
-        self.reset_button = self._button("Reset STOP", "labkit-reset", None)
-        self.reset_button.on_click(lambda _b: self.reset_stop())
-        self.stop_state = widgets.Label("STOP: ready")
-        self.stop_state.add_class("labkit-stop-state")
+        # the status bar carries the STOP; this panel polls the unit and hands it the status
+        self.status_bar = StatusBar(stimulator, self.estop, rig=rig, session=session,
+                                    navigation=navigation, poll_s=None)
+        self.stop_button = self.status_bar.stop.button
+        self.reset_button = self.status_bar.stop.reset_button
+        self.stop_state = self.status_bar.stop.state
+        self.stop_banner = self.status_bar.stop.banner
         self.message = widgets.Label("")
         self.message.add_class("labkit-message")
 
@@ -197,19 +168,19 @@ class StimulatorPanel(widgets.VBox):
         stimulator.add_pulse_listener(self._on_pulse)
 
         rows: list[widgets.Widget] = [
-            self.stop_banner,
-            widgets.HBox([self.title, self.stop_button, self.reset_button, self.stop_state]),
+            self.status_bar,
+            self.title,
             widgets.HBox([self.connect_button, self.disconnect_button, self.arm_button,
                           self.disarm_button]),
             widgets.HBox([self.intensity, self.intensity_text, self.fire_button]),
             self.intensity_error,
-            widgets.HBox([self.lights, self.temperature, self.pulses]),
             self.message,
         ]
         if self.mep_view is not None:
             rows.append(self.mep_view)
         super().__init__(children=rows)
         self.add_class("labkit-stimulator-panel")
+        self._update_buttons(None)
         self._ticker = None
         if poll_s:
             self._ticker = Ticker(self._poll, poll_s, self._report, "labkit-stim-status").start()
@@ -223,9 +194,8 @@ class StimulatorPanel(widgets.VBox):
         self.estop.trigger()
 
     def reset_stop(self) -> None:
-        """Release the STOP latch."""
+        """Release the STOP latch (what Reset STOP does)."""
         self.estop.reset()
-        self.message.value = "STOP released"
 
     def wait_idle(self, timeout_s: float = 10.0) -> None:
         """Wait until queued button operations are done (and MEPs drawn); for scripts."""
@@ -242,15 +212,10 @@ class StimulatorPanel(widgets.VBox):
             self.mep_view.throttle.flush()
 
     def refresh_status(self) -> Any:
-        """Query the unit and update the lights and temperature; returns the status."""
+        """Query the unit, update the status bar and the buttons; returns the status."""
         status = self.stimulator.status()
-        self.lights.value = lights_html(self._lights(status))
-        self._update_fire_button(status)
-        try:
-            temp = read_temperature_c(self.stimulator, status)
-        except StimulatorError:
-            temp = None
-        self.temperature.value = "coil: -- °C" if temp is None else f"coil: {temp:.0f} °C"
+        self._update_buttons(status)
+        self.status_bar.refresh(status)
         return status
 
     def close(self) -> None:
@@ -259,6 +224,7 @@ class StimulatorPanel(widgets.VBox):
             self._ticker.stop()
         if self.collector is not None:
             self.collector.close()
+        self.status_bar.close()
         try:
             self.stimulator.remove_pulse_listener(self._on_pulse)
         except ValueError:
@@ -299,7 +265,8 @@ class StimulatorPanel(widgets.VBox):
 
     def _close_job(self) -> None:
         self.stimulator.close()
-        self.lights.value = lights_html(self._lights(None))
+        self._update_buttons(None)
+        self.status_bar.refresh(query=False)
         self.message.value = "disconnected"
 
     def _arm_job(self) -> None:
@@ -362,27 +329,28 @@ class StimulatorPanel(widgets.VBox):
         self.intensity_error.value = ""
         self.intensity.value = percent
 
-    def _update_fire_button(self, status: Any) -> None:
-        """Fire only when the unit is ready, no STOP is latched and the interval passed."""
+    def _update_buttons(self, status: Any) -> None:
+        """Enable only the buttons valid now (:func:`button_states`)."""
         wait_s = self.stimulator.guard.single_pulse_wait_s(local_clock())
-        self.fire_button.disabled = bool(self.estop.active or not status.ready or wait_s > 0)
+        states = button_states(bool(self.stimulator.connected), status, self.estop.active,
+                               wait_s)
+        for name, enabled in states.items():
+            getattr(self, f"{name}_button").disabled = not enabled
 
     def _on_pulse(self, event: Any) -> None:
         self.last_pulse = event
         self.fire_button.disabled = True  # until the next status poll finds it allowed
-        self.pulses.value = f"pulses: {event.index + 1}"
+        self.status_bar.refresh(query=False)
         if self.collector is not None:
             self.collector.on_pulse(event)
 
     def _on_stop_state(self, state: str) -> None:
-        self.stop_state.value = f"STOP: {state}"
-        self.stop_banner.value = stop_banner_html(state)
         if state != "ready":
             self.fire_button.disabled = True
-        if state == "disarmed":
-            self.lights.value = lights_html(
-                {"armed": False, "ready": False, "remote control": None}
-            )
+            self.arm_button.disabled = True
+        else:
+            self.message.value = "STOP released"
+        if state in ("disarmed", "ready"):
             try:
                 self.refresh_status()
             except Exception:
@@ -394,10 +362,3 @@ class StimulatorPanel(widgets.VBox):
 
     def _report(self, exc: BaseException) -> None:
         self.message.value = f"{type(exc).__name__}: {exc}"
-
-    @staticmethod
-    def _lights(status: Any) -> dict[str, bool | None]:
-        if status is None:
-            return {"armed": None, "ready": None, "remote control": None}
-        return {"armed": bool(status.armed), "ready": bool(status.ready),
-                "remote control": bool(status.remote_control)}

@@ -26,7 +26,9 @@ def stop_banner_html(state: str) -> str:
 
 
 class StopBar(widgets.VBox):
-    """STOP button, latch state and (while latched) a banner for one panel.
+    """STOP button, latch state, Reset STOP and (while latched) a banner for one panel.
+
+    Reset STOP is enabled only while the latch is set.
 
     Parameters
     ----------
@@ -42,14 +44,20 @@ class StopBar(widgets.VBox):
         self.button.style.font_weight = "bold"
         self.button.add_class("labkit-stop")
         self.button.on_click(lambda _b: estop.trigger())
+        self.reset_button = widgets.Button(description="Reset STOP", disabled=not estop.active,
+                                           tooltip="Release the latch (the unit stays disarmed)")
+        self.reset_button.add_class("labkit-reset")
+        self.reset_button.on_click(lambda _b: estop.reset())
         self.state = widgets.Label(f"STOP: {estop.state}")
         self.state.add_class("labkit-stop-state")
         self.banner = widgets.HTML("")
         self.banner.add_class("labkit-stop-banner")
         estop.add_listener(self._on_state)
-        super().__init__(children=[self.banner, widgets.HBox([self.button, self.state])])
+        super().__init__(children=[self.banner, widgets.HBox([self.button, self.reset_button,
+                                                                   self.state])])
         self.add_class("labkit-stop-bar")
 
     def _on_state(self, state: str) -> None:
         self.state.value = f"STOP: {state}"
         self.banner.value = stop_banner_html(state)
+        self.reset_button.disabled = not self.estop.active

@@ -28,12 +28,13 @@ from labkit.background import (
 )
 from labkit.clock import local_clock
 from labkit.errors import ConfigError, StimulatorError
+from labkit.trialstyle import trial_style
 from labkit.widgets._emg import MEPTrial, as_emg_source
 from labkit.widgets._svg import series_svg
 from labkit.widgets._threads import Worker
 from labkit.widgets.estop import EmergencyStop
 from labkit.widgets.mep_view import MEPView
-from labkit.widgets.stop_bar import StopBar
+from labkit.widgets.status_bar import StatusBar
 
 
 class ThresholdHunter(widgets.VBox):
@@ -68,6 +69,10 @@ class ThresholdHunter(widgets.VBox):
         ``BackgroundCriterion.active_from_mvc(mvc_uv)`` or ``.active((low, high))``.
     mep_options : dict | None
         Passed to :class:`~labkit.widgets._emg.StreamEpochs`.
+    rig, navigation
+        Shown in the status bar (:class:`~labkit.widgets.status_bar.StatusBar`).
+    poll_s : float | None
+        Status bar refresh period (``None``: refreshed after each pulse only).
     """
 
     def __init__(
@@ -83,6 +88,9 @@ class ThresholdHunter(widgets.VBox):
         interval_s: float = 5.0,
         background: BackgroundCriterion | None = None,
         mep_options: dict | None = None,
+        rig: Any = None,
+        navigation: Any = None,
+        poll_s: float | None = 1.0,
     ) -> None:
         criterion = float(getattr(estimator, "criterion_uv", 50.0))
         self.background = _hunt_background(kind, criterion, background)
@@ -125,12 +133,15 @@ class ThresholdHunter(widgets.VBox):
         self.estimate_label.add_class("labkit-estimate")
         self.result_label = widgets.HTML("")
         self.result_label.add_class("labkit-threshold-result")
-        self.staircase = widgets.HTML(series_svg([], title="staircase", unit=" %"))
+        self.staircase = widgets.HTML(series_svg([], title="staircase", unit=" %MSO"))
         self.staircase.add_class("labkit-staircase")
         self.mep_view = MEPView(window_ms=getattr(self.source, "window_ms", (15.0, 50.0)),
                                 criterion_uv=criterion)
+        self.status_bar = StatusBar(stimulator, self.estop, rig=rig, session=session,
+                                    navigation=navigation, poll_s=poll_s)
+        self.estop.add_listener(self._on_stop_state)
         super().__init__(children=[
-            StopBar(self.estop),
+            self.status_bar,
             widgets.HTML(f"<b>Threshold hunt</b> ({type(estimator).__name__}, "
                          f"criterion {criterion:.0f} µV; {self.background.describe()})"),
             widgets.HBox([self.next_label, self.fire_button, self.accept_button,
@@ -213,10 +224,12 @@ class ThresholdHunter(widgets.VBox):
         self._pending = (x, trial)
         self.trials.append((x, trial, None))
         self.mep_view.add_trial(trial, accepted=None)
+        self.status_bar.refresh(query=False)
         verdict = self.judge(trial)
         flag = "" if verdict.accepted else f" ({verdict.reason}: reject?)"
         self.trial_label.value = (f"trial {len(self.trials)}: {x} %MSO -> "
                                   f"{trial.amplitude_uv:.1f} µV{flag}")
+        self.fire_button.disabled = True  # accept or reject it first
         self.accept_button.disabled = False
         self.reject_button.disabled = False
         return trial
@@ -238,7 +251,7 @@ class ThresholdHunter(widgets.VBox):
             time.sleep(0.05)
         raise StimulatorError("stimulator not ready 3 s after arming; not fired")
 
-    def _decide(self, accepted: bool) -> None:
+    def _decide(self, accepted: bool, auto: bool = False) -> None:
         if self._pending is None:
             return
         x, trial = self._pending
@@ -246,6 +259,8 @@ class ThresholdHunter(widgets.VBox):
         self.trials[-1] = (x, trial, accepted)
         self.accept_button.disabled = True
         self.reject_button.disabled = True
+        if not auto:  # auto mode keeps the manual buttons off until it ends
+            self.fire_button.disabled = self.estop.active
         self.mep_view.mark_last(accepted)
         if accepted:
             self.estimator.update(x, trial.amplitude_uv)
@@ -260,11 +275,11 @@ class ThresholdHunter(widgets.VBox):
         try:
             while not self.done and not self._stop.is_set():
                 trial = self._fire_once()
-                self._decide(self.judge(trial).accepted)
+                self._decide(self.judge(trial).accepted, auto=True)
         finally:
             if not self.done:
-                self.fire_button.disabled = False
-                self.auto_button.disabled = False
+                self.fire_button.disabled = self._pending is not None or self.estop.active
+                self.auto_button.disabled = self.estop.active
                 pending = self._pending is not None
                 self.accept_button.disabled = not pending
                 self.reject_button.disabled = not pending
@@ -294,9 +309,11 @@ class ThresholdHunter(widgets.VBox):
         history = list(self.estimator.history)
         estimate = float(self.estimator.threshold) if history else math.nan
         self.staircase.value = series_svg(
-            [t.intensity_percent for t in history], flags=[t.hit for t in history],
+            [t.intensity_percent for t in history],
+            styles=[trial_style(True, bool(t.hit)) for t in history],
             reference=estimate if math.isfinite(estimate) else None,
-            title="staircase (filled: MEP >= criterion)", unit=" %",
+            title="staircase (filled: MEP >= criterion; dashed: estimate)", unit=" %MSO",
+            x_label="accepted trial number",
         )
         if math.isfinite(estimate):
             self.estimate_label.value = f"estimate: {estimate:.1f} %MSO after {len(history)}"
@@ -304,6 +321,21 @@ class ThresholdHunter(widgets.VBox):
             self.next_label.value = "next: <b>done</b>"
         else:
             self.next_label.value = f"next: <b>{self.estimator.next_intensity()} %MSO</b>"
+
+    def _on_stop_state(self, state: str) -> None:
+        """No firing while STOP is latched; manual control back once it is reset."""
+        if state != "ready":
+            self.fire_button.disabled = True
+            self.auto_button.disabled = True
+        elif not self.done and not self.worker.busy:
+            self.fire_button.disabled = self._pending is not None
+            self.auto_button.disabled = False
+
+    def close(self) -> None:
+        """Stop the hunt's auto mode and the status bar."""
+        self.stop()
+        self.status_bar.close()
+        super().close()
 
     def _report(self, exc: BaseException) -> None:
         self.trial_label.value = f"{type(exc).__name__}: {exc}"

@@ -111,6 +111,10 @@ class SimulationSection(_Strict):
     emg_noise_uv: float = Field(default=0.5, ge=0, le=100)
     emg_latency_ms: float = Field(default=20.0, ge=1, le=200)
     eeg: bool = False
+    process: Literal["inline", "child"] = Field(
+        default="inline",
+        description="run the simulated lab in this process or in a child process reached "
+                    "over a pty and LSL like real hardware ($LABKIT_SIM_PROCESS overrides)")
 
 
 class NavigationSection(_Strict):

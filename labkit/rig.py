@@ -315,6 +315,7 @@ def open_rig(
     seed: int | None = None,
     connect: bool = True,
     session: Any = None,
+    sim_process: str | None = None,
 ) -> Rig:
     """Open the rig described by a device profile.
 
@@ -330,6 +331,11 @@ def open_rig(
         Connect the stimulator (take remote control) right away.
     session : Session | None
         Record into this session (see :meth:`Rig.use_session`).
+    sim_process : {"inline", "child"} | None
+        Simulated rigs: run the simulated lab in this process, or in a child process
+        reached over a pseudo-terminal and LSL like real hardware (stopped by
+        :meth:`Rig.close`, killed with this process). Default: ``$LABKIT_SIM_PROCESS``,
+        else the profile's ``[simulation] process``.
 
     Returns
     -------
@@ -351,7 +357,8 @@ def open_rig(
     marker_name = profile.streams.markers.name
     marker_source = profile.streams.markers.source_id
     if profile.rig.simulated:
-        hardware = _simulation_factory()(profile, seed=seed)
+        options = {} if sim_process is None else {"process": sim_process}
+        hardware = _simulation_factory()(profile, seed=seed, **options)
         port = hardware.port
         emg_section, eeg_section = hardware.emg_stream, hardware.eeg_stream
         marker_name, marker_source = hardware.marker_stream.name, hardware.marker_stream.source_id
@@ -367,6 +374,8 @@ def open_rig(
             options["unlock_code"] = profile.stimulator.unlock_code
         stimulator = driver(port, **options)
         step = "emg"
+        # a simulator in another process explains a silent link (exited, stopped, behind)
+        stimulator.link_diagnosis = getattr(hardware, "diagnose", None)
         emg = connect_stream(emg_section.name, source_id=emg_section.source_id,
                              picks=emg_section.picks)
         if eeg_section is not None:

@@ -84,6 +84,9 @@ def attach_navigation(
         Close it (or the rig's hardware) at the end.
     """
     hardware = getattr(rig, "hardware", None) or rig
+    if hasattr(hardware, "apply"):  # the simulated lab runs in a child process: attach there
+        return hardware.apply("labkit.sim.navigation:attach_navigation", seed=seed, hand=hand,
+                              rate_hz=rate_hz, port=port)
     subject = getattr(hardware, "subject", None)
     if subject is None:
         raise ValueError("attach_navigation needs a simulated rig (it has no virtual subject)")

@@ -12,13 +12,19 @@ import itertools
 import os
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from labkit.errors import ConfigError
 from labkit.profiles import DeviceProfile, StreamSection
 from labkit.sim.events import Discharge
 from labkit.stimulators.registry import model_spec
 
+if TYPE_CHECKING:
+    from labkit.sim.process import SimulatorProcess
+
 _RIG_COUNTER = itertools.count(1)
+#: Environment variable that overrides the profile's ``[simulation] process``.
+PROCESS_ENV = "LABKIT_SIM_PROCESS"
 
 @dataclass
 class SimulatedHardware:
@@ -60,9 +66,25 @@ def _unique(section: StreamSection, suffix: str) -> StreamSection:
     })
 
 
+def simulation_process(profile: DeviceProfile, process: str | None = None) -> str:
+    """Where the simulated lab runs: ``process`` if given, else ``$LABKIT_SIM_PROCESS``,
+    else the profile's ``[simulation] process``.
+
+    Raises
+    ------
+    ConfigError
+        For anything but ``"inline"`` or ``"child"``.
+    """
+    where = process or os.environ.get(PROCESS_ENV) or profile.simulation.process
+    if where not in ("inline", "child"):
+        source = "process=" if process else f"${PROCESS_ENV}"
+        raise ConfigError(f"must be 'inline' or 'child', got {where!r}", field=source)
+    return where
+
+
 def start_simulated_hardware(
-    profile: DeviceProfile, *, seed: int | None = None
-) -> SimulatedHardware:
+    profile: DeviceProfile, *, seed: int | None = None, process: str | None = None
+) -> SimulatedHardware | SimulatorProcess:
     """Start the simulated hardware a profile describes.
 
     Parameters
@@ -71,12 +93,18 @@ def start_simulated_hardware(
         A profile with ``rig.simulated = true``.
     seed : int | None
         Seed of the virtual subject; defaults to ``profile.simulation.seed``.
+    process : {"inline", "child"} | None
+        Run it in this process or in a child process (see :func:`simulation_process`).
 
     Returns
     -------
-    SimulatedHardware
-        Running hardware; :meth:`SimulatedHardware.close` stops it.
+    SimulatedHardware | SimulatorProcess
+        Running hardware (inline) or the child running it; ``close()`` stops either.
     """
+    if simulation_process(profile, process) == "child":
+        from labkit.sim.process import start_simulator_process
+
+        return start_simulator_process(profile, seed=seed)
     from labkit.sim.amplifier import EEGAmplifier, EMGAmplifier
     from labkit.sim.subject import VirtualSubject
 

@@ -132,6 +132,14 @@ class Stimulator(ABC):
         #: Bytes discarded while resynchronising.
         self.stale_bytes = 0
         self._resync_needed = False
+        #: Explains a unit that does not answer (a rig whose unit is simulated in another
+        #: process sets it: the simulator exited, is stopped or is behind).
+        self.link_diagnosis: Callable[[], str] | None = None
+
+    def _with_link_hint(self, message: str) -> str:
+        if self.link_diagnosis is None:
+            return message
+        return f"{message} ({self.link_diagnosis()})"
 
     # ------------------------------------------------------------------ lifecycle
     def connect(self) -> Stimulator:
@@ -297,9 +305,9 @@ class Stimulator(ABC):
         deadline = local_clock() + (5.0 if timeout_s is None else float(timeout_s))
         while not self.status().ready:
             if local_clock() >= deadline:
-                raise StimulatorTimeoutError(
+                raise StimulatorTimeoutError(self._with_link_hint(
                     f"{type(self).__name__} on {self.port!r} not ready within "
-                    f"{5.0 if timeout_s is None else timeout_s:.1f} s")
+                    f"{5.0 if timeout_s is None else timeout_s:.1f} s"))
             threading.Event().wait(0.02)
 
     def start_arming(self) -> None:
@@ -393,7 +401,8 @@ class Stimulator(ABC):
             port.write(data)
             port.flush()
         except (serial.SerialException, OSError) as exc:
-            self._latch(StimulatorError(f"writing {data!r} to {self.port!r} failed: {exc}"))
+            self._latch(StimulatorError(
+                self._with_link_hint(f"writing {data!r} to {self.port!r} failed: {exc}")))
             raise self.fault from exc
         self._last_io_s = local_clock()
         return sent_s
@@ -411,7 +420,8 @@ class Stimulator(ABC):
             try:
                 chunk = port.read(n - len(buf))
             except (serial.SerialException, OSError) as exc:
-                self._latch(StimulatorError(f"reading from {self.port!r} failed: {exc}"))
+                self._latch(StimulatorError(
+                    self._with_link_hint(f"reading from {self.port!r} failed: {exc}")))
                 raise self.fault from exc
             buf.extend(chunk)
         if len(buf) < n:
@@ -427,7 +437,8 @@ class Stimulator(ABC):
     def silence_message(self, what: str = "", *, verb: str = "did not answer") -> str:
         """Why the unit said nothing within ``timeout_s``, written for the operator.
 
-        On a simulated port it says that the simulator is behind or stopped; on real
+        On a simulated port it says that the simulator is behind or stopped (exited with
+        its code, stopped, or behind, when :attr:`link_diagnosis` can tell); on real
         hardware it lists :attr:`silence_causes`, most likely first.
 
         Parameters
@@ -439,6 +450,10 @@ class Stimulator(ABC):
         """
         asked = f" {what}" if what else ""
         simulator = ports.simulated_device(self.port)
+        if simulator is not None and self.link_diagnosis is not None:
+            return (f"{simulator} {verb}{asked} within {self.timeout_s:.2f} s on "
+                    f"{self.port!r}: {self.link_diagnosis()} (a simulated rig; no cable or "
+                    "unit is involved)")
         if simulator is not None:
             return (f"{simulator} {verb}{asked} within {self.timeout_s:.2f} s on "
                     f"{self.port!r}: the simulator process is behind or stopped (a simulated "
@@ -480,7 +495,8 @@ class Stimulator(ABC):
                 port.timeout = min(0.02, quiet_s)
                 data = port.read(256)
             except (serial.SerialException, OSError) as exc:
-                self._latch(StimulatorError(f"reading from {self.port!r} failed: {exc}"))
+                self._latch(StimulatorError(
+                    self._with_link_hint(f"reading from {self.port!r} failed: {exc}")))
                 raise self.fault from exc
             if data:
                 last_s = local_clock()

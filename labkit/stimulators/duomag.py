@@ -247,9 +247,9 @@ class DuoMAG(Stimulator):
             if frame.charged:
                 return frame
             if local_clock() >= deadline:
-                raise StimulatorTimeoutError(
+                raise StimulatorTimeoutError(self._with_link_hint(
                     f"DuoMAG on {self.port!r} not charged within {self.arm_timeout_s:.1f} s "
-                    f"({what})")
+                    f"({what})"))
 
     def _set_and_confirm(self, percent: int) -> None:
         self._write(dp.intensity_command(percent))
@@ -297,7 +297,8 @@ class DuoMAG(Stimulator):
                 port.timeout = min(remaining, 0.05)
                 data = port.read(max(1, port.in_waiting))
             except (serial.SerialException, OSError) as exc:
-                self._latch(StimulatorError(f"reading from {self.port!r} failed: {exc}"))
+                self._latch(StimulatorError(self._with_link_hint(
+                    f"reading from {self.port!r} failed: {exc}")))
                 raise self.fault from exc
             for raw in self._stream.feed(data):
                 try:

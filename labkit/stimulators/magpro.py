@@ -674,7 +674,8 @@ class MagPro(Stimulator):
             port.timeout = timeout_s
             return port.read(n)
         except (serial.SerialException, OSError) as exc:
-            self._latch(StimulatorError(f"reading from {self.port!r} failed: {exc}"))
+            self._latch(StimulatorError(self._with_link_hint(
+                f"reading from {self.port!r} failed: {exc}")))
             raise self.fault from exc
 
     def _drain_unsolicited(self) -> None:

@@ -232,10 +232,10 @@ class Magstim(Stimulator):
                     self.disarm()
                 except StimulatorError:
                     pass
-                raise StimulatorTimeoutError(
+                raise StimulatorTimeoutError(self._with_link_hint(
                     f"{type(self).__name__} on {self.port!r} armed but not ready within "
                     f"{timeout_s:.1f} s (last status: armed={status.armed}, "
-                    f"error={status.error}); disarmed", command=mp.ARM)
+                    f"error={status.error}); disarmed"), command=mp.ARM)
             time.sleep(0.05)
 
     def disarm(self) -> None:

@@ -20,7 +20,16 @@ Prints JSON lines (one object per line).
    random timing) as the in-run baseline; ``estimate_vs_truth_sd_deg`` is the circular SD
    of the controller's predicted phase at the pulse minus the true phase.
 
-Run: ``python benchmarks/bench_closed_loop.py [--quick]``.
+3. ``loop_latency_loaded_sim`` — the same loop on a simulated rig (``simulated-eeg``
+   profile, random condition, one pulse a second) with the machine loaded by two
+   busy processes: from the LSL time stamp of the newest EEG sample decided on to the
+   discharge in the simulator (its ``local_clock()`` stamp; the amplifier's 5 ms
+   hold-back is part of both figures), for the simulator in its own process
+   (``sim_process="child"``: stimulator over a pty) and inline (in the controller's
+   process). In-run baseline for each: the age of the newest sample of the same EEG stream
+   when a bare drain loop sees it (LSL transport + poll), under the same load.
+
+Run: ``python benchmarks/bench_closed_loop.py [--quick] [--no-loaded]``.
 """
 
 from __future__ import annotations
@@ -102,19 +111,7 @@ class LivePusher:
 
 def _transport_baseline(pusher: LivePusher, seconds: float, poll_s: float) -> np.ndarray:
     """Age of the newest sample when a bare drain loop sees it (LSL + poll only), ms."""
-    from labkit.streams import LowLatencyInlet
-
-    ages = []
-    with LowLatencyInlet(pusher.name, source_id=pusher.source_id) as inlet:
-        inlet.pull()
-        end = time.perf_counter() + seconds
-        while time.perf_counter() < end:
-            _, stamps = inlet.pull()
-            if stamps.shape[0]:
-                ages.append(local_clock() - stamps[-1])
-            else:
-                time.sleep(poll_s)
-    return np.asarray(ages) * 1000.0
+    return _stream_age_ms(pusher.name, pusher.source_id, seconds, poll_s)
 
 
 def bench_loop_latency(n_pulses: int, realtime: bool = False) -> list[dict]:
@@ -161,6 +158,63 @@ def bench_loop_latency(n_pulses: int, realtime: bool = False) -> list[dict]:
          **_pct((arrive - decided) * 1000.0)},
     ]
     return rows
+
+
+def _stream_age_ms(name: str, source_id: str, seconds: float, poll_s: float) -> np.ndarray:
+    """Age of the newest sample of a stream when a bare drain loop sees it, ms."""
+    from labkit.streams import LowLatencyInlet
+
+    ages = []
+    with LowLatencyInlet(name, source_id=source_id) as inlet:
+        inlet.pull()
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            _, stamps = inlet.pull()
+            if stamps.shape[0]:
+                ages.append(local_clock() - stamps[-1])
+            else:
+                time.sleep(poll_s)
+    return np.asarray(ages) * 1000.0
+
+
+def bench_loop_latency_loaded_sim(n_pulses: int, process: str, busy: int) -> list[dict]:
+    """Closed loop on a simulated rig (child process or inline) with ``busy`` CPU hogs."""
+    from machine_load import busy_processes, machine
+
+    import labkit
+
+    poll_s = 0.0005
+    interval_s = 1.0  # closer pulses make a continuous train the safety table limits
+    with busy_processes(busy), labkit.open_rig("simulated-eeg", seed=2,
+                                               sim_process=process) as rig:
+        rig.eeg.disconnect()  # the controller reads through its own inlet
+        eeg = rig.hardware.eeg_stream
+        baseline = _stream_age_ms(eeg.name, eeg.source_id, 5.0, poll_s)
+        rig.stimulator.set_intensity(30)
+        before = len(rig.subject.responses)
+        with ClosedLoopController(
+            rig.stimulator, eeg.name, source_id=eeg.source_id, mu_hz=10.5,
+            condition="random", min_interval_s=interval_s, random_intervals_s=[interval_s],
+            max_pulses=n_pulses, settle_s=0.5, poll_s=poll_s,
+            rmt_percent=rig.subject.resting_motor_threshold_percent,
+        ) as ctl:
+            ctl.start()
+            ctl.wait(n_pulses * interval_s * 3 + 30)
+            ctl.stop()
+        discharged = np.array([r.time_s for r in rig.subject.responses[before:]])
+        realtime = getattr(rig.hardware, "realtime", None)
+        slow = rig.stimulator.slow_replies
+        load = machine()
+    trig = ctl.triggers
+    sample = np.array([t.sample_time_s for t in trig])
+    e2e = (discharged[: len(trig)] - sample[: len(discharged)]) * 1000.0
+    common = {"bench": "loop_latency_loaded_sim", "simulator": process,
+              "busy_processes": busy, "simulator_sched_fifo": realtime, **load}
+    return [
+        {**common, "what": "lsl_sample_to_simulated_discharge", **_pct(e2e),
+         "pulses_asked": n_pulses, "slow_replies": slow},
+        {**common, "what": "baseline_same_stream_lsl_transport_and_poll", **_pct(baseline)},
+    ]
 
 
 def bench_phase_accuracy(snr_db: float, n_pulses: int) -> list[dict]:
@@ -217,6 +271,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer pulses")
     parser.add_argument("--realtime", action="store_true",
                         help="also run the loop with SCHED_FIFO (where permitted)")
+    parser.add_argument("--no-loaded", dest="loaded", action="store_false",
+                        help="skip the simulated rigs on a loaded machine")
     args = parser.parse_args()
     n_lat, n_phase = (60, 20) if args.quick else (300, 50)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
@@ -227,6 +283,15 @@ def main() -> None:
     for snr in (0.0, 10.0):
         for row in bench_phase_accuracy(snr, n_phase):
             print(json.dumps(row), flush=True)
+    if args.loaded:
+        for process in ("child", "inline"):
+            try:
+                rows = bench_loop_latency_loaded_sim(n_phase, process, busy=2)
+            except Exception as exc:  # say why this one could not run; the others go on
+                rows = [{"bench": "loop_latency_loaded_sim", "simulator": process,
+                         "error": f"{type(exc).__name__}: {exc}"}]
+            for row in rows:
+                print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":

@@ -376,6 +376,9 @@ def open_rig(
         step = "emg"
         # a simulator in another process explains a silent link (exited, stopped, behind)
         stimulator.link_diagnosis = getattr(hardware, "diagnose", None)
+        # ... and may answer late on a loaded machine while it runs
+        stimulator.link_alive = getattr(hardware, "runs", None)
+        stimulator.link_grace_s = getattr(hardware, "grace_s", 0.0)
         emg = connect_stream(emg_section.name, source_id=emg_section.source_id,
                              picks=emg_section.picks)
         if eeg_section is not None:

@@ -281,6 +281,23 @@ def test_without_keepalive_the_unit_drops_control_within_1_2_s(emulators, how):
     stim._release_port()
 
 
+@pytest.mark.parametrize("model, cls", [("200", Magstim), ("rapid", Rapid)])
+def test_arm_takes_back_control_that_lapsed_while_the_host_was_late(emulators, model, cls):
+    emulator = emulators(model)
+    stim = cls(emulator.url, keepalive=False).connect()  # a host that missed its pokes
+    try:
+        stim.set_intensity(40)
+        deadline = time.monotonic() + 3.0
+        while emulator.remote_control and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not emulator.remote_control and not emulator.armed
+        stim.arm(wait=False)
+        assert emulator.remote_control and emulator.armed
+        assert stim.control_retaken == 1
+    finally:
+        stim.close()
+
+
 def test_silent_unit_raises_timeout_within_1_s(emulators):
     emulator = emulators()
     stim = Magstim(emulator.url, keepalive=False, timeout_s=0.5).connect()

@@ -37,6 +37,9 @@ __all__ = ["RemoteObject", "SimulatorProcess", "SimulatorProcessError",
 START_TIMEOUT_S = 120.0
 #: Seconds a ground-truth request may take before the child is declared unresponsive.
 REQUEST_TIMEOUT_S = 30.0
+#: Extra seconds a driver waits for the simulated unit while the child runs (it may be
+#: behind on a loaded machine; a real unit never is, so hardware rigs get none).
+GRACE_S = 5.0
 #: Seconds a diagnosis waits for the child's answer to a ping.
 PING_TIMEOUT_S = 1.0
 
@@ -85,7 +88,11 @@ class SimulatorProcess:
         self._conn = conn
         self._lock = threading.Lock()
         self._closed = False
+        #: Extra seconds the rig's driver waits for a late reply while the child runs.
+        self.grace_s = GRACE_S
         self.pid: int = facts["pid"]
+        #: True when the child's threads run with SCHED_FIFO (ahead of ordinary processes).
+        self.realtime: bool = facts["realtime"]
         self.port: str = facts["pty_path"]
         self.pty_path: str = facts["pty_path"]
         self.emg_stream = facts["emg_stream"]
@@ -114,6 +121,10 @@ class SimulatorProcess:
     def alive(self) -> bool:
         """True while the child runs."""
         return self.exitcode is None
+
+    def runs(self) -> bool:
+        """True while the child runs and is not stopped (a late answer may still come)."""
+        return self.exitcode is None and _state(self.pid) != "T"
 
     def diagnose(self) -> str:
         """Why the simulated stimulator may not have answered: exited, stopped or behind."""

@@ -12,7 +12,9 @@ of file (the parent exited or was killed).
 Requests (tuples) and replies
 -----------------------------
 ``("start", profile, seed)``
-    ``("ready", facts)``: pid, pty path and stream sections, or ``("error", exc)``.
+    ``("ready", facts)``: pid, pty path, stream sections and whether the simulator's
+    threads run with ``SCHED_FIFO`` (see :func:`favour_simulator_threads`), or
+    ``("error", exc)``.
 ``("get", handle, name)`` / ``("set", handle, name, value)``
     ``("ok", encoded)``.
 ``("mutate", handle, name, method, args)``
@@ -121,6 +123,31 @@ def _portable(exc: BaseException) -> BaseException:
         return RuntimeError(f"in the simulator process: {text}")
 
 
+def favour_simulator_threads(priority: int = 10) -> bool:
+    """Give every thread of this process ``SCHED_FIFO`` (Linux, where permitted).
+
+    A real unit answers on its own processor whatever the host does; the simulator stands
+    in for it, so its threads (emulator, amplifiers, LSL) run ahead of ordinary processes
+    when the system allows it, at the priority the protocol runner uses for its timing
+    thread. Threads started later inherit the policy.
+
+    Returns
+    -------
+    bool
+        True when every thread got it.
+    """
+    sys.setswitchinterval(0.0005)  # the emulator's thread gets the interpreter back quickly
+    if not (hasattr(os, "sched_setscheduler") and os.path.isdir("/proc/self/task")):
+        return False
+    granted = True
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            os.sched_setscheduler(int(tid), os.SCHED_FIFO, os.sched_param(priority))
+        except (OSError, ValueError):
+            granted = False
+    return granted
+
+
 def _start(profile: Any, seed: int | None) -> tuple[Any, dict]:
     from labkit.sim.rig import start_simulated_hardware
 
@@ -132,6 +159,7 @@ def _start(profile: Any, seed: int | None) -> tuple[Any, dict]:
 
     facts = {"pid": os.getpid(), "pty_path": hardware.pty_path,
              "device": ports.simulated_device(hardware.pty_path),
+             "realtime": favour_simulator_threads(),
              "emulator_url": hardware.port, "emg_stream": hardware.emg_stream,
              "eeg_stream": hardware.eeg_stream, "marker_stream": hardware.marker_stream}
     return hardware, facts

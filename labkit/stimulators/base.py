@@ -135,6 +135,16 @@ class Stimulator(ABC):
         #: Explains a unit that does not answer (a rig whose unit is simulated in another
         #: process sets it: the simulator exited, is stopped or is behind).
         self.link_diagnosis: Callable[[], str] | None = None
+        #: Extra seconds a reply may take while :attr:`link_alive` says the unit runs but
+        #: is behind (a simulator in another process on a loaded machine); 0 for hardware.
+        self.link_grace_s = 0.0
+        self.link_alive: Callable[[], bool] | None = None
+        #: Replies that came only within :attr:`link_grace_s` (after ``timeout_s``).
+        self.slow_replies = 0
+
+    def _grant_grace(self) -> bool:
+        """True when a reply that is late may still come (the unit runs but is behind)."""
+        return self.link_grace_s > 0 and self.link_alive is not None and self.link_alive()
 
     def _with_link_hint(self, message: str) -> str:
         if self.link_diagnosis is None:
@@ -412,10 +422,16 @@ class Stimulator(ABC):
         port = self._port()
         buf = bytearray()
         deadline = local_clock() + self.timeout_s
+        graced = False
         while len(buf) < n:
             remaining = deadline - local_clock()
             if remaining <= 0:
-                break
+                if graced or not self._grant_grace():
+                    break
+                graced = True  # wait once more, and count it
+                self.slow_replies += 1
+                deadline += self.link_grace_s
+                continue
             port.timeout = remaining
             try:
                 chunk = port.read(n - len(buf))

@@ -95,6 +95,8 @@ class Magstim(Stimulator):
         self.last_status: mp.MagstimStatus | None = None
         #: Replies that were corrupted and successfully retried.
         self.retries = 0
+        #: Arms that succeeded only after taking back remote control (it had lapsed).
+        self.control_retaken = 0
 
     # ------------------------------------------------------------------ transactions
     def _rapid(self) -> bool:
@@ -215,7 +217,12 @@ class Magstim(Stimulator):
                 self._transact(mp.ARM)
             except SettingsConflictError:
                 if not self.status().armed:  # EB while armed answers S: that is fine
-                    raise
+                    # remote control may have lapsed (the host missed its keep-alives for
+                    # ~1 s): take it back as connect() did and arm once more; a second S
+                    # is the unit's own refusal
+                    self._transact(self._remote_command())
+                    self._transact(mp.ARM)
+                    self.control_retaken += 1
         if wait:
             self.wait_ready()
 

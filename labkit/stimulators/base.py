@@ -35,6 +35,13 @@ if TYPE_CHECKING:
 
 PulseListener = Callable[[PulseEvent], None]
 
+try:  # flushing a tty whose other end is gone (USB adapter unplugged) raises termios.error
+    from termios import error as _termios_error
+except ImportError:  # pragma: no cover - not POSIX
+    _termios_error = OSError
+#: What discarding a line's input may raise when the line is gone.
+FLUSH_ERRORS = (serial.SerialException, OSError, _termios_error)
+
 
 @dataclass(frozen=True)
 class StimulatorStatus:
@@ -483,7 +490,7 @@ class Stimulator(ABC):
         port = self._port()
         try:
             port.reset_input_buffer()
-        except (serial.SerialException, OSError):
+        except FLUSH_ERRORS:  # a vanished line fails the next write, which says so
             pass
 
     def _resync(self) -> None:

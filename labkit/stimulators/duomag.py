@@ -36,7 +36,7 @@ from labkit.errors import (
     StimulatorTimeoutError,
 )
 from labkit.stimulators import duomag_protocol as dp
-from labkit.stimulators.base import PulseListener, Stimulator, StimulatorStatus
+from labkit.stimulators.base import FLUSH_ERRORS, PulseListener, Stimulator, StimulatorStatus
 
 __all__ = ["DuoMAG", "DuoMAGStatus"]
 
@@ -284,7 +284,7 @@ class DuoMAG(Stimulator):
         port = self._port()
         try:
             port.reset_input_buffer()
-        except (serial.SerialException, OSError):
+        except FLUSH_ERRORS:
             pass
         self._stream.clear()
         deadline = local_clock() + self.timeout_s

@@ -13,7 +13,8 @@ recorded into the session are not in its log and count as divergences; a closed 
 times pulses from the EEG phase is not reproduced (its pulses are replayed when asked).
 """
 
-from labkit.replay.command import ReplayResult, replay
+from typing import Any
+
 from labkit.replay.rig import ReplayDivergenceError, ReplayRig, open_replay_rig
 from labkit.replay.source import RecordedSession, ReplayError, load_session
 
@@ -27,3 +28,13 @@ __all__ = [
     "open_replay_rig",
     "replay",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``replay`` and ``ReplayResult`` load the command (nbformat) only when asked for:
+    a kernel whose ``open_rig`` is served from a session does not need them."""
+    if name in ("replay", "ReplayResult"):
+        from labkit.replay import command
+
+        return getattr(command, name)
+    raise AttributeError(f"module 'labkit.replay' has no attribute {name!r}")

@@ -25,8 +25,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import nbformat
-
 from labkit.replay.rig import REPLAY_ENV, REPORT_ENV
 from labkit.replay.source import ReplayError, load_session
 from labkit.session.log import LOG_FILE
@@ -118,6 +116,8 @@ def find_notebook(path: str | os.PathLike, session: Path) -> Path:
 
 
 def _code_cells(notebook: Path) -> int:
+    import nbformat
+
     try:
         nb = nbformat.read(notebook, as_version=4)
     except (OSError, ValueError) as exc:

@@ -175,13 +175,11 @@ def _check_covers(stream: RecordedStream, session: RecordedSession, pre_s: float
         need_from, need_to = pulse.time_s - pre_s, pulse.time_s + post_s
         at = session.session_time(pulse.time_s)
         if need_to > times[-1]:
-            torn = int(stream.info.get("torn_bytes", 0))
-            tail = f" ({torn} bytes of a torn tail ignored)" if torn else ""
             raise ReplayError(
-                f"{stream.truncated_file()}: the recording is truncated{tail}: its last "
-                f"usable time is {last:.3f} s into the session; pulse {pulse.number} of "
-                f"{len(session.pulses)} at {at:.3f} s needs samples up to "
-                f"{session.session_time(need_to):.3f} s")
+                f"{stream.truncated_file()}: the recording is truncated after "
+                f"{times.size} complete samples: its last usable time is {last:.3f} s into "
+                f"the session; pulse {pulse.number} of {len(session.pulses)} at {at:.3f} s "
+                f"needs samples up to {session.session_time(need_to):.3f} s")
         if need_from < times[0]:
             raise ReplayError(
                 f"{stream.path / DATA_FILE}: the recording starts at "

@@ -58,6 +58,8 @@ from labkit.nibs import (
     StimulationSetup,
     build_tables,
     event_id,
+    has_pose,
+    pose_position_id,
 )
 from labkit.recording import read_recording, to_raw
 from labkit.session import LogRecord, Session, check_session_id, check_subject_id, read_log
@@ -533,7 +535,7 @@ def _pulse_rows(pulses: list[DeliveredPulse], stamps: np.ndarray, sfreq: float,
     """
     rows = []
     index = np.arange(len(stamps), dtype=np.float64)
-    for p in pulses:
+    for ordinal, p in enumerate(pulses, start=1):
         if p.time_s < stamps[0] or p.time_s > stamps[-1]:
             continue
         position = float(np.interp(p.time_s, stamps, index))
@@ -561,7 +563,9 @@ def _pulse_rows(pulses: list[DeliveredPulse], stamps: np.ndarray, sfreq: float,
                 and isinstance(mso, (int, float)) and not isinstance(mso, bool)):
             row["intensity_rmt_percent"] = round(100.0 * mso / rmt_percent, 1)
         row["nibs_event_id"] = event_id(p.source, mso)
-        row["nibs_position_id"] = POSITION_ID
+        # a pulse with its own measured coil pose has its own placement in markers.tsv
+        row["nibs_position_id"] = (pose_position_id(ordinal) if has_pose(p.params)
+                                   else POSITION_ID)
         rows.append(row)
     return rows
 
@@ -692,7 +696,7 @@ def _write_nibs(ses_dir: Path, stem: str, facts: dict, rows: list[dict], stimula
                 criterion="50 uV peak-to-peak MEP at rest" if key == "rmt" else
                 "200 uV peak-to-peak MEP during contraction"))
     try:
-        tables = build_tables(setup, _pulse_sets(rows, facts), refs,
+        tables = build_tables(setup, _pulse_sets(rows, facts), refs, poses=rows,
                               description=_protocol_description(facts["protocol"],
                                                                 protocol_label),
                               intended_for=intended_for, concurrent=concurrent)

@@ -21,7 +21,12 @@ module writes for one session:
 - ``*_markers.tsv`` (+ ``.json``): the coil placement, one row per position
   (``nibs_position_id``, ``nibs_element_id``, ``position_label``,
   ``position_description`` and coordinates when known); events refer to it through
-  ``nibs_position_id``. The ``stimsys`` entity of older drafts is gone.
+  ``nibs_position_id``. The ``stimsys`` entity of older drafts is gone. With
+  neuronavigation, every pulse logged with a fresh coil pose (``pose_status`` "ok") gets
+  a row of its own (``pose<N>``, N = the pulse's number in the session): the coil centre
+  in the navigator's coordinates (mm), its orientation as a unit quaternion (the
+  navigator's ``q0``/``qx``/``qy``/``qz``) and its distance to the planned target. Pulses
+  without one refer to the planned target's row.
 
 Nothing is written as a placeholder: a value the session does not know is left out when
 the draft makes it optional, and the export fails naming the field when it is needed.
@@ -75,7 +80,56 @@ MARKER_COLUMNS: dict[str, dict[str, Any]] = {
     "position_x": {"Description": "Target x", "Units": "mm"},
     "position_y": {"Description": "Target y", "Units": "mm"},
     "position_z": {"Description": "Target z", "Units": "mm"},
+    "orientation_q0": {"Description": "Coil orientation, unit quaternion (scalar part), in "
+                                      "the navigator's coordinate system"},
+    "orientation_qx": {"Description": "Coil orientation, unit quaternion x"},
+    "orientation_qy": {"Description": "Coil orientation, unit quaternion y"},
+    "orientation_qz": {"Description": "Coil orientation, unit quaternion z"},
+    "target_distance_mm": {"Description": "Distance of the coil centre from the planned "
+                                          "target in the target's coil plane",
+                           "Units": "mm"},
+    "pose_age_ms": {"Description": "Age of the navigator's pose at the pulse",
+                    "Units": "ms"},
 }
+
+#: Pulse-log columns of a coil pose (:meth:`labkit.navigation.gate.PulsePose.as_record`)
+#: and the markers.tsv columns they become.
+_POSE_COLUMNS = {"coil_x_mm": "position_x", "coil_y_mm": "position_y",
+                 "coil_z_mm": "position_z", "coil_q0": "orientation_q0",
+                 "coil_qx": "orientation_qx", "coil_qy": "orientation_qy",
+                 "coil_qz": "orientation_qz", "target_distance_mm": "target_distance_mm",
+                 "pose_age_ms": "pose_age_ms"}
+
+
+def has_pose(params: dict) -> bool:
+    """True when a logged pulse carries a fresh measured coil pose."""
+    return params.get("pose_status") == "ok" and all(
+        isinstance(params.get(k), (int, float)) for k in ("coil_x_mm", "coil_y_mm",
+                                                         "coil_z_mm"))
+
+
+def pose_position_id(ordinal: int) -> str:
+    """The ``nibs_position_id`` of the pose of the session's ``ordinal``-th pulse (1-based)."""
+    return f"pose{int(ordinal)}"
+
+
+def pose_markers(rows: list[dict], navigation: str | None) -> list[dict]:
+    """One markers.tsv row per distinct pose id in the events ``rows``, in pulse order."""
+    out: dict[str, dict] = {}
+    for row in rows:
+        pid = row.get("nibs_position_id")
+        if not isinstance(pid, str) or not pid.startswith("pose") or pid in out:
+            continue
+        marker = {"nibs_position_id": pid, "nibs_element_id": ELEMENT_ID,
+                  "position_label": "measured",
+                  "position_description": "coil pose measured at the pulse"
+                  + (f" by {navigation}" if navigation else " by the navigator")}
+        for src, dst in _POSE_COLUMNS.items():
+            value = row.get(src)
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                marker[dst] = round(float(value), 3)
+        out[pid] = marker
+    return list(out.values())
 
 
 class NIBSMetadataError(LabkitError):
@@ -186,7 +240,8 @@ def _require(value: Any, name: str, how: str) -> Any:
 
 def build_tables(setup: StimulationSetup, pulse_sets: dict[str, dict],
                  references: list[IntensityReference], *, description: str,
-                 intended_for: list[str], concurrent: list[str]) -> NIBSTables:
+                 intended_for: list[str], concurrent: list[str],
+                 poses: list[dict] = ()) -> NIBSTables:
     """Rows and sidecars for one session.
 
     Parameters
@@ -204,6 +259,9 @@ def build_tables(setup: StimulationSetup, pulse_sets: dict[str, dict],
         BIDS URIs of the events files the stimulation is time-locked to.
     concurrent : list of str
         Recorded datatypes (``["emg"]``).
+    poses : list of dict
+        Events rows; those referring to a ``pose<N>`` position add its markers row
+        (:func:`pose_markers`).
 
     Raises
     ------
@@ -263,11 +321,12 @@ def build_tables(setup: StimulationSetup, pulse_sets: dict[str, dict],
     if setup.hotspot_mm is not None:
         marker.update(zip(("position_x", "position_y", "position_z"), setup.hotspot_mm,
                           strict=True))
-    marker_cols = [c for c in MARKER_COLUMNS if c in marker]
+    markers = [marker, *pose_markers(list(poses), setup.navigation)]
+    marker_cols = [c for c in MARKER_COLUMNS if any(c in m for m in markers)]
     return NIBSTables(
         nibs_rows=[{c: r.get(c) for c in columns} for r in rows],
         nibs_sidecar=sidecar,
-        marker_rows=[marker],
+        marker_rows=[{c: m.get(c, "n/a") for c in marker_cols} for m in markers],
         marker_sidecar={"NIBSSpecification": NIBS_SPEC_VERSION,
                         **{c: MARKER_COLUMNS[c] for c in marker_cols}},
     )

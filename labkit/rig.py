@@ -66,6 +66,9 @@ class Rig:
         The LSL outlet every delivered pulse is published on.
     hardware : object | None
         The simulated hardware (emulator, subject, amplifiers) for simulated rigs.
+    navigation : RigNavigation | None
+        The navigator client and target gate, when the profile has a ``[navigation]``
+        section; every single pulse the rig logs then carries the coil pose.
     """
 
     def __init__(
@@ -77,8 +80,11 @@ class Rig:
         *,
         eeg: Any = None,
         hardware: Any = None,
+        navigation: Any = None,
     ) -> None:
         self.profile = profile
+        self.navigation = navigation
+        self._navigator: Any = None
         self.stimulator = stimulator
         self.emg = emg
         self.eeg = eeg
@@ -139,13 +145,51 @@ class Rig:
         session.log_device(**{k: v for k, v in self.device_facts().items() if v is not None})
 
         def log_single(event: Any) -> None:
-            session.log_pulse(event, nowait=True, source="single")
+            session.log_pulse(event, nowait=True, source="single", **self.pose_columns(event))
 
         self.guard.on_unlogged_pulse = log_single
+        self._navigator = None  # the next navigator logs to this session
         return session
 
+    def pose_columns(self, event: Any) -> dict[str, Any]:
+        """The coil pose columns of a pulse (empty without navigation).
+
+        The last pose received at or before the pulse, only when younger than the
+        profile's ``max_pose_age_s`` (else ``pose_status`` says why there is none); see
+        :meth:`~labkit.navigation.localite.LocaliteClient.pulse_pose`.
+        """
+        if self.navigation is None:
+            return {}
+        return self.navigation.client.pulse_pose(float(event.time_s)).as_record()
+
+    @property
+    def navigator(self) -> Any:
+        """A :class:`~labkit.navigation.pulses.NavigatedPulser` on this rig's navigator.
+
+        With the profile's gate and hold timeout; its holds and the navigator's link
+        events go to the rig's session, and its pulses are logged by the rig (with their
+        pose, see :meth:`pose_columns`).
+
+        Raises
+        ------
+        ConfigError
+            When the profile has no ``[navigation]`` section.
+        """
+        if self.navigation is None:
+            raise ConfigError("this rig has no navigator: add a [navigation] section to the "
+                              "profile (host, port, gate...)", field="navigation")
+        if self._navigator is None:
+            from labkit.navigation.pulses import NavigatedPulser
+
+            nav = self.navigation
+            self._navigator = NavigatedPulser(self, nav.client, nav.gate,
+                                              hold_timeout_s=nav.hold_timeout_s,
+                                              session=self.session, log_pulses=False)
+        return self._navigator
+
     def device_facts(self) -> dict[str, Any]:
-        """Stimulator model, serial, coil and port from the profile, firmware from the driver.
+        """Stimulator model, serial, coil and port from the profile, firmware from the driver,
+        and the navigator when the rig has one.
 
         Facts the profile does not give are ``None`` (the session report says "not
         recorded"); ``firmware`` is the version the driver read on connect, if it reads one.
@@ -153,9 +197,14 @@ class Rig:
         section = self.profile.stimulator
         version = getattr(self.stimulator, "software_version", None)
         firmware = ".".join(str(v) for v in version) if isinstance(version, tuple) else version
-        return {"model": section.model, "driver": type(self.stimulator).__name__,
-                "serial": section.serial, "coil": section.coil, "port": section.port,
-                "firmware": None if firmware is None else str(firmware)}
+        facts = {"model": section.model, "driver": type(self.stimulator).__name__,
+                 "serial": section.serial, "coil": section.coil, "port": section.port,
+                 "firmware": None if firmware is None else str(firmware)}
+        nav = self.profile.navigation
+        if self.navigation is not None and nav is not None:
+            where = "emulator, simulated" if self.simulated else f"{nav.host}:{nav.port}"
+            facts["navigation"] = f"Localite TMS Navigator ({where})"
+        return facts
 
     def runner(self, protocol: Any, *, rmt_percent: float | None = None, **options: Any):
         """A :class:`~labkit.runner.ProtocolRunner` under this rig's limits and session.
@@ -285,7 +334,9 @@ class Rig:
             return
         self._closed = True
         errors: list[BaseException] = []
-        for step in (self.stimulator.close, *self._stream_closers(), self.markers.close):
+        nav_close = [] if self.navigation is None else [self.navigation.close]
+        for step in (self.stimulator.close, *nav_close, *self._stream_closers(),
+                     self.markers.close):
             try:
                 step()
             except Exception as exc:  # close everything, report the first failure
@@ -362,7 +413,7 @@ def open_rig(
         port = hardware.port
         emg_section, eeg_section = hardware.emg_stream, hardware.eeg_stream
         marker_name, marker_source = hardware.marker_stream.name, hardware.marker_stream.source_id
-    markers = stimulator = emg = eeg = None
+    markers = stimulator = emg = eeg = navigation = None
     step = "markers"
     try:
         markers = PulseMarkerOutlet(marker_name, marker_source)
@@ -388,7 +439,12 @@ def open_rig(
         if connect:
             step = "stimulator"
             stimulator.connect()
+        if profile.navigation is not None:
+            step = "navigation"
+            navigation = _open_navigation(profile, hardware)
     except BaseException as exc:
+        if navigation is not None:
+            navigation.close()
         for stream in (emg, eeg):
             if stream is not None and stream.connected:
                 stream.disconnect()
@@ -404,7 +460,25 @@ def open_rig(
         if better is not None:
             raise better from exc
         raise
-    rig = Rig(profile, stimulator, emg, markers, eeg=eeg, hardware=hardware)
+    rig = Rig(profile, stimulator, emg, markers, eeg=eeg, hardware=hardware,
+              navigation=navigation)
     if session is not None:
         rig.use_session(session)
     return rig
+
+
+def _open_navigation(profile: DeviceProfile, hardware: Any) -> Any:
+    """Connect the navigator the profile's ``[navigation]`` names (a simulated rig's
+    emulator listens on a free port of its own) and wait for its first pose."""
+    from labkit.navigation.setup import RigNavigation, navigation_from_profile
+
+    sim_nav = getattr(hardware, "navigation", None)
+    address = None if sim_nav is None else sim_nav.address
+    client, gate, hold_timeout_s = navigation_from_profile(profile, address)
+    client.connect()
+    try:
+        client.wait_for_pose()
+    except BaseException:
+        client.close()
+        raise
+    return RigNavigation(client, gate, hold_timeout_s)

@@ -338,3 +338,41 @@ def test_live_recording_exports_and_validates(tmp_path):
     out = export_bids(ses, tmp_path / "bids", emg_setup=setup)
     assert out.n_pulses == 10
     assert validate_bids(tmp_path / "bids").errors == []
+
+
+@needs_validator
+def test_navigated_pulses_get_their_own_placement_in_markers_tsv(tmp_path):
+    ses = Session(tmp_path / "data", "P008", 1, clock=lambda: T0)
+    log_setup(ses)
+    write_fake_recording(ses.recordings_dir / "emg", np.zeros((2, int(4 * FS_HZ))), T0,
+                         ch_names=["FDI", "APB"])
+    ses.log_device(model="Magstim Rapid2", manufacturer="Magstim", coil="D70 figure-of-eight",
+                   navigation="Localite TMS Navigator", target="M1", hemisphere="left")
+    ses.log_threshold(52, method="MLPest", n_pulses=18)
+    pose = {"pose_status": "ok", "coil_x_mm": -38.12345, "coil_y_mm": -12.0, "coil_z_mm": 60.5,
+            "coil_q0": 0.9, "coil_qx": 0.1, "coil_qy": -0.3, "coil_qz": 0.3,
+            "pose_age_ms": 12.5, "target_index": 1, "target_distance_mm": 1.25}
+    ses.log_pulse(PulseEvent(time_s=T0 + 1.0, intensity_percent=62, device="Rapid", index=0),
+                  source="single", **pose)
+    ses.log_pulse(PulseEvent(time_s=T0 + 2.0, intensity_percent=62, device="Rapid", index=1),
+                  source="single", **{**pose, "coil_x_mm": -40.0})
+    ses.log_pulse(PulseEvent(time_s=T0 + 3.0, intensity_percent=62, device="Rapid", index=2),
+                  source="single", pose_status="stale", coil_x_mm=None)  # too old: no pose
+    ses.close()
+    out = export_bids(ses, tmp_path / "bids")
+    rows = exported_pulses(out.events_files[0])
+    assert [r["nibs_position_id"] for r in rows] == ["pose1", "pose2", "target1"]
+    markers_tsv = [p for p in out.nibs_files if p.name.endswith("_markers.tsv")][0]
+    lines = markers_tsv.read_text().splitlines()
+    header = lines[0].split("\t")
+    markers = [dict(zip(header, line.split("\t"), strict=True)) for line in lines[1:]]
+    assert [m["nibs_position_id"] for m in markers] == ["target1", "pose1", "pose2"]
+    assert markers[1]["position_x"] == "-38.123" and markers[2]["position_x"] == "-40"
+    assert markers[1]["orientation_q0"] == "0.9" and markers[1]["target_distance_mm"] == "1.25"
+    assert "Localite TMS Navigator" in markers[1]["position_description"]
+    assert markers[0]["position_x"] == "n/a"  # the planned target has no measured coordinates
+    sidecar = json.loads(markers_tsv.with_suffix(".json").read_text())
+    assert sidecar["position_x"]["Units"] == "mm" and "quaternion" in sidecar[
+        "orientation_q0"]["Description"]
+    report = validate_bids(tmp_path / "bids")
+    assert report.errors == [], [str(e) for e in report.errors]

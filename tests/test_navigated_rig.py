@@ -66,3 +66,43 @@ def test_navigated_pulses_log_the_true_pose_and_hold_while_disconnected(tmp_path
     assert pulses[0]["coil_x_mm"] == pytest.approx(pulser.log[0]["coil_x_mm"])
     nav_events = [r.payload["event"] for r in read_log(session.log.path, kind="navigation")]
     assert "hold" in nav_events and "disconnected" in nav_events
+
+
+def test_open_rig_builds_the_navigator_from_the_profile_and_logs_every_pose(tmp_path):
+    from labkit.errors import ConfigError
+    from labkit.session import Session
+    from labkit.session.log import read_log
+
+    session = Session(tmp_path, "P02", 1)
+    with labkit.open_rig("simulated-navigated", seed=3, session=session) as rig:
+        nav = rig.navigation
+        profile_nav = rig.profile.navigation
+        assert nav is not None and nav.client.connected
+        assert rig.hardware.navigation.address == (nav.client.host, nav.client.port)
+        assert nav.gate is not None and nav.gate.max_distance_mm == profile_nav.max_distance_mm
+        assert nav.client.max_pose_age_s == profile_nav.max_pose_age_s == 0.25
+        target = rig.hardware.navigation.spatial.optimal_pose()
+        rig.hardware.navigation.emulator.targets[1] = target
+        nav.client.set_target(1, target)
+        x = int(round(1.2 * rig.subject.resting_motor_threshold_percent))
+        gated = rig.navigator.pulse(x)                 # held until on target, then fired
+        assert gated.pose.status == "ok" and gated.pose.target_distance_mm <= 3.0
+        plain = rig.pulse(x)                           # any single pulse gets its pose too
+        assert rig.navigator is rig.navigator
+        truth = [r.coil_pose for r in rig.subject.responses]
+    assert not nav.client.connected  # closed with the rig
+    session.close()
+    records = read_log(session.log.path, kind="pulse")
+    pulses = [r.payload for r in records]
+    assert len(pulses) == 2  # logged once each, by the rig
+    for payload, true_pose in zip(pulses, truth, strict=True):
+        assert payload["pose_status"] == "ok" and payload["pose_age_ms"] <= 250
+        logged = (payload["coil_x_mm"], payload["coil_y_mm"], payload["coil_z_mm"])
+        assert float(sum((a - b) ** 2 for a, b in zip(logged, true_pose.position,
+                                                      strict=True)) ** 0.5) < 1.0
+    assert pulses[0]["target_distance_mm"] <= 3.0
+    assert plain.pulse.time_s == pytest.approx(records[1].time_s)
+    with labkit.open_rig("simulated", seed=3) as bare:
+        assert bare.navigation is None and bare.pose_columns(plain.pulse) == {}
+        with pytest.raises(ConfigError, match=r"\[navigation\]"):
+            bare.navigator  # noqa: B018

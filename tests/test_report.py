@@ -312,3 +312,28 @@ def test_a_rig_opened_into_a_session_records_the_profiles_serial_and_coil(tmp_pa
     assert facts["Coil"] == "D70 test coil"
     assert facts["Firmware"] == "9.0.0"
     assert "Stimulator serial number" not in page.missing["devices"]
+
+
+def test_the_report_shows_the_navigator_and_every_navigated_pulses_pose(tmp_path):
+    import labkit
+
+    with Session(tmp_path / "s", "P009", operator="A. Operator") as ses:
+        with labkit.open_rig("simulated-navigated", seed=2, session=ses) as rig:
+            x = round(1.1 * rig.subject.resting_motor_threshold_percent)
+            for _ in range(3):
+                rig.pulse(x)
+            truth = [r.coil_pose for r in rig.subject.responses]
+    pulses = [r.payload for r in read_log(ses.path) if r.kind == "pulse"]
+    page = parse(write_session_report(ses, tmp_path / "report.html"))
+    assert page.kv("devices")["Neuronavigation"] == (
+        "Localite TMS Navigator (emulator, simulated)")
+    table = [row for row in page.rows["pulses"] if len(row) == 9]
+    assert table[0][:5] == ["Pulse", "Time (s from first pulse)", "Intensity (% MSO)", "Pose",
+                            "Coil centre x, y, z (mm)"]
+    assert len(table) == 4 and [row[3] for row in table[1:]] == ["ok"] * 3
+    for row, logged, true_pose in zip(table[1:], pulses, truth, strict=True):
+        shown = [float(v) for v in row[4].split(", ")]
+        assert shown == pytest.approx([logged["coil_x_mm"], logged["coil_y_mm"],
+                                       logged["coil_z_mm"]], abs=0.051)
+        assert np.linalg.norm(np.array(shown) - true_pose.position) < 1.0
+    assert "3 pulse(s) logged with navigation; 3 with a fresh coil pose" in page.text["pulses"]

@@ -70,11 +70,15 @@ class NavigatedPulser:
         Wait function (tests pass a fake).
     session : object | None
         A :class:`labkit.session.Session` to log pulses, holds and link events in.
+    log_pulses : bool
+        Log each pulse to ``session`` here; False when the rig already logs its pulses
+        with their pose (a rig's own :attr:`~labkit.rig.Rig.navigator`).
     """
 
     def __init__(self, rig: Any, client: Any, gate: TargetGate | None = None, *,
                  hold_timeout_s: float = 30.0, send_meps: bool = True,
-                 sleep: Callable[[float], None] = time.sleep, session: Any = None) -> None:
+                 sleep: Callable[[float], None] = time.sleep, session: Any = None,
+                 log_pulses: bool = True) -> None:
         if not (0 < hold_timeout_s <= 3600):
             raise ValueError(f"hold_timeout_s = {hold_timeout_s!r} is outside (0, 3600] s")
         self.rig, self.client, self.gate = rig, client, gate
@@ -84,6 +88,7 @@ class NavigatedPulser:
         self.log: list[dict[str, Any]] = []
         self.holds: list[dict[str, Any]] = []
         self.session = session
+        self.log_pulses = bool(log_pulses)
         if session is not None and hasattr(client, "add_listener"):
             client.add_listener(self._log_link_event)
 
@@ -146,7 +151,7 @@ class NavigatedPulser:
         }
         row.update(pose.as_record())
         self.log.append(row)
-        if self.session is not None:
+        if self.session is not None and self.log_pulses:
             extra = {k: v for k, v in row.items() if k not in ("pulse_time_s",
                                                                 "intensity_percent")}
             self.session.log_pulse(trial.pulse, source="navigated", **extra)

@@ -2,12 +2,36 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from labkit.navigation.gate import TargetGate
 from labkit.navigation.localite import LocaliteClient
 
-__all__ = ["navigation_from_profile"]
+__all__ = ["RigNavigation", "navigation_from_profile"]
+
+
+@dataclass
+class RigNavigation:
+    """The navigator of a rig (built by :func:`labkit.rig.open_rig` from ``[navigation]``).
+
+    Attributes
+    ----------
+    client : LocaliteClient
+        The connected navigator client; every pulse the rig logs carries its pose.
+    gate : TargetGate | None
+        The target gate (``gate = true``), or None.
+    hold_timeout_s : float
+        Longest hold of a gated pulse before giving up, s.
+    """
+
+    client: LocaliteClient
+    gate: TargetGate | None
+    hold_timeout_s: float
+
+    def close(self) -> None:
+        """Disconnect from the navigator."""
+        self.client.close()
 
 
 def navigation_from_profile(profile: Any, address: tuple[str, int] | None = None

@@ -8,6 +8,7 @@ shown as "not recorded" in red (class ``missing``) instead of a made-up value.
 from __future__ import annotations
 
 import base64
+import statistics
 from collections.abc import Sequence
 from html import escape
 from typing import Any
@@ -196,7 +197,7 @@ def _delivered(rec: SessionRecord) -> str:
 
 
 def _pulses(rec: SessionRecord) -> str:
-    head = _delivered(rec)
+    head = _delivered(rec) + _poses(rec)
     if not rec.trains:
         return head + f"<p>{rec.n_pulses} logged pulse(s) outside any train.</p>"
     rows = [[str(t.train + 1), str(t.n_pulses), f"{t.start_s:.2f}", f"{t.duration_s:.2f}",
@@ -209,6 +210,48 @@ def _pulses(rec: SessionRecord) -> str:
     return head + "<h3>Protocol trains</h3>" + (_table(header, rows)
             + f"<p>{total} pulses in {len(rec.trains)} train(s); every pulse with its LSL "
               "time is in the session log and in the BIDS <code>events.tsv</code>.</p>")
+
+
+#: Longest pose table in the report (the rest is in the log and in markers.tsv).
+MAX_POSE_ROWS = 200
+
+
+def _num(value: Any, fmt: str) -> str:
+    return format(value, fmt) if isinstance(value, int | float) else "n/a"
+
+
+def _poses(rec: SessionRecord) -> str:
+    """The coil pose of every navigated pulse, with a summary of distances to the target."""
+    poses = rec.coil_poses
+    if not poses:
+        return ""
+    fresh = [p for p in poses if p.get("pose_status") == "ok"]
+    dist = [p["target_distance_mm"] for p in fresh
+            if isinstance(p.get("target_distance_mm"), int | float)]
+    other = len(poses) - len(fresh)
+    summary = (f"{len(poses)} pulse(s) logged with navigation; {len(fresh)} with a fresh coil "
+               "pose")
+    if other:
+        summary += (f', <span class="warn">{other} without one (stale, no pose or '
+                    "navigator disconnected)</span>")
+    if dist:
+        summary += (f"; distance to target median {statistics.median(dist):.1f} mm, max "
+                    f"{max(dist):.1f} mm")
+    rows = [[str(p["pulse"]), f"{p['time_s']:.2f}", _num(p.get("intensity_percent"), "g"),
+             escape(str(p.get("pose_status"))),
+             ", ".join(_num(p.get(k), ".1f") for k in ("coil_x_mm", "coil_y_mm", "coil_z_mm")),
+             _num(p.get("target_index"), "d"), _num(p.get("target_distance_mm"), ".1f"),
+             _num(p.get("target_rotation_deg"), ".1f"), _num(p.get("pose_age_ms"), ".0f")]
+            for p in poses[:MAX_POSE_ROWS]]
+    header = ["Pulse", "Time (s from first pulse)", "Intensity (% MSO)", "Pose",
+              "Coil centre x, y, z (mm)", "Target", "To target (mm)", "Turn (°)",
+              "Pose age (ms)"]
+    more = (f"<p>{len(poses) - MAX_POSE_ROWS} more in the session log and in "
+            "<code>markers.tsv</code>.</p>" if len(poses) > MAX_POSE_ROWS else "")
+    return ("<h3>Coil placement (neuronavigation)</h3>"
+            f'<p class="coil-pose-summary">{summary}.</p>' + _table(header, rows) + more
+            + "<p>Each fresh pose is a placement of its own in the BIDS "
+              "<code>nibs/*_markers.tsv</code>.</p>")
 
 
 def _pain(rec: SessionRecord) -> str:

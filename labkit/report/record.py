@@ -101,6 +101,7 @@ class SessionRecord:
     markers_recorded: bool | None = None
     pulses_not_logged: int = 0
     pulses_without_marker: int = 0
+    coil_poses: list[dict] = field(default_factory=list)
 
     def count_delivered(self, pulses: list) -> None:
         """Count every delivered pulse by source (:func:`labkit.delivered.delivered_pulses`)."""
@@ -164,6 +165,25 @@ def _trains(pulses: list[LogRecord]) -> list[TrainRow]:
                                             for p in group})),
             timing=group[0].payload.get("timing"), max_late_ms=max(late) if late else None,
         ))
+    return rows
+
+
+#: Pose columns a navigated pulse carries (:meth:`labkit.navigation.gate.PulsePose.as_record`).
+POSE_KEYS = ("pose_status", "coil_x_mm", "coil_y_mm", "coil_z_mm", "target_index",
+             "target_distance_mm", "target_rotation_deg", "pose_age_ms")
+
+
+def _coil_poses(pulses: list[LogRecord]) -> list[dict]:
+    """One row per pulse logged with navigation: number, time, intensity and its pose."""
+    rows = []
+    t0 = pulses[0].time_s if pulses else 0.0
+    for number, p in enumerate(pulses, start=1):
+        if "pose_status" not in p.payload:
+            continue
+        row = {"pulse": number, "time_s": p.time_s - t0,
+               "intensity_percent": _float(p.payload.get("intensity_percent"))}
+        row.update({k: p.payload.get(k) for k in POSE_KEYS})
+        rows.append(row)
     return rows
 
 
@@ -241,6 +261,7 @@ def session_record(records: list[LogRecord]) -> SessionRecord:
     rec.pulse_intensities_percent = tuple(
         v for v in (_float(p.payload.get("intensity_percent")) for p in pulses) if v is not None)
     rec.trains = _trains(pulses)
+    rec.coil_poses = _coil_poses(pulses)
     rec.adverse = AdverseEvents(asked or bool(adverse), tuple(asked_by),
                                 none_reported and not adverse, tuple(adverse))
     return rec

@@ -40,6 +40,9 @@ class SimulatedHardware:
         The running simulation objects.
     emg_stream, eeg_stream, marker_stream : StreamSection
         The stream names and source ids actually in use.
+    navigation : SimulatedNavigation | None
+        The hand-held coil and the navigator emulator, when the profile has a
+        ``[navigation]`` section (the rig's client connects to ``navigation.address``).
     """
 
     port: str
@@ -51,6 +54,7 @@ class SimulatedHardware:
     emg_stream: StreamSection
     eeg_stream: StreamSection | None
     marker_stream: StreamSection
+    navigation: Any = None
     _closers: list = field(default_factory=list, repr=False)
 
     def close(self) -> None:
@@ -162,8 +166,17 @@ def start_simulated_hardware(
         for close in reversed(closers):
             close()
         raise
-    return SimulatedHardware(
+    hardware = SimulatedHardware(
         port=emulator.url, pty_path=emulator.pty_path, emulator=emulator, subject=subject,
         emg_amplifier=emg_amp, eeg_amplifier=eeg_amp, emg_stream=emg_stream,
         eeg_stream=eeg_stream, marker_stream=marker_stream, _closers=closers,
     )
+    if profile.navigation is not None:
+        from labkit.sim.navigation import attach_navigation
+
+        try:
+            hardware.navigation = attach_navigation(hardware)
+        except BaseException:
+            hardware.close()
+            raise
+    return hardware

@@ -472,8 +472,7 @@ def _open_navigation(profile: DeviceProfile, hardware: Any) -> Any:
     emulator listens on a free port of its own) and wait for its first pose."""
     from labkit.navigation.setup import RigNavigation, navigation_from_profile
 
-    sim_nav = getattr(hardware, "navigation", None)
-    address = None if sim_nav is None else sim_nav.address
+    address = None if hardware is None else hardware.navigation_address
     client, gate, hold_timeout_s = navigation_from_profile(profile, address)
     client.connect()
     try:

@@ -78,7 +78,7 @@ def test_open_rig_builds_the_navigator_from_the_profile_and_logs_every_pose(tmp_
         nav = rig.navigation
         profile_nav = rig.profile.navigation
         assert nav is not None and nav.client.connected
-        assert rig.hardware.navigation.address == (nav.client.host, nav.client.port)
+        assert rig.hardware.navigation_address == (nav.client.host, nav.client.port)
         assert nav.gate is not None and nav.gate.max_distance_mm == profile_nav.max_distance_mm
         assert nav.client.max_pose_age_s == profile_nav.max_pose_age_s == 0.25
         target = rig.hardware.navigation.spatial.optimal_pose()
@@ -106,3 +106,12 @@ def test_open_rig_builds_the_navigator_from_the_profile_and_logs_every_pose(tmp_
         assert bare.navigation is None and bare.pose_columns(plain.pulse) == {}
         with pytest.raises(ConfigError, match=r"\[navigation\]"):
             bare.navigator  # noqa: B018
+
+
+def test_the_navigator_of_a_simulator_in_a_child_process():
+    with labkit.open_rig("simulated-navigated", seed=3, sim_process="child") as rig:
+        client = rig.navigation.client
+        assert client.connected and rig.hardware.navigation_address == (client.host,
+                                                                       client.port)
+        trial = rig.pulse(60)
+        assert rig.pose_columns(trial.pulse)["pose_status"] == "ok"

@@ -98,6 +98,8 @@ class SimulatorProcess:
         self.emg_stream = facts["emg_stream"]
         self.eeg_stream = facts["eeg_stream"]
         self.marker_stream = facts["marker_stream"]
+        #: (host, port) of the child's navigator emulator (profiles with [navigation]).
+        self.navigation_address: tuple[str, int] | None = facts.get("navigation_address")
         if facts.get("device"):  # the driver's errors name the simulator, not a cable
             ports.declare_simulated(self.pty_path, facts["device"])
         root = RemoteObject(self, 0, "SimulatedHardware")

@@ -57,6 +57,11 @@ class SimulatedHardware:
     navigation: Any = None
     _closers: list = field(default_factory=list, repr=False)
 
+    @property
+    def navigation_address(self) -> tuple[str, int] | None:
+        """(host, port) of the navigator emulator, or None without navigation."""
+        return None if self.navigation is None else tuple(self.navigation.address)
+
     def close(self) -> None:
         """Stop the emulator and the amplifiers."""
         while self._closers:

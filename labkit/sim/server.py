@@ -161,7 +161,8 @@ def _start(profile: Any, seed: int | None) -> tuple[Any, dict]:
              "device": ports.simulated_device(hardware.pty_path),
              "realtime": favour_simulator_threads(),
              "emulator_url": hardware.port, "emg_stream": hardware.emg_stream,
-             "eeg_stream": hardware.eeg_stream, "marker_stream": hardware.marker_stream}
+             "eeg_stream": hardware.eeg_stream, "marker_stream": hardware.marker_stream,
+             "navigation_address": hardware.navigation_address}
     return hardware, facts
 
 

@@ -42,13 +42,20 @@ def _echo(stream, tail: deque) -> None:
 
 
 def _reason(returncode: int, tail: deque) -> str:
-    """The exception line of the last traceback printed, else the exit status."""
+    """The exception of the last traceback printed (with the indented lines of its
+    message, e.g. a refused verdict's reasons), else the exit status."""
     lines = list(tail)
     starts = [i for i, line in enumerate(lines) if line.startswith("Traceback")]
     if starts:
-        for line in lines[starts[-1] + 1:]:
+        after = lines[starts[-1] + 1:]
+        for k, line in enumerate(after):
             if not line.startswith((" ", "\t")):
-                return line[:500]
+                message = [line]
+                for more in after[k + 1:]:
+                    if not more.startswith((" ", "\t")):
+                        break
+                    message.append(more.strip())
+                return "; ".join(message)[:1000]
     if returncode < 0:
         return f"killed by signal {-returncode}"
     last = f"; last line: {lines[-1][:300]}" if lines else ""

@@ -24,7 +24,7 @@ def test_a_failing_or_hanging_benchmark_is_reported_and_the_others_still_run(tmp
         import json
         print(json.dumps({"bench": "b", "figure": 2}), flush=True)
         def measure():
-            raise TimeoutError("Timeout waiting for output")
+            raise TimeoutError("Timeout waiting for output\\n  refused: why\\n  ok: fine")
         measure()
     """)
     _bench(benches, "bench_c_hangs", "import time\ntime.sleep(60)\n")
@@ -40,7 +40,7 @@ def test_a_failing_or_hanging_benchmark_is_reported_and_the_others_still_run(tmp
     failed = {line["bench"]: line["reason"] for line in lines if line.get("status") == "failed"
               and line["bench"] != "all"}
     assert failed == {
-        "bench_b_raises": "TimeoutError: Timeout waiting for output",
+        "bench_b_raises": "TimeoutError: Timeout waiting for output; refused: why; ok: fine",
         "bench_c_hangs": "timed out after 3 s (stopped)",
         "bench_d_exits": "exit status 3; last line: no figure",
     }

@@ -203,7 +203,20 @@ class SimulatorProcess:
         return RemoteObject(self, payload[1], payload[2])
 
     def apply(self, where: str, *args: Any, **kwargs: Any) -> Any:
-        """Call ``module:function`` in the child with the hardware as first argument."""
+        """Call ``module:function`` in the child with the hardware as first argument.
+
+        Parameters
+        ----------
+        where : str
+            ``"module:function"``, importable in the child.
+        *args, **kwargs
+            Further arguments (pickled to the child).
+
+        Returns
+        -------
+        object
+            The result, decoded like an attribute read (data or a proxy).
+        """
         return self.request(("apply", where, args, kwargs))
 
     # ----------------------------------------------------------------- lifetime

@@ -7,7 +7,8 @@ environment's site-packages (the heavy dependencies are reused, not downloaded; 
 comes after the new environment's own site-packages, and this environment's editable
 hook is not run from there). A subprocess started outside the source tree then imports
 labkit from the new environment, lists the shipped profiles and protocols, checks a
-protocol against the shipped safety table, and fires one pulse on the simulated rig.
+protocol against the shipped safety table, and fires one pulse on the simulated rig, with
+the simulated lab in that process and in a child process of its own.
 """
 
 from __future__ import annotations
@@ -37,11 +38,12 @@ CHECK = textwrap.dedent("""
 
     protocol = load_protocol("m1_10hz_pain_1000")
     verdict = check_protocol(protocol, rmt_percent=50)
-    fired = []
-    with labkit.open_rig("simulated", seed=1) as rig:
-        rig.stimulator.add_pulse_listener(fired.append)
-        trial = rig.pulse(60)
-        delivered = rig.pulses_delivered
+    fired, delivered, ptp_uv = [], [], []
+    for where in ("inline", "child"):  # the simulated lab in this process, then in its own
+        with labkit.open_rig("simulated", seed=1, sim_process=where) as rig:
+            rig.stimulator.add_pulse_listener(fired.append)
+            ptp_uv.append(float(rig.pulse(60).ptp_uv))
+            delivered.append(rig.pulses_delivered)
     print(json.dumps({
         "labkit": labkit.__file__,
         "profiles": list_profiles(),
@@ -49,7 +51,7 @@ CHECK = textwrap.dedent("""
         "profile_path": str(load_profile("magstim-200").path),
         "protocol_path": str(protocol.path),
         "protocol_ok": bool(verdict.ok),
-        "ptp_uv": float(trial.ptp_uv),
+        "ptp_uv": ptp_uv,
         "delivered": delivered,
         "fired": len(fired),
     }))
@@ -117,5 +119,5 @@ def test_wheel_in_a_fresh_venv_opens_the_simulated_rig(tmp_path):
     assert SHIPPED_PROFILES <= set(result["profiles"])
     assert SHIPPED_PROTOCOLS <= set(result["protocols"])
     assert result["protocol_ok"]
-    assert result["delivered"] == result["fired"] == 1
-    assert math.isfinite(result["ptp_uv"]) and result["ptp_uv"] > 0
+    assert result["delivered"] == [1, 1] and result["fired"] == 2
+    assert all(math.isfinite(x) and x > 0 for x in result["ptp_uv"])

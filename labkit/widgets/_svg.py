@@ -325,3 +325,164 @@ def histogram_svg(
         body.append(f'<text x="{width - pad_r - 28}" y="{height - 2}" {_FONT}>'
                     f'{hi:g}{escape(unit)}</text>')
     return _frame(width, height, {"total": total}, body)
+
+
+def _shade(fraction: float) -> str:
+    """White (0) to the accepted-trial blue (1), for map cells."""
+    f = min(max(fraction, 0.0), 1.0)
+    lo, hi = (255, 255, 255), (0x1f, 0x6f, 0xd1)
+    r, g, b = (round(a + (c - a) * f) for a, c in zip(lo, hi, strict=True))
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+def map_svg(
+    positions_mm: np.ndarray,
+    medians_uv: Sequence[float],
+    *,
+    criterion_uv: float,
+    cog_mm: tuple[float, float] | None = None,
+    hotspot_mm: tuple[float, float] | None = None,
+    next_site: int | None = None,
+    spacing_mm: float = 10.0,
+    width: int = 360,
+    height: int = 360,
+    title: str = "MEP map",
+) -> str:
+    """The MEP map of a hotspot hunt: one cell per site, shaded by log10 median amplitude.
+
+    Sites use the trial code of :mod:`labkit.trialstyle`: a filled circle when the site's
+    median reaches the criterion, hollow below it, a small grey dot before any pulse. The
+    centre of gravity is a triangle, the hotspot a cross in the pulse colour, the next site
+    a dashed outline. x: across the current direction (mm); y: along it (mm).
+
+    Returns
+    -------
+    str
+        An ``<svg>`` with ``data-n-sites``, ``data-n-measured`` and (once found)
+        ``data-hotspot-along-mm``/``data-hotspot-across-mm``.
+    """
+    from labkit.trialstyle import BELOW, PENDING
+
+    pos = np.asarray(positions_mm, float).reshape(-1, 2)
+    med = np.asarray(list(medians_uv), float)
+    pad_l, pad_r, pad_t, pad_b = 44, 12, 18, 34
+    half = spacing_mm / 2
+    lo_a, hi_a = pos[:, 0].min() - half, pos[:, 0].max() + half
+    lo_c, hi_c = pos[:, 1].min() - half, pos[:, 1].max() + half
+    span = max(hi_a - lo_a, hi_c - lo_c, 1.0)
+    scale = min(width - pad_l - pad_r, height - pad_t - pad_b) / span
+
+    def xy(along: float, across: float) -> tuple[float, float]:
+        return pad_l + (across - lo_c) * scale, pad_t + (hi_a - along) * scale
+
+    measured = np.isfinite(med)
+    logs = np.log10(np.maximum(med[measured], 1.0)) if measured.any() else np.zeros(0)
+    top = float(logs.max()) if logs.size else 1.0
+    body = [f'<text x="{pad_l}" y="12" {_FONT}>{escape(title)} (median peak-to-peak, µV)'
+            "</text>"]
+    for k, (along, across) in enumerate(pos):
+        x, y = xy(along + half, across - half)
+        fill = (_shade(float(np.log10(max(med[k], 1.0))) / max(top, 1e-9))
+                if measured[k] else "#f4f4f4")
+        body.append(f'<rect class="cell" x="{_fmt(x)}" y="{_fmt(y)}" '
+                    f'width="{_fmt(spacing_mm * scale)}" height="{_fmt(spacing_mm * scale)}" '
+                    f'fill="{fill}" stroke="#ddd"/>')
+    for k, (along, across) in enumerate(pos):
+        x, y = xy(along, across)
+        if measured[k]:
+            style = ABOVE if med[k] >= criterion_uv else BELOW
+            body.append(_mark_svg(x, y, style).replace("<circle ", '<circle stroke-width="2" '))
+            body.append(f'<text x="{_fmt(x + 5)}" y="{_fmt(y - 5)}" {_FONT}>'
+                        f'{med[k]:.0f}</text>')
+        else:
+            body.append(_mark_svg(x, y, PENDING))
+        if next_site is not None and k == next_site:
+            x0, y0 = xy(along + half, across - half)
+            body.append(f'<rect class="next" x="{_fmt(x0 + 2)}" y="{_fmt(y0 + 2)}" '
+                        f'width="{_fmt(spacing_mm * scale - 4)}" '
+                        f'height="{_fmt(spacing_mm * scale - 4)}" fill="none" '
+                        f'stroke="{PULSE_COLOUR}" stroke-dasharray="4 3"/>')
+    attrs: dict[str, str] = {"n-sites": str(len(pos)), "n-measured": str(int(measured.sum()))}
+    if cog_mm is not None:
+        x, y = xy(*cog_mm)
+        body.append(f'<polygon class="cog" points="{_fmt(x)},{_fmt(y - 6)} {_fmt(x - 5)},'
+                    f'{_fmt(y + 4)} {_fmt(x + 5)},{_fmt(y + 4)}" fill="none" '
+                    f'stroke="{CRITERION_COLOUR}" stroke-width="1.5"/>')
+    if hotspot_mm is not None:
+        x, y = xy(*hotspot_mm)
+        body.append(f'<g class="hotspot" stroke="{PULSE_COLOUR}" stroke-width="2.5">'
+                    f'<line x1="{_fmt(x - 7)}" y1="{_fmt(y)}" x2="{_fmt(x + 7)}" y2="{_fmt(y)}"/>'
+                    f'<line x1="{_fmt(x)}" y1="{_fmt(y - 7)}" x2="{_fmt(x)}" y2="{_fmt(y + 7)}"/>'
+                    "</g>")
+        attrs["hotspot-along-mm"] = f"{hotspot_mm[0]:.1f}"
+        attrs["hotspot-across-mm"] = f"{hotspot_mm[1]:.1f}"
+    bottom = pad_t + (hi_a - lo_a) * scale
+    body.append(f'<text x="{pad_l}" y="{_fmt(bottom + 12)}" {_FONT}>{lo_c:g} mm</text>'
+                f'<text x="{_fmt(pad_l + (hi_c - lo_c) * scale - 30)}" y="{_fmt(bottom + 12)}" '
+                f'{_FONT}>{hi_c:g} mm</text>'
+                f'<text class="x-label" x="{pad_l}" y="{_fmt(bottom + 26)}" {_FONT}>'
+                "across the current direction (mm)</text>"
+                f'<text x="2" y="{pad_t + 8}" {_FONT}>{hi_a:g} mm</text>'
+                f'<text x="2" y="{_fmt(bottom)}" {_FONT}>{lo_a:g} mm</text>'
+                f'<text class="y-label" x="2" y="{_fmt((pad_t + bottom) / 2)}" {_FONT}>'
+                "along (mm)</text>")
+    return _frame(width, height, attrs, body)
+
+
+def ratio_svg(
+    names: Sequence[str],
+    ratios: Sequence[float],
+    ci: Sequence[tuple[float, float]],
+    *,
+    counts: Sequence[int] = (),
+    width: int = 360,
+    height: int = 200,
+    title: str = "conditioned / test-alone MEP",
+) -> str:
+    """Paired-pulse ratios with their 95 % CIs, the no-effect line at 1 dashed.
+
+    Returns
+    -------
+    str
+        An ``<svg>`` with ``data-ratios`` (``NAME=ratio`` pairs).
+    """
+    pad_l, pad_r, pad_t, pad_b = 44, 12, 18, 30
+    vals = [v for v in ratios if math.isfinite(v)]
+    vals += [x for pair in ci for x in pair if math.isfinite(x)]
+    hi = max([1.5, *vals]) * 1.1
+    body = [f'<text x="{pad_l}" y="12" {_FONT}>{escape(title)} (ratio, 95 % CI)</text>']
+
+    def y_of(v: float) -> float:
+        return height - pad_b - v / hi * (height - pad_t - pad_b)
+
+    y1 = y_of(1.0)
+    body.append(f'<line class="reference" x1="{pad_l}" x2="{width - pad_r}" y1="{_fmt(y1)}" '
+                f'y2="{_fmt(y1)}" stroke="{CRITERION_COLOUR}" stroke-dasharray="4 3"/>'
+                f'<text x="2" y="{_fmt(y1 + 3)}" {_FONT}>1 (no effect)</text>'
+                f'<text x="2" y="{pad_t + 8}" {_FONT}>{hi:.1f}</text>'
+                f'<text x="2" y="{height - pad_b}" {_FONT}>0</text>')
+    n = max(len(names), 1)
+    step = (width - pad_l - pad_r) / n
+    pairs = []
+    for k, name in enumerate(names):
+        x = pad_l + step * (k + 0.5)
+        label = name + (f" (n={counts[k]})" if k < len(counts) else "")
+        body.append(f'<text x="{_fmt(x - 24)}" y="{height - 12}" {_FONT}>{escape(label)}</text>')
+        r = ratios[k]
+        if not math.isfinite(r):
+            continue
+        low, high = ci[k]
+        if math.isfinite(low) and math.isfinite(high):
+            body.append(f'<line class="ci" x1="{_fmt(x)}" x2="{_fmt(x)}" y1="{_fmt(y_of(low))}" '
+                        f'y2="{_fmt(y_of(high))}" stroke="{ACCENT}" stroke-width="1.5"/>')
+        body.append(_mark_svg(x, y_of(r), ABOVE))
+        pairs.append(f"{name}={r:.2f}")
+    body.append(f'<text class="x-label" x="{pad_l}" y="{height - 1}" {_FONT}>condition</text>')
+    return _frame(width, height, {"ratios": " ".join(pairs)}, body)
+
+
+def _spacing_of(planned: Sequence[Sequence[float]]) -> float:
+    """Grid spacing of planned (along, across) positions, mm (10 for a single site)."""
+    along = np.unique(np.asarray(planned, float).reshape(-1, 2)[:, 0])
+    d = np.diff(along)
+    return float(d.min()) if d.size else 10.0

@@ -191,3 +191,11 @@ def test_container_attributes_write_through_to_the_child(child_rig):
     responses = child_rig.subject.responses
     assert pickle.loads(pickle.dumps(responses)) == responses  # pickles as a plain list
     assert type(copy.deepcopy(responses)) is list
+
+
+def test_a_late_reply_from_a_running_simulator_is_waited_for(child_rig):
+    stim = child_rig.stimulator
+    before = stim.slow_replies
+    child_rig.hardware.emulator.delay_replies(b"x", 1.0)  # twice the driver's timeout
+    assert stim.status() is not None
+    assert stim.slow_replies == before + 1 and stim.fault is None

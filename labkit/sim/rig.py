@@ -4,6 +4,10 @@ Builds, wires and starts: the virtual subject, its EMG amplifier (and EEG amplif
 the profile asks for it) streaming over LSL, and the stimulator emulator whose coil
 delivers each discharge to the amplifiers. Stream names get a per-rig suffix so that two
 simulated rigs on one machine are never mistaken for a spoofed stream.
+
+With ``[simulation] process = "child"`` (or ``process="child"``, or
+``$LABKIT_SIM_PROCESS``) the same hardware runs in a child process instead
+(:mod:`labkit.sim.process`, :mod:`labkit.sim.server`).
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ GRACE_S = 5.0
 #: Seconds a diagnosis waits for the child's answer to a ping.
 PING_TIMEOUT_S = 1.0
 
-_LOCAL_NAMES = ("_rpc_", "_repr_", "_ipython_", "__")
+_LOCAL_NAMES = ("_rpc_", "_repr_", "_ipython_", "_root", "__")
 
 
 class SimulatorProcessError(LabkitError):
@@ -102,11 +102,20 @@ class SimulatorProcess:
         self.navigation_address: tuple[str, int] | None = facts.get("navigation_address")
         if facts.get("device"):  # the driver's errors name the simulator, not a cable
             ports.declare_simulated(self.pty_path, facts["device"])
-        root = RemoteObject(self, 0, "SimulatedHardware")
+        self._root = root = RemoteObject(self, 0, "SimulatedHardware")
         self.emulator = root.emulator
         self.subject = root.subject
         self.emg_amplifier = root.emg_amplifier
         self.eeg_amplifier = root.eeg_amplifier
+
+    def __getattr__(self, name: str) -> Any:
+        """Any other attribute of the child's hardware (``navigation``, ...), read there."""
+        if name.startswith(_LOCAL_NAMES):
+            raise AttributeError(name)
+        root = self.__dict__.get("_root")
+        if root is None:
+            raise AttributeError(name)
+        return root.__getattr__(name)
 
     # ----------------------------------------------------------------- state
     @property

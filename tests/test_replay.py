@@ -183,3 +183,32 @@ min_single_pulse_interval_s = 0.3
     result = replay(run, workdir=tmp_path / "replayed")
     assert result.ok, (result.verdict, result.detail)
     assert (result.pulses_logged, result.pulses_replayed) == (4, 4)
+
+
+# -- the shipped example session, in process (no kernel) ---------------------------------
+EXAMPLE = Path(__file__).resolve().parents[1] / "notebooks" / "replay" / "example-run" / \
+    "sessions" / "sub-S01" / "ses-01"
+
+
+def test_replayed_meps_equal_those_cut_from_the_recording(monkeypatch):
+    import labkit
+    from labkit.mep import mep_table
+    from labkit.recording import read_recording
+    from labkit.replay import ReplayDivergenceError
+
+    data, times, info = read_recording(EXAMPLE / "recordings" / "emg")
+    logged = [r for r in read_log(EXAMPLE) if r.kind == "pulse"]
+    expected = mep_table(data, [r.time_s for r in logged], info["sfreq"], channel="FDI",
+                         ch_names=info["ch_names"], time_offset_s=float(times[0]))
+    monkeypatch.setenv("LABKIT_REPLAY", str(EXAMPLE))
+    monkeypatch.delenv("LABKIT_REPLAY_REPORT", raising=False)
+    with labkit.open_rig("simulated", seed=0) as rig:
+        trials = [rig.pulse(int(r.payload["intensity_percent"])) for r in logged]
+        with pytest.raises(ReplayDivergenceError, match=(
+                r"^pulse 8: the notebook asks for a pulse at 44 % MSO, the session "
+                r"delivered only 7 pulses$")):
+            rig.pulse(44)
+        assert rig.replay.summary()["pulses_replayed"] == 7
+        assert rig.hardware.emg_amplifier.late_discharges == 0
+    assert [t.ptp_uv for t in trials] == expected["ptp_uv"].tolist()
+    assert [t.latency_ms for t in trials] == pytest.approx(expected["latency_ms"].tolist())

@@ -58,6 +58,30 @@ def test_the_stream_loops_the_quiet_stretch_instead_of_showing_a_pulse_early():
     assert taken.min() >= 0 and taken.max() < 1000
 
 
+def test_the_epoch_of_an_announced_pulse_is_held_until_its_marker_comes():
+    import time
+
+    from labkit.clock import local_clock
+    from labkit.replay.amplifier import ReplayAmplifier
+    from labkit.replay.source import RecordedStream
+
+    fs = 1000.0
+    stream = RecordedStream(label="emg", path=Path("emg"),
+                            info={"sfreq": fs, "n_channels": 1, "type": "EMG"},
+                            samples=np.zeros((20000, 1), np.float32),
+                            times_s=np.arange(20000) / fs)
+    amp = ReplayAmplifier(stream, [10.0], name="held", source_id="held", pre_s=0.15,
+                          lag_s=0.35)
+    amp.t0 = local_clock() - 5.0  # as if streaming for 5 s (no outlet, no thread)
+    now = local_clock()
+    amp.expect(now)  # the guard passed a pulse: it fires at or after `now`
+    epoch = int(np.floor((now - 0.15 - amp.t0) * fs))  # first sample of its epoch
+    time.sleep(0.4)  # a marker delayed longer than the lag still finds its epoch unsent
+    assert amp._due() == epoch
+    amp.on_pulse(0, local_clock())
+    assert amp._due() > epoch + 200
+
+
 # -- recorded sessions -------------------------------------------------------------------
 def _execute(nb: nbformat.NotebookNode, run: Path) -> Path:
     run.mkdir(parents=True)

@@ -11,7 +11,10 @@ epoch (so no recorded MEP appears without its pulse).
 
 :class:`ReplayAmplifier` streams a :class:`~labkit.replay.source.RecordedStream` through a
 :class:`SampleMap`. It holds samples back ``lag_s`` (longer than ``pre``): a pulse's
-marker arrives before its pre-pulse samples are sent, so they can still be chosen.
+marker arrives before its pre-pulse samples are sent, so they can still be chosen. And
+just before a pulse is fired (:meth:`ReplayAmplifier.expect`) it sends nothing from
+``pre`` before that moment until the pulse's marker has come (at most ``hold_s``), so a
+marker delayed by a loaded machine still finds its pre-pulse samples unsent.
 """
 
 from __future__ import annotations
@@ -126,7 +129,9 @@ class ReplayAmplifier:
         Epoch around every pulse that must be the recorded one, s.
     lag_s : float
         How long samples are held back before they are sent, s (must exceed ``pre_s``
-        plus the time a pulse's marker takes to arrive).
+        plus the time a pulse's marker usually takes to arrive).
+    hold_s : float
+        Longest wait for the marker of a pulse announced with :meth:`expect`, s.
     chunk_s : float
         Push period, s.
 
@@ -138,13 +143,15 @@ class ReplayAmplifier:
 
     def __init__(self, stream: RecordedStream, pulse_times_s: Sequence[float], *, name: str,
                  source_id: str, pre_s: float = 0.15, post_s: float = 0.15,
-                 lag_s: float = 0.35, chunk_s: float = 0.005) -> None:
+                 lag_s: float = 0.35, hold_s: float = 2.0, chunk_s: float = 0.005) -> None:
         if not lag_s > pre_s:
             raise ValueError(f"ReplayAmplifier: lag_s = {lag_s} must exceed pre_s = {pre_s}")
         self.recording = stream
         self.name, self.source_id = name, source_id
         self.fs = stream.sfreq
-        self.lag_s, self.chunk_s = float(lag_s), float(chunk_s)
+        self.lag_s, self.chunk_s, self.hold_s = float(lag_s), float(chunk_s), float(hold_s)
+        self.pre_s = float(pre_s)
+        self._hold: tuple[int, float] | None = None  # (first sample not to send, until)
         pulses = [stream.nearest_sample(t) for t in pulse_times_s]
         self.map = SampleMap(len(stream.times_s), pulses, int(math.ceil(pre_s * self.fs)),
                              int(math.ceil(post_s * self.fs)))
@@ -195,18 +202,40 @@ class ReplayAmplifier:
             thread.join(timeout=2.0)
         self._outlet = None
 
+    def expect(self, now_s: float) -> None:
+        """A pulse is about to be fired (at or after LSL time ``now_s``): hold its epoch."""
+        if self.t0 is None:
+            return
+        first = int(math.floor((now_s - self.pre_s - self.t0) * self.fs))
+        with self._lock:
+            self._hold = (first, local_clock() + self.hold_s)
+
     def on_pulse(self, k: int, time_s: float) -> None:
         """Replayed pulse ``k`` (0-based) happened at LSL time ``time_s``."""
-        if self.t0 is None or k >= len(self.map.pulse_samples):
+        if self.t0 is None:
             return
         with self._lock:
-            self.map.place(k, int(round((time_s - self.t0) * self.fs)))
+            self._hold = None
+            if k < len(self.map.pulse_samples):
+                self.map.place(k, int(round((time_s - self.t0) * self.fs)))
+
+    def _due(self) -> int:
+        """Samples that may be sent now: ``lag_s`` old, and before a held epoch."""
+        now = local_clock()
+        due = int(math.floor((now - self.lag_s - self.t0) * self.fs)) + 1
+        hold = self._hold
+        if hold is not None:
+            if now < hold[1]:
+                due = min(due, hold[0])
+            else:
+                self._hold = None  # the pulse never came (refused, or the unit failed)
+        return due
 
     def _run(self) -> None:
         max_chunk = max(int(self.fs * 0.1), 1)
         samples = self.recording.samples
         while not self._stop.is_set():
-            due = int(math.floor((local_clock() - self.lag_s - self.t0) * self.fs)) + 1
+            due = self._due()
             while due > self.map.next_j and not self._stop.is_set():
                 with self._lock:
                     first = self.map.next_j

@@ -170,6 +170,8 @@ class ReplayGuard(FiringGuard):
         """The safety checks first (a pulse refused then was refused when recorded too)."""
         super().before_pulses(n, intensity_percent, now_s)
         self.replay.check(n, intensity_percent)
+        for amp in self.replay.amplifiers:
+            amp.expect(now_s)
 
 
 class ReplayMarkerOutlet(PulseMarkerOutlet):

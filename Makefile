@@ -9,7 +9,7 @@ CHROMIUM ?= /usr/bin/chromium
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 export PYTHONHASHSEED := 0
 
-.PHONY: demo test lint unit notebooks browser-deps bench lab clean
+.PHONY: demo replay test lint unit notebooks browser-deps bench lab clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,12 @@ $(STAMP): pyproject.toml
 ## demo: a full simulated session, headless, with a report under runs/
 demo: $(STAMP)
 	$(PY) -m labkit.demo
+
+## replay: re-execute the newest demo run on its recording; exit 0 when every output matches
+replay: $(STAMP)
+	@run=$$(ls -d runs/*/ 2>/dev/null | sort | tail -n 1); \
+	if [ -z "$$run" ]; then echo "no run under runs/: make demo first" >&2; exit 2; fi; \
+	$(PY) -m labkit.replay "$$run"
 
 ## lint: ruff over the package, tests and benchmarks
 lint: $(STAMP)

@@ -236,3 +236,19 @@ def test_replayed_meps_equal_those_cut_from_the_recording(monkeypatch):
         assert rig.hardware.emg_amplifier.late_discharges == 0
     assert [t.ptp_uv for t in trials] == expected["ptp_uv"].tolist()
     assert [t.latency_ms for t in trials] == pytest.approx(expected["latency_ms"].tolist())
+
+
+def test_bad_run_paths_exit_2_naming_what_is_wrong(tmp_path, capsys):
+    from labkit.replay.command import main
+
+    assert main([str(tmp_path / "nope")]) == 2
+    assert f"{tmp_path / 'nope'}: no such run or session folder" in capsys.readouterr().err
+    for name in ("a", "b"):
+        (tmp_path / "run" / name).mkdir(parents=True)
+        (tmp_path / "run" / name / "log.jsonl").write_text("")
+    assert main([str(tmp_path / "run")]) == 2
+    assert "2 sessions here (a, b); give one of them" in capsys.readouterr().err
+    blank = tmp_path / "blank.ipynb"
+    nbformat.write(demo_notebook(), blank)  # never executed: nothing to compare with
+    assert main([str(EXAMPLE), str(blank)]) == 2
+    assert "the notebook has no stored outputs to compare" in capsys.readouterr().err

@@ -15,6 +15,7 @@ is only read.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import re
@@ -173,6 +174,10 @@ def replay(run_or_session: str | os.PathLike, notebook: str | os.PathLike | None
         No session or notebook; a missing or truncated recording (names the file and the
         last usable time).
     """
+    missing = [name for name in ("pytest", "nbval") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ReplayError(f"replay compares outputs with nbval under pytest; {missing} not "
+                          "installed here: pip install 'labkit[test]' (or pytest nbval)")
     session = find_session(run_or_session)
     notebook = Path(notebook) if notebook is not None else find_notebook(run_or_session,
                                                                          session)

@@ -35,8 +35,9 @@ class MEPTrial:
         Epoch time axis, ms from the pulse.
     waveform_uv : numpy.ndarray
         The epoch of ``channel``, µV (as recorded, artifact included).
-    ptp_uv : float
-        Peak-to-peak amplitude in the MEP window, µV.
+    amplitude_uv : float
+        The MEP amplitude: peak-to-peak in the MEP window, µV (``ptp_uv`` is its old,
+        deprecated name).
     latency_ms : float
         Onset latency (NaN when no onset was found), ms.
     background_rms_uv : float
@@ -52,7 +53,7 @@ class MEPTrial:
     channel: str
     times_ms: np.ndarray
     waveform_uv: np.ndarray
-    ptp_uv: float
+    amplitude_uv: float
     latency_ms: float
     background_rms_uv: float
     rejected: bool
@@ -62,6 +63,11 @@ class MEPTrial:
     def intensity_percent(self) -> float:
         """Intensity of the pulse, % MSO."""
         return self.pulse.intensity_percent
+
+    @property
+    def ptp_uv(self) -> float:
+        """Old name of :attr:`amplitude_uv` (deprecated)."""
+        return self.amplitude_uv
 
     @property
     def background_ptp_uv(self) -> float:
@@ -151,7 +157,7 @@ class MEPMeter:
                                         (max(self.tmin_ms, -100.0), 0.0))
         return MEPTrial(
             pulse=pulse, channel=self.channel, times_ms=times_ms, waveform_uv=waveform_uv,
-            ptp_uv=float(row["ptp_uv"]), latency_ms=float(row["latency_ms"]),
+            amplitude_uv=float(row["ptp_uv"]), latency_ms=float(row["latency_ms"]),
             background_rms_uv=float(row["background_rms_uv"]),
             rejected=not self.background.judge(background).accepted, background=background,
         )

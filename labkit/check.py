@@ -300,6 +300,14 @@ def check_profile(profile: str | os.PathLike | DeviceProfile, *, wait_s: float =
     report = CheckReport(where)
     report.findings.append(Finding("ok", "profile", f"{loaded.rig.name!r} "
                                    f"({loaded.rig.description or loaded.stimulator.model})"))
+    package = Path(__file__).resolve().parent
+    if (not loaded.rig.simulated and loaded.path is not None
+            and package in Path(loaded.path).resolve().parents):
+        report.findings.append(Finding(
+            "warn", "profile", "this profile ships with labkit: edit a copy of it, not the "
+            "file itself (an update of labkit would replace it)",
+            f"copy {loaded.path} to ~/.config/labkit/devices/<your-rig>.toml (or a "
+            "LABKIT_PATH folder's devices/) and check that name"))
     hardware = None
     port = loaded.stimulator.port
     emg, eeg = loaded.streams.emg, loaded.streams.eeg

@@ -67,10 +67,10 @@ def run_paired_pulse(rig: Any, protocol: PairedPulseProtocol) -> list[dict[str, 
         cs = c.conditioning_percent if c.paired else 0
         ipi = c.ipi_ms if c.paired else default_ipi
         trial = fire_paired(rig, cs, c.test_percent, ipi, protocol.unit)
-        protocol.record(trial.ptp_uv)
+        protocol.record(trial.amplitude_uv)
         rows.append({"condition": c.name, "conditioning_percent": cs,
                      "test_percent": c.test_percent, "ipi_ms": ipi,
-                     "test_time_s": trial.pulse.time_s, "mep_ptp_uv": float(trial.ptp_uv)})
+                     "test_time_s": trial.pulse.time_s, "mep_ptp_uv": float(trial.amplitude_uv)})
     return rows
 
 

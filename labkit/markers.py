@@ -90,6 +90,7 @@ class PulseMarkerOutlet:
             source_id or f"labkit-{name}",
         )
         self.name = name
+        self.source_id = info.source_id()
         self._outlet = pylsl.StreamOutlet(info)
         self._lock = threading.Lock()
 

@@ -28,7 +28,7 @@ from labkit.profiles import DeviceProfile, load_profile
 from labkit.safety.guard import FiringGuard
 from labkit.safety.limits import SafetyLimits
 from labkit.stimulators.base import Stimulator
-from labkit.stimulators.registry import driver_class, model_spec
+from labkit.stimulators.registry import driver_class, manufacturer, model_spec
 
 #: Module that builds simulated hardware for profiles with ``rig.simulated = true``.
 #: Resolved at run time so that the core never imports the simulator.
@@ -187,9 +187,38 @@ class Rig:
                                               session=self.session, log_pulses=False)
         return self._navigator
 
+    def record(self, session: Any = None) -> dict[str, Any]:
+        """Record the rig's streams into the session: EMG, EEG (if any) and pulse markers.
+
+        The recordings are labelled ``emg``, ``eeg`` and ``markers``, the labels
+        :func:`~labkit.bids.export_bids`, the session record and the MEP analyses read.
+        Each stream is bound by the name and ``source_id`` the rig connected to.
+
+        Parameters
+        ----------
+        session : Session | None
+            Where to record; default the session given to :meth:`use_session`.
+
+        Returns
+        -------
+        dict
+            Label → :class:`~labkit.recording.StreamRecorder`.
+        """
+        session = self.session if session is None else session
+        if session is None:
+            raise ConfigError("no session to record into: rig.use_session(session) first, or "
+                              "pass session=", field="session")
+        recorders = {"emg": session.record(self.emg.name, "emg", source_id=self.emg.source_id)}
+        if self.eeg is not None:
+            recorders["eeg"] = session.record(self.eeg.name, "eeg",
+                                              source_id=self.eeg.source_id)
+        recorders["markers"] = session.record(self.markers.name, "markers",
+                                              source_id=self.markers.source_id)
+        return recorders
+
     def device_facts(self) -> dict[str, Any]:
-        """Stimulator model, serial, coil and port from the profile, firmware from the driver,
-        and the navigator when the rig has one.
+        """Stimulator manufacturer (from the vendor registry), model, serial, coil and port
+        from the profile, firmware from the driver, and the navigator when the rig has one.
 
         Facts the profile does not give are ``None`` (the session report says "not
         recorded"); ``firmware`` is the version the driver read on connect, if it reads one.
@@ -197,7 +226,8 @@ class Rig:
         section = self.profile.stimulator
         version = getattr(self.stimulator, "software_version", None)
         firmware = ".".join(str(v) for v in version) if isinstance(version, tuple) else version
-        facts = {"model": section.model, "driver": type(self.stimulator).__name__,
+        facts = {"manufacturer": manufacturer(section.model), "model": section.model,
+                 "driver": type(self.stimulator).__name__,
                  "serial": section.serial, "coil": section.coil, "port": section.port,
                  "firmware": None if firmware is None else str(firmware)}
         nav = self.profile.navigation

@@ -49,7 +49,8 @@ print(rig)
 SINGLE_PULSES = '''\
 trials = [rig.pulse(x) for x in {intensities!r}]
 for t in trials:
-    print(f"{{t.intensity_percent:g}} % MSO: {{t.ptp_uv:.3f}} uV, latency {{t.latency_ms:.1f}} ms,"
+    print(f"{{t.intensity_percent:g}} % MSO: {{t.amplitude_uv:.3f}} uV, "
+          f"latency {{t.latency_ms:.1f}} ms,"
           f" background {{t.background_rms_uv:.4f}} uV, rejected {{t.rejected}}")
 '''
 
@@ -61,10 +62,10 @@ hunt = []
 while not estimator.done and len(hunt) < {max_pulses}:
     x = estimator.next_intensity()
     trial = rig.pulse(x)
-    estimator.update(x, trial.ptp_uv)
+    estimator.update(x, trial.amplitude_uv)
     hunt.append(trial)
 print("intensities:", [t.intensity_percent for t in hunt])
-print("amplitudes:", [round(t.ptp_uv, 3) for t in hunt])
+print("amplitudes:", [round(t.amplitude_uv, 3) for t in hunt])
 print(f"RMT estimate {{estimator.threshold:.4f}} % MSO")
 rig.rmt_percent = int(round(estimator.threshold))
 '''

@@ -236,3 +236,22 @@ def test_session_open_takes_named_arguments_only():
         kinds = {p.kind for p in inspect.signature(method).parameters.values()}
         assert inspect.Parameter.VAR_KEYWORD not in kinds
         assert {"task", "operator", "site"} <= set(inspect.signature(method).parameters)
+
+
+# ---------------------------------------------------------------------- one amplitude name
+def test_the_mep_amplitude_is_amplitude_uv():
+    from labkit.acquisition import MEPTrial
+    from labkit.markers import PulseEvent
+    from labkit.mep import mep_table
+
+    fs = 5000.0
+    t = np.arange(int(0.3 * fs)) / fs
+    emg = np.zeros((1, t.size))
+    onset = int(0.1 * fs)
+    emg[0, onset + 100:onset + 150] = 40.0  # 20-30 ms after the pulse: 40 uV peak-to-peak
+    table = mep_table(emg, [0.1], fs, ch_names=["FDI"])
+    assert table["ptp_uv"].iloc[0] == pytest.approx(40.0)
+    trial = MEPTrial(PulseEvent(0.1, 50, "Magstim", 0), "FDI", t, emg[0], 40.0, 22.0, 1.0,
+                     False)
+    assert trial.amplitude_uv == 40.0
+    assert trial.ptp_uv == 40.0  # the old name

@@ -42,7 +42,7 @@ CHECK = textwrap.dedent("""
     for where in ("inline", "child"):  # the simulated lab in this process, then in its own
         with labkit.open_rig("simulated", seed=1, sim_process=where) as rig:
             rig.stimulator.add_pulse_listener(fired.append)
-            ptp_uv.append(float(rig.pulse(60).ptp_uv))
+            ptp_uv.append(float(rig.pulse(60).amplitude_uv))
             delivered.append(rig.pulses_delivered)
     print(json.dumps({
         "labkit": labkit.__file__,

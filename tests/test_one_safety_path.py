@@ -89,7 +89,7 @@ def test_the_session_cap_counts_hunts_runners_device_trains_and_a_resume(tmp_pat
         est = make_estimator("mlpest", start=50)
         for _ in range(4):  # four hunt pulses
             x = est.next_intensity()
-            est.update(x, rig.pulse(x).ptp_uv)
+            est.update(x, rig.pulse(x).amplitude_uv)
         rig.rmt_percent = RMT
         runner = rig.runner(rtms(per_train=5, trains=2, iti_s=5.0), progress=False)
         assert runner.run() == "finished"  # device-timed trains on the Rapid²

@@ -305,6 +305,7 @@ def test_a_rig_opened_into_a_session_records_the_profiles_serial_and_coil(tmp_pa
     (device,) = [r.payload for r in read_log(ses.path) if r.kind == "device"]
     assert device["serial"] == "SN-0815" and device["coil"] == "D70 test coil"
     assert device["model"] == "magstim-rapid2" and device["port"] == "sim"
+    assert device["manufacturer"] == "Magstim"  # from the vendor registry
     assert device["firmware"] == "9.0.0"  # the Rapid² emulator's, read by the driver on connect
     page = parse(write_session_report(ses, tmp_path / "report.html"))
     facts = page.kv("devices")

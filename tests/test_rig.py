@@ -23,7 +23,7 @@ def test_mep_measured_from_lsl_equals_what_the_subject_generated():
         trials = [rig.pulse(x) for x in intensities]
         truth = [r.amplitudes_uv["FDI"] for r in rig.subject.responses]
     assert len(truth) == len(trials) == 4
-    measured = np.array([t.ptp_uv for t in trials])
+    measured = np.array([t.amplitude_uv for t in trials])
     np.testing.assert_allclose(measured, truth, rtol=0.01)
     assert [t.intensity_percent for t in trials] == intensities
     assert not any(t.rejected for t in trials)
@@ -35,7 +35,7 @@ def test_onset_latency_of_clear_meps_matches_the_subject():
         trials = [rig.pulse(int(round(rmt * 1.4))) for _ in range(3)]
         truth_ms = [r.latencies_ms["FDI"] for r in rig.subject.responses]
     for trial, expected_ms in zip(trials, truth_ms, strict=True):
-        assert trial.ptp_uv > 100
+        assert trial.amplitude_uv > 100
         # onset is detected where the rectified MEP leaves the baseline: at or a little
         # after the generated onset, never before it
         assert expected_ms - 0.2 <= trial.latency_ms <= expected_ms + 2.0

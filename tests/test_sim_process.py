@@ -69,7 +69,7 @@ def test_meps_from_the_child_equal_its_ground_truth(child_rig):
     trials = [child_rig.pulse(x) for x in intensities]
     responses = child_rig.subject.responses[before:]
     assert [r.intensity_percent for r in responses] == intensities
-    np.testing.assert_allclose([t.ptp_uv for t in trials],
+    np.testing.assert_allclose([t.amplitude_uv for t in trials],
                                [r.amplitudes_uv["FDI"] for r in responses], rtol=0.01)
     assert child_rig.hardware.emulator.pulses_delivered == before + 2
     assert child_rig.hardware.emg_amplifier.late_discharges == 0

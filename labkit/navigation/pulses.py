@@ -47,7 +47,7 @@ class NavigatedTrial:
     @property
     def amplitude_uv(self) -> float:
         """Peak-to-peak MEP, µV."""
-        return float(self.trial.ptp_uv)
+        return float(self.trial.amplitude_uv)
 
 
 class NavigatedPulser:
@@ -57,7 +57,7 @@ class NavigatedPulser:
     ----------
     rig : object
         Has ``pulse(intensity_percent) -> trial`` (a :class:`labkit.rig.Rig`); the trial
-        has ``pulse.time_s``, ``ptp_uv``, ``latency_ms`` and ``waveform_uv``.
+        has ``pulse.time_s``, ``amplitude_uv``, ``latency_ms`` and ``waveform_uv``.
     client : object
         The navigator client (:class:`~labkit.navigation.localite.LocaliteClient`).
     gate : TargetGate | None
@@ -145,7 +145,7 @@ class NavigatedPulser:
         row: dict[str, Any] = {
             "pulse_time_s": trial.pulse.time_s,
             "intensity_percent": intensity_percent,
-            "mep_ptp_uv": float(trial.ptp_uv),
+            "mep_ptp_uv": float(trial.amplitude_uv),
             "mep_latency_ms": trial.latency_ms,
             "held_s": held,
         }
@@ -171,7 +171,7 @@ class NavigatedPulser:
         if latency is None or not np.isfinite(latency):
             latency = 0.0
         try:
-            self.client.send_mep(float(trial.ptp_uv), float(latency), lo, hi)
+            self.client.send_mep(float(trial.amplitude_uv), float(latency), lo, hi)
         except (NavigationError, ValueError) as exc:
             self._hold({"held_s": 0.0, "reason": f"MEP not sent to the navigator: {exc}",
                         "fired": True})

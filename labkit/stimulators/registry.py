@@ -15,7 +15,8 @@ from labkit.errors import ConfigError
 from labkit.stimulators import magpro_protocol, magstim_protocol
 from labkit.stimulators.capabilities import Abilities
 
-__all__ = ["MODELS", "ModelSpec", "abilities_for_driver", "driver_class", "model_spec"]
+__all__ = ["MANUFACTURERS", "MODELS", "ModelSpec", "abilities_for_driver", "driver_class",
+           "manufacturer", "model_spec"]
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,15 @@ MODELS: dict[str, ModelSpec] = {spec.key: spec for spec in (
     ModelSpec("deymed-duomag-mp-dual", "DuoMAG", {"model": "MP-Dual"}, ("duomag", "MP-Dual"),
               Abilities("Deymed DuoMAG MP-Dual", paired_pulse=True)),
 )}
+
+
+#: Manufacturer of each vendor family (the first item of :attr:`ModelSpec.emulator`).
+MANUFACTURERS = {"magstim": "Magstim", "magpro": "MagVenture", "duomag": "Deymed"}
+
+
+def manufacturer(key: str) -> str:
+    """The manufacturer of model ``key`` (``"Magstim"``), for the session record and BIDS."""
+    return MANUFACTURERS[model_spec(key).emulator[0]]
 
 
 def model_spec(key: str) -> ModelSpec:

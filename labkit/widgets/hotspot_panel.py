@@ -98,7 +98,7 @@ class HotspotMapPanel(BlockPanel):
             self.hunt.record(site.index, trial.amplitude_uv, trial.pose.pose)
         else:
             trial = self.rig.pulse(self.intensity_percent)
-            self.hunt.record(site.index, float(trial.ptp_uv))
+            self.hunt.record(site.index, float(trial.amplitude_uv))
 
     def _render(self) -> None:
         hunt = self.hunt

@@ -95,7 +95,7 @@ class PairedPulsePanel(BlockPanel):
         default_ipi = next(x.ipi_ms for x in p.conditions if x.paired)
         trial = fire_paired(self.rig, c.conditioning_percent if c.paired else 0,
                             c.test_percent, c.ipi_ms if c.paired else default_ipi, p.unit)
-        p.record(float(trial.ptp_uv))
+        p.record(float(trial.amplitude_uv))
 
     def _render(self) -> None:
         p = self.protocol

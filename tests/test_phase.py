@@ -8,7 +8,14 @@ import pytest
 from labkit.closedloop import PhaseTracker, estimate_mu_peak, phase_now, time_to_phase
 from labkit.errors import ConfigError
 from labkit.kernels import Blanker, SpatialFilter, hjorth_weights
-from labkit.phase import kalman_phase, zrenner_ar_phase
+from labkit.phase import (
+    EtpModel,
+    KalmanParams,
+    fit_etp,
+    fit_kalman,
+    kalman_phase,
+    zrenner_ar_phase,
+)
 from labkit.sim.eeg import MuEEGSource
 
 FS = 5000.0
@@ -54,6 +61,45 @@ def test_zrenner_baseline_on_clean_sinusoids(freq):
     errs = [_err_deg(phase_now(_sinusoid(freq, p), FS, method="zrenner-ar"), p) for p in PHASES]
     assert max(abs(e) for e in errs) <= 20.0, errs
     assert abs(np.mean(errs)) <= 10.0, errs
+
+
+@pytest.mark.parametrize("freq", FREQS)
+def test_etp_within_5_degrees_on_clean_sinusoids(freq):
+    """ETP trained on 12 s of the same rhythm (Shirinpour 2020), and untrained with the
+    known frequency: the phase since the last peak of the window."""
+    rest = _sinusoid(freq, 0.7, n=int(12 * FS))
+    model = fit_etp(rest, FS)
+    assert isinstance(model, EtpModel)
+    assert model.period_s == pytest.approx(1 / freq, rel=0.02)
+    for kw in ({"model": model}, {"mu_hz": freq}):
+        errs = [_err_deg(phase_now(_sinusoid(freq, p), FS, method="etp", **kw), p)
+                for p in PHASES]
+        assert max(abs(e) for e in errs) <= 5.0, (kw, errs)
+
+
+@pytest.mark.parametrize("freq", FREQS)
+def test_fitted_kalman_within_5_degrees_on_clean_sinusoids(freq):
+    """Parameters fitted per subject on a resting recording (Wodeyar 2021 recipe)."""
+    rng = np.random.default_rng(int(freq * 10))
+    rest = _sinusoid(freq, 0.2, n=int(8 * FS)) + rng.standard_normal(int(8 * FS))
+    model = fit_kalman(rest, FS, mu_hz=freq)
+    assert isinstance(model, KalmanParams) and model.mu_hz == freq
+    errs = [_err_deg(phase_now(_sinusoid(freq, p), FS, model=model), p) for p in PHASES]
+    assert max(abs(e) for e in errs) <= 5.0, errs
+    tracker = PhaseTracker(FS, freq, 10.0, params=model)
+    x = _sinusoid(freq, 1.0, n=int(3 * FS))
+    for a in range(0, x.size, 5):
+        ph = tracker.update(x[a : a + 5])
+    assert abs(_err_deg(ph, 1.0)) <= 5.0
+
+
+def test_fitted_models_are_refused_by_the_wrong_method():
+    x = _sinusoid(10.0, 0.0)
+    with pytest.raises(ConfigError) as err:
+        phase_now(x, FS, method="etp", model=KalmanParams())
+    assert err.value.field == "model"
+    with pytest.raises(ConfigError):
+        phase_now(x, FS, method="kalman", model=EtpModel(0.1, 0.1))
 
 
 def test_phase_convention_peak_zero_trough_pi():

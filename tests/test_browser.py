@@ -1,10 +1,15 @@
 """The quickstart in a real browser: JupyterLab + Debian's Chromium driven by Playwright.
 
 Runs ``notebooks/00_quickstart.ipynb`` top to bottom in JupyterLab, then, like a user:
-arms and fires from the StimulatorPanel and checks that the live MEP view grew by one
-trial and that the MEP reached the session log on disk; starts the protocol and presses
-the red STOP while it runs, and checks that the panel read back a disarmed unit and the
-runner stopped. Screenshots of each step go to ``test-artifacts/``.
+reads the status bar of every panel that can fire (SIMULATED badge, session, unit state,
+intensity, coil temperature, pulses against the session cap, a STOP on each); arms and
+fires from the StimulatorPanel and checks that the live MEP view grew by one trial, that
+the MEP reached the session log on disk and that the pulse count in the status bar grew;
+checks which protocol buttons are enabled before, during and after a run; starts the
+protocol and presses the red STOP while it runs (the STOP is in view next to the running
+protocol), and checks that the panel read back a disarmed unit and the runner stopped;
+then resets STOP and puts a New run on the panel. Screenshots of each step go to
+``test-artifacts/``.
 
 Skipped only outside CI when Chromium or Playwright is missing; under ``CI=true`` a
 missing piece is a failure.
@@ -69,6 +74,15 @@ def _run_records(root: Path, kind: str) -> list:
     return [rec for log in root.rglob("log.jsonl") for rec in read_log(log, kind=kind)]
 
 
+def _enabled(page, panel: str, classes: list[str]) -> set[str]:
+    """Which of the buttons (by css class) of ``panel`` are enabled in the page."""
+    return {c for c in classes if page.locator(f"{panel} button.{c}").first.is_enabled()}
+
+
+def _pulse_count(page, panel: str) -> int:
+    return int(page.locator(f"{panel} .labkit-status-pulses").first.get_attribute("data-value"))
+
+
 def _run_notebook(page, timeout_s: float = 150.0) -> None:
     """Run > Run All Cells until every code cell has run (a run-all issued while the
     page is still attaching to the kernel can be cancelled after the first cell: then
@@ -119,6 +133,27 @@ def test_quickstart_fire_and_stop_in_chromium(tmp_path, monkeypatch):
             _run_notebook(page)
             expect(page.locator(f"{stim} .labkit-stop-state")).to_have_text("STOP: ready")
             screenshot(page, "quickstart-1-executed")
+
+            # 1b. one status bar, with its STOP, on every panel that can fire
+            for panel in (stim, ".labkit-threshold-hunter", ".labkit-protocol-panel"):
+                bar = page.locator(f"{panel} .labkit-status-bar")
+                assert bar.count() == 1, f"{panel}: {bar.count()} status bars"
+                expect(bar.locator(".labkit-status-mode")).to_have_text("SIMULATED")
+                expect(bar.locator(".labkit-status-session")).to_contain_text("sub-P001 ses-")
+                expect(bar.locator(".labkit-status-pulses")).to_contain_text(
+                    re.compile(r"^pulses \d+ / 3000 \(session cap\)$"))
+                expect(bar.locator("button.labkit-stop")).to_be_visible()
+                expect(bar.locator("button.labkit-reset")).to_be_disabled()  # not latched
+            expect(page.locator(f"{stim} .labkit-status-temperature")).to_contain_text(
+                re.compile(r"coil \d+ °C"), timeout=10_000)  # the Rapid² reports it
+            expect(page.locator(f"{stim} .labkit-status-intensity")).to_have_text(
+                re.compile(r"^\d+ %MSO$"))
+            protocol = ".labkit-protocol-panel"
+            run_buttons = ["labkit-protocol-start", "labkit-protocol-pause",
+                           "labkit-protocol-resume", "labkit-protocol-stop",
+                           "labkit-protocol-new-run"]
+            assert _enabled(page, protocol, run_buttons) == {"labkit-protocol-start"}
+            pulses_before = _pulse_count(page, stim)
             n_before = _svg_count(page, amplitudes, "data-n-points")
             assert n_before >= 1  # the scripted pulse of the notebook is on the view
             logged_before = _mep_records(sessions)
@@ -161,6 +196,11 @@ def test_quickstart_fire_and_stop_in_chromium(tmp_path, monkeypatch):
             while _mep_records(sessions) < logged_before + 1 and time.monotonic() < deadline:
                 time.sleep(0.1)
             assert _mep_records(sessions) == logged_before + 1
+            page.wait_for_function(  # the status bar counts the pulse against the cap
+                "([sel, n]) => { const s = document.querySelector(sel);"
+                " return s && Number(s.dataset.value) > n; }",
+                arg=[f"{stim} .labkit-status-pulses", pulses_before], timeout=10_000)
+            assert _pulse_count(page, stim) == pulses_before + 1
             screenshot(page, "quickstart-2-fired")
 
             # 3. Start the protocol, press STOP while it runs
@@ -170,6 +210,16 @@ def test_quickstart_fire_and_stop_in_chromium(tmp_path, monkeypatch):
                 "() => { const l = document.querySelector('.labkit-protocol-count');"
                 " return l && parseInt(l.textContent) >= 5; }", timeout=20_000)
             expect(page.locator(".labkit-protocol-state")).to_have_text("state: running")
+            page.wait_for_function(
+                "() => { const b = document.querySelector('button.labkit-protocol-pause');"
+                " return b && !b.disabled; }", timeout=10_000)
+            assert _enabled(page, protocol, run_buttons) == {"labkit-protocol-pause",
+                                                             "labkit-protocol-stop"}
+            # the STOP stays in view while the operator watches the run's progress
+            page.locator(f"{protocol} .labkit-protocol-progress").scroll_into_view_if_needed()
+            expect(page.locator(f"{protocol} .labkit-status-run")).to_have_text(
+                "run in progress")
+            expect(page.locator(f"{protocol} button.labkit-stop")).to_be_in_viewport()
             # the STOP is on screen next to the running protocol, not only on the far-away
             # stimulator panel
             protocol_stop = page.locator(".labkit-protocol-panel .labkit-stop")
@@ -191,12 +241,28 @@ def test_quickstart_fire_and_stop_in_chromium(tmp_path, monkeypatch):
             assert count.text_content() == stopped_at  # no pulse after STOP
             stops = _run_records(sessions, "stop")
             assert stops and stops[-1].payload["pulses_delivered"] == delivered
+            page.wait_for_function(
+                "() => { const b = document.querySelector('button.labkit-protocol-new-run');"
+                " return b && !b.disabled; }", timeout=10_000)
+            assert _enabled(page, protocol, run_buttons) == {"labkit-protocol-new-run"}
+            expect(page.locator(f"{protocol} button.labkit-reset")).to_be_enabled()
             screenshot(page, "quickstart-3-stopped")
             for name, selector in (("stimulator-panel", stim),
                                    ("protocol-panel", ".labkit-protocol-panel")):
                 panel = page.locator(selector).first
                 panel.scroll_into_view_if_needed()
                 panel.screenshot(path=str(ARTIFACTS / f"quickstart-3-stopped-{name}.png"))
+
+            # 4. Reset STOP, then New run: a fresh runner, Start enabled again
+            page.locator(f"{protocol} button.labkit-reset").click()
+            expect(page.locator(f"{stim} .labkit-stop-state")).to_have_text("STOP: ready")
+            expect(page.locator(f"{protocol} .labkit-stop-banner")).to_have_text("")
+            page.locator(f"{protocol} button.labkit-protocol-new-run").click()
+            expect(page.locator(".labkit-protocol-state")).to_have_text("state: idle")
+            expect(page.locator(".labkit-protocol-message")).to_contain_text("new run ready")
+            expect(page.locator(".labkit-protocol-count")).to_have_text("0 / 100")
+            assert _enabled(page, protocol, run_buttons) == {"labkit-protocol-start"}
+            screenshot(page, "quickstart-4-new-run")
         except BaseException:
             screenshot(page, "quickstart-failure")
             print(server.log_tail())

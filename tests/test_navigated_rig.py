@@ -115,3 +115,20 @@ def test_the_navigator_of_a_simulator_in_a_child_process():
                                                                        client.port)
         trial = rig.pulse(60)
         assert rig.pose_columns(trial.pulse)["pose_status"] == "ok"
+
+
+def test_a_coil_holder_keeps_the_pose_still_for_subject_and_navigator():
+    with labkit.open_rig("simulated-navigated", seed=4) as rig:
+        sim = rig.hardware.navigation
+        holder = sim.hold_coil()
+        optimal = sim.spatial.optimal_pose()
+        x = round(1.2 * rig.subject.resting_motor_threshold_percent)
+        rig.pulse(x)
+        rig.pulse(x)
+        responses = rig.subject.responses[-2:]
+        assert [r.efficacy for r in responses] == pytest.approx([1.0, 1.0])
+        assert all(r.coil_pose.distance_mm(optimal) < 1e-9 for r in responses)
+        time.sleep(0.2)  # the navigator streams the holder's pose
+        assert rig.navigation.client.pose().distance_mm(holder.pose) < 1e-6
+        sim.release_coil()
+        assert rig.subject.coil is sim.hand and sim.emulator.holder is sim.hand

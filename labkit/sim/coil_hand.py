@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -155,3 +156,23 @@ class HandHeldCoil:
             return True
         gap = float(norm3(move.from_point - move.to_point))
         return gap * math.exp(-(time_s - move.time_s) / self.params.settle_tau_s) <= tolerance_mm
+
+
+class CoilHolder:
+    """A rigid coil holder (a mechanical arm): the coil stays exactly at ``pose``.
+
+    No drift, no tremor: the pose at any time is ``pose`` (stamped with that time). The
+    simulated subject's responses then depend on the pulse sequence only, not on when
+    each pulse happened to be fired.
+    """
+
+    def __init__(self, pose: CoilPose) -> None:
+        self.pose = pose
+
+    def pose_at(self, time_s: float) -> CoilPose:
+        """The held pose, valid at ``time_s``."""
+        return CoilPose(self.pose.position_mm, self.pose.quaternion, float(time_s))
+
+    def move_to(self, target: CoilPose, time_s: float, **_options: Any) -> None:
+        """A holder is moved by hand before use; selecting a navigator target does not
+        move it."""

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from labkit.sim.coil_hand import HandHeldCoil, HandParams
+from labkit.navigation.pose import CoilPose
+from labkit.sim.coil_hand import CoilHolder, HandHeldCoil, HandParams
 from labkit.sim.localite_emulator import LocaliteEmulator
 from labkit.sim.spatial import C3_DIRECTION, SpatialExcitability
 
@@ -40,12 +41,33 @@ class SimulatedNavigation:
     spatial: SpatialExcitability
     hand: HandHeldCoil
     emulator: LocaliteEmulator
+    _subject: Any = field(default=None, repr=False)
     _restore: list = field(default_factory=list, repr=False)
 
     @property
     def address(self) -> tuple[str, int]:
         """(host, port) of the navigator emulator."""
         return self.emulator.address
+
+    def hold_coil(self, pose: CoilPose | None = None) -> CoilHolder:
+        """Put the coil in a rigid holder at ``pose`` (default: the subject's true optimal
+        pose): the subject's responses and the navigator's poses come from the holder from
+        now on (no tremor, no drift).
+
+        Returns
+        -------
+        CoilHolder
+            The holder (``release_coil`` gives the coil back to the hand).
+        """
+        holder = CoilHolder(self.spatial.optimal_pose() if pose is None else pose)
+        self._subject.coil = holder
+        self.emulator.holder = holder
+        return holder
+
+    def release_coil(self) -> None:
+        """Give the coil back to the operator's hand."""
+        self._subject.coil = self.hand
+        self.emulator.holder = self.hand
 
     def close(self) -> None:
         """Stop the emulator and detach it from the stimulator (idempotent)."""
@@ -101,7 +123,7 @@ def attach_navigation(
     emulator = LocaliteEmulator(holder, rate_hz=rate_hz, port=port,
                                 on_target=lambda _i, pose, t: holder.move_to(pose, t))
     emulator.start()
-    nav = SimulatedNavigation(spatial, holder, emulator)
+    nav = SimulatedNavigation(spatial, holder, emulator, subject)
     stimulator = getattr(hardware, "emulator", None)
     if stimulator is not None and hasattr(stimulator, "coil"):
         previous = stimulator.coil

@@ -173,6 +173,15 @@ class CoilHolder:
         """The held pose, valid at ``time_s``."""
         return CoilPose(self.pose.position_mm, self.pose.quaternion, float(time_s))
 
-    def move_to(self, target: CoilPose, time_s: float, **_options: Any) -> None:
-        """A holder is moved by hand before use; selecting a navigator target does not
-        move it."""
+    def move_to(self, target: CoilPose, time_s: float, **options: Any) -> None:
+        """Selecting a navigator target does not move a holder (it is set by hand).
+
+        Parameters
+        ----------
+        target : CoilPose
+            Ignored.
+        time_s : float
+            Ignored.
+        **options
+            What :meth:`HandHeldCoil.move_to` takes (``placement_sd_mm``); ignored.
+        """

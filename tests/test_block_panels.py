@@ -84,6 +84,10 @@ def test_hotspot_panel_maps_a_navigated_grid_and_logs_the_hotspot(tmp_path):
             panel.result_label.value)
         assert panel.result is not None and not panel.new_button.disabled
         assert "pulses 9 / 3000" in panel.status_bar.line.value
+        status = panel.status_bar.refresh(query=False)  # the navigator: coil to target
+        assert status.navigation and status.pose_status == "ok"
+        assert status.target_distance_mm <= 3.0 and "coil to target" in (
+            panel.status_bar.line.value)
         # a second block, stopped after two pulses by Stop
         assert panel.new_block() and panel.hunt is hunts[1] and panel.state == "idle"
         panel.start()
@@ -134,3 +138,19 @@ def test_paired_pulse_panel_delivers_the_block_and_logs_the_ratios(tmp_path):
     (logged,) = [r.payload for r in read_log(session.log.path) if r.kind == "paired_pulse"]
     assert logged["ratios"]["SICI"]["ratio"] == pytest.approx(ratios["SICI"].ratio)
     assert logged["n"] == {"test": 2, "SICI": 2, "ICF": 2, "LICI": 2}
+
+
+def test_hotspot_panel_without_a_navigator_fires_at_the_named_sites():
+    with labkit.open_rig("simulated", seed=2) as rig:
+        hunt = HotspotHunt(make_grid(spacing_mm=10.0, n=3), n_per_site=1, seed=0)
+        panel = HotspotMapPanel(rig, hunt, 50, poll_s=None)
+        assert "no navigator" in panel.children[1].value
+        first = hunt.next_site().label
+        assert first in panel.site_label.value
+        panel.start()
+        _wait(panel)
+        assert panel.state == "finished" and len(hunt.trials) == 9
+        assert rig.pulses_delivered == 9 and 'data-n-measured="9"' in panel.map.value
+        status = panel.status_bar.refresh(query=False)
+        assert not status.navigation and "coil to target" not in panel.status_bar.line.value
+        panel.close()

@@ -98,16 +98,7 @@ class ReplayState:
         error = ReplayDivergenceError(message, pulse=pulse)
         if self.divergence is None:
             self.divergence = error
-            execution_count = None
-            try:  # the cell running now, when inside a kernel
-                from IPython import get_ipython
-
-                shell = get_ipython()
-                execution_count = getattr(shell, "execution_count", None)
-            except ImportError:
-                pass
-            self._report({"kind": "divergence", "pulse": pulse, "message": message,
-                          "execution_count": execution_count})
+            self._report({"kind": "divergence", "pulse": pulse, "message": message})
         raise error
 
     def check(self, n: int, intensity_percent: float) -> None:
@@ -122,7 +113,7 @@ class ReplayState:
         with self._lock:
             if self.divergence is not None:
                 raise ReplayDivergenceError(f"the replay already diverged: {self.divergence}",
-                                       pulse=self.divergence.pulse)
+                                            pulse=self.divergence.pulse)
             first = self.delivered
             pulses = self.session.pulses
             what = f"{intensity_percent:g} % MSO" + ("" if n == 1 else f" (train of {n})")

@@ -14,7 +14,9 @@
 - on a simulated profile, ``rig.hardware`` has the simulated rig's attributes (stream
   sections, ``emg_amplifier``, ``subject``): the subject is the profile's seeded model,
   kept for the ground truth a notebook may print (its true threshold), fed the replayed
-  discharges.
+  discharges. A navigated simulated profile gets the simulated lab's hand-held coil and
+  navigator emulator (poses are simulated live, not replayed); a hardware navigator is
+  not replayed.
 
 Divergences and a summary (pulses replayed of those logged) are appended as JSON lines to
 the file ``LABKIT_REPLAY_REPORT`` names, for the replay command.
@@ -191,7 +193,13 @@ class ReplayHardware:
     emg_stream: StreamSection
     eeg_stream: StreamSection | None
     marker_stream: StreamSection
+    navigation: Any = None
     _closers: list = field(default_factory=list, repr=False)
+
+    @property
+    def navigation_address(self) -> tuple[str, int] | None:
+        """(host, port) of the navigator emulator, or None without navigation."""
+        return None if self.navigation is None else tuple(self.navigation.address)
 
     def close(self) -> None:
         """Stop the streams and the emulator."""
@@ -257,6 +265,28 @@ def _emulator(profile: DeviceProfile, coil: Any, seed: int) -> Any:
     from labkit.sim.magpro_emulator import MagProEmulator
 
     return MagProEmulator(model=model, coil=coil, seed=seed, pty=False)
+
+
+def _simulated_navigation(profile: DeviceProfile, hardware: ReplayHardware,
+                          stimulator: Any, emg: Any, eeg: Any) -> Any:
+    """The simulated lab's hand-held coil and navigator, as a navigated simulated rig has.
+
+    Coil poses are the simulation's (live), not the session's: the navigated pulses' gate
+    and logged poses follow the seeded hand; MEPs still come from the recording.
+    """
+    from labkit.rig import _open_navigation
+    from labkit.sim.navigation import attach_navigation
+
+    try:
+        hardware.navigation = attach_navigation(hardware)
+        return _open_navigation(profile, hardware)
+    except BaseException:
+        for stream in (emg, eeg):
+            if stream is not None and stream.connected:
+                stream.disconnect()
+        stimulator.close()
+        hardware.close()
+        raise
 
 
 def _section(section: StreamSection, simulated: bool, suffix: str) -> StreamSection:
@@ -367,7 +397,7 @@ def open_replay_rig(
         for close in reversed(closers):
             close()
         raise
-    hardware = None
+    hardware = navigation = None
     if simulated:
         eeg_served = served.get("eeg")
         hardware = ReplayHardware(
@@ -376,8 +406,10 @@ def open_replay_rig(
             emg_stream=served["emg"][0], eeg_stream=eeg_served and eeg_served[0],
             marker_stream=marker_section, _closers=closers)
         closers = []
+        if profile.navigation is not None:
+            navigation = _simulated_navigation(profile, hardware, stimulator, emg, eeg)
     rig = ReplayRig(profile, stimulator, emg, markers, eeg=eeg, hardware=hardware,
-                    replay=state, closers=closers)
+                    navigation=navigation, replay=state, closers=closers)
     if session is not None:
         rig.use_session(session)
     return rig

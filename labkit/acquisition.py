@@ -11,6 +11,7 @@ It only reads the stream's buffer; it never touches the stimulator.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,7 +67,9 @@ class MEPTrial:
 
     @property
     def ptp_uv(self) -> float:
-        """Old name of :attr:`amplitude_uv` (deprecated)."""
+        """Deprecated name of :attr:`amplitude_uv` (warns)."""
+        warnings.warn("MEPTrial.ptp_uv is deprecated: use MEPTrial.amplitude_uv (the same "
+                      "peak-to-peak MEP amplitude, µV)", DeprecationWarning, stacklevel=2)
         return self.amplitude_uv
 
     @property
@@ -157,7 +160,7 @@ class MEPMeter:
                                         (max(self.tmin_ms, -100.0), 0.0))
         return MEPTrial(
             pulse=pulse, channel=self.channel, times_ms=times_ms, waveform_uv=waveform_uv,
-            amplitude_uv=float(row["ptp_uv"]), latency_ms=float(row["latency_ms"]),
+            amplitude_uv=float(row["amplitude_uv"]), latency_ms=float(row["latency_ms"]),
             background_rms_uv=float(row["background_rms_uv"]),
             rejected=not self.background.judge(background).accepted, background=background,
         )

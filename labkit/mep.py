@@ -9,8 +9,9 @@ with its sampling rate, plus the pulses: times in seconds on the data's time bas
 Per trial (one row per pulse, :func:`mep_table`; the same table is the ``metadata`` of
 :func:`mep_epochs`):
 
-``ptp_uv``
-    Peak-to-peak amplitude (max - min) within ``window_ms`` (default 15-50 ms), µV.
+``amplitude_uv``
+    The MEP amplitude: peak-to-peak (max - min) within ``window_ms`` (default 15-50 ms),
+    µV (the same name as :attr:`labkit.acquisition.MEPTrial.amplitude_uv`).
 ``latency_ms``
     Onset latency by a sustained baseline-threshold rule on the raw (unfiltered, single
     trial) rectified, baseline-demeaned EMG: the first sample after the blanked artifact
@@ -550,7 +551,7 @@ def _table(prep: _Prepared, window_ms, blank_ms, baseline_ms, rms_limit_uv, onse
         "time_s": prep.times_s,
         "sample": prep.onsets,
         "intensity_percent": prep.intensities,
-        "ptp_uv": ptp,
+        "amplitude_uv": ptp,
         "latency_ms": lat,
         "discharge_ms": prep.discharge_ms,
         "background_rms_uv": rms,
@@ -581,7 +582,7 @@ def mep_table(
 ) -> pd.DataFrame:
     """Per-trial MEP features: one row per pulse.
 
-    Columns: ``trial``, ``time_s``, ``sample``, ``intensity_percent``, ``ptp_uv``,
+    Columns: ``trial``, ``time_s``, ``sample``, ``intensity_percent``, ``amplitude_uv``,
     ``latency_ms``, ``discharge_ms``, ``background_rms_uv``, ``rejected``, ``channel``
     (see the module docstring for the rules).
     """

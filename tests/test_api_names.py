@@ -239,7 +239,7 @@ def test_session_open_takes_named_arguments_only():
 
 
 # ---------------------------------------------------------------------- one amplitude name
-def test_the_mep_amplitude_is_amplitude_uv():
+def test_the_mep_amplitude_is_amplitude_uv_and_ptp_uv_warns():
     from labkit.acquisition import MEPTrial
     from labkit.markers import PulseEvent
     from labkit.mep import mep_table
@@ -250,8 +250,10 @@ def test_the_mep_amplitude_is_amplitude_uv():
     onset = int(0.1 * fs)
     emg[0, onset + 100:onset + 150] = 40.0  # 20-30 ms after the pulse: 40 uV peak-to-peak
     table = mep_table(emg, [0.1], fs, ch_names=["FDI"])
-    assert table["ptp_uv"].iloc[0] == pytest.approx(40.0)
+    assert "ptp_uv" not in table.columns
+    assert table["amplitude_uv"].iloc[0] == pytest.approx(40.0)
     trial = MEPTrial(PulseEvent(0.1, 50, "Magstim", 0), "FDI", t, emg[0], 40.0, 22.0, 1.0,
                      False)
     assert trial.amplitude_uv == 40.0
-    assert trial.ptp_uv == 40.0  # the old name
+    with pytest.warns(DeprecationWarning, match="use MEPTrial.amplitude_uv"):
+        assert trial.ptp_uv == 40.0  # the old name still answers

@@ -189,3 +189,37 @@ def test_single_pulse_units_run_no_protocol_and_rates_follow_the_registry():
     one_hz = protocol_stimulators(load_protocol("m1_1hz_inhibitory"))
     assert one_hz["magstim-200"] is None and one_hz["magstim-rapid2"] == 100
     assert one_hz["magventure-x100"] == 100 and one_hz["deymed-duomag-mp"] is None
+
+
+def test_a_port_you_may_not_open_names_the_group_to_join(tmp_path, bench, monkeypatch):
+    import grp
+
+    import labkit.check as check
+
+    monkeypatch.setattr(check.os, "access", lambda path, mode: False)  # as a user outside it
+    path = profile_file(tmp_path, bench)
+    port = finding(check_profile(path), "stimulator port")
+    group = grp.getgrgid(os.stat(bench["port"]).st_gid).gr_name
+    assert port.level == "fail"
+    assert port.message == f"no permission to open {bench['port']!r} (it belongs to group " \
+                           f"{group!r})"
+    assert port.fix == f"sudo usermod -aG {group} $USER, then log out and in again"
+
+
+def test_the_navigation_link_is_checked_when_the_profile_has_one(tmp_path, bench):
+    from labkit.sim.localite_emulator import LocaliteEmulator
+
+    navigator = LocaliteEmulator().start()
+    try:
+        host, port = navigator.address
+        text = PROFILE.format(**bench) + f'\n[navigation]\nhost = "{host}"\nport = {port}\n'
+        path = tmp_path / "navigated.toml"
+        path.write_text(text, encoding="utf-8")
+        nav = finding(check_profile(path, stimulator=False), "navigation")
+        assert (nav.level, nav.message) == ("ok", f"navigator answers at {host}:{port}")
+    finally:
+        navigator.stop()
+    nav = finding(check_profile(path, stimulator=False), "navigation")  # now nobody listens
+    assert nav.level == "fail" and nav.message.startswith(f"cannot reach the navigator at "
+                                                          f"{host}:{port}")
+    assert nav.fix.startswith(f"{path}: [navigation] host/port")

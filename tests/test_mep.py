@@ -45,8 +45,8 @@ def test_peak_to_peak_and_latency_exact():
     emg, t_s, ptp, lat_ms = synthetic()
     table = mep_table(emg, t_s, fs=FS)
     assert list(table["trial"]) == list(range(len(t_s)))
-    np.testing.assert_allclose(table["ptp_uv"], ptp, atol=3.0)  # 0.5 µV noise
-    np.testing.assert_allclose(table["ptp_uv"], ptp, rtol=0.02)
+    np.testing.assert_allclose(table["amplitude_uv"], ptp, atol=3.0)  # 0.5 µV noise
+    np.testing.assert_allclose(table["amplitude_uv"], ptp, rtol=0.02)
     # onset within one sample (0.2 ms at 5 kHz)
     assert np.all(np.abs(table["latency_ms"] - lat_ms) <= 1000.0 / FS + 1e-9)
     assert not table["rejected"].any()
@@ -56,7 +56,7 @@ def test_peak_to_peak_and_latency_exact():
 def test_noiseless_latency_and_amplitude_exact():
     emg, t_s, ptp, lat_ms = synthetic(noise_uv=0.0)
     table = mep_table(emg, t_s, fs=FS)
-    np.testing.assert_allclose(table["ptp_uv"], ptp, rtol=1e-12)
+    np.testing.assert_allclose(table["amplitude_uv"], ptp, rtol=1e-12)
     assert np.all(np.abs(table["latency_ms"] - lat_ms) <= 1000.0 / FS + 1e-9)
 
 
@@ -73,10 +73,10 @@ def test_artifact_blanking():
     emg, t_s, ptp, lat_ms = synthetic(artifact_uv=8000.0)
     # A window that starts inside the artifact still measures the MEP after blanking.
     table = mep_table(emg, t_s, fs=FS, window_ms=(1.0, 50.0))
-    np.testing.assert_allclose(table["ptp_uv"], ptp, atol=3.0)
+    np.testing.assert_allclose(table["amplitude_uv"], ptp, atol=3.0)
     assert np.all(np.abs(table["latency_ms"] - lat_ms) <= 1000.0 / FS + 1e-9)
     unblanked = mep_table(emg, t_s, fs=FS, window_ms=(1.0, 50.0), blank_ms=(0.0, 0.0))
-    assert (unblanked["ptp_uv"] > ptp).any()
+    assert (unblanked["amplitude_uv"] > ptp).any()
 
 
 def test_blank_artifact_interpolates_linearly():
@@ -111,7 +111,7 @@ def test_raw_input_with_pulse_events_and_epochs():
     md = epochs.metadata
     assert list(md["channel"].unique()) == ["FDI"]
     assert list(md["intensity_percent"]) == [50, 51, 52, 53, 54, 55]
-    np.testing.assert_allclose(md["ptp_uv"], ptp, atol=3.0)
+    np.testing.assert_allclose(md["amplitude_uv"], ptp, atol=3.0)
     assert epochs.tmin == pytest.approx(-0.1)
     data = epochs.get_data(picks="FDI") * 1e6
     np.testing.assert_allclose(np.ptp(data[:, 0, :], axis=1), ptp, atol=3.0)

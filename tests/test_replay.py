@@ -234,7 +234,7 @@ def test_replayed_meps_equal_those_cut_from_the_recording(monkeypatch):
             rig.pulse(44)
         assert rig.replay.summary()["pulses_replayed"] == 7
         assert rig.hardware.emg_amplifier.late_discharges == 0
-    assert [t.ptp_uv for t in trials] == expected["ptp_uv"].tolist()
+    assert [t.amplitude_uv for t in trials] == expected["amplitude_uv"].tolist()
     assert [t.latency_ms for t in trials] == pytest.approx(expected["latency_ms"].tolist())
 
 

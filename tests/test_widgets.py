@@ -509,7 +509,7 @@ def test_hunter_auto_finds_the_threshold_and_logs_it_to_the_session():
     assert hunter.wait(30.0)
     assert hunter.done
     assert abs(hunter.result - 45) <= 2
-    assert session.thresholds == [(hunter.result, "MLPest", "rmt", len(hunter.trials))]
+    assert session.thresholds == [(hunter.result, "mlpest", "rmt", len(hunter.trials))]
     assert found == [hunter.result]
     assert f"RMT = {hunter.result:.0f} %MSO" in hunter.result_label.value
     assert stim.armed is False  # disarmed at the end

@@ -142,7 +142,7 @@ def test_labrecorder_style_xdf_imports_into_a_session_that_meps_and_bids_use(tmp
     raw = to_raw(ses_dir / "recordings" / "emg")
     table = mep_table(raw, [p.time_s for p in pulses], time_offset_s=raw.first_time_s,
                       channel="FDI")
-    np.testing.assert_allclose(table["ptp_uv"], truth["amplitudes"], rtol=1e-6)
+    np.testing.assert_allclose(table["amplitude_uv"], truth["amplitudes"], rtol=1e-6)
     assert np.allclose(table["latency_ms"], 22.0, atol=0.5)
     out = export_bids(ses_dir, tmp_path / "bids", emg_setup=EMG, stimulator=STIMULATOR)
     assert out.n_pulses == 3 and out.pulses_outside == 0

@@ -294,7 +294,7 @@ class ThresholdHunter(widgets.VBox):
             pass
         if self.session is not None:
             self.session.log_threshold(
-                value, method=type(self.estimator).__name__, kind=self.kind, n_pulses=n,
+                value, method=_method_label(self.estimator), kind=self.kind, n_pulses=n,
                 criterion_uv=float(getattr(self.estimator, "criterion_uv", math.nan)),
                 background=self.background.describe(),
                 n_rejected=sum(1 for *_, accepted in self.trials if accepted is False))
@@ -339,6 +339,16 @@ class ThresholdHunter(widgets.VBox):
 
     def _report(self, exc: BaseException) -> None:
         self.trial_label.value = f"{type(exc).__name__}: {exc}"
+
+
+def _method_label(estimator: Any) -> str:
+    """The estimator's method name (``"mlpest"``); the class name for one labkit does not know."""
+    from labkit.threshold import ThresholdInputError, method_name
+
+    try:
+        return method_name(estimator)
+    except ThresholdInputError:
+        return type(estimator).__name__
 
 
 def _hunt_background(kind: str, criterion_uv: float,

@@ -13,6 +13,7 @@ axis; trials, the pulse and criteria are drawn in the one code of
 - :func:`plot_threshold_density`: posterior (or likelihood) of the threshold.
 - :func:`plot_io_curve`: input-output curve with an optional fitted sigmoid.
 - :func:`plot_pain_diary`: daily NRS diaries with the baseline/endpoint/follow-up weeks.
+- :func:`plot_hotspot_map`: the MEP map of a hotspot hunt, centre of gravity and hotspot.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from labkit.trialstyle import (
 __all__ = [
     "PlotInputError",
     "plot_amplitude_per_pulse",
+    "plot_hotspot_map",
     "plot_io_curve",
     "plot_pain_diary",
     "plot_mep_overlay",
@@ -410,4 +412,50 @@ def plot_pain_diary(
     ax.set(xlabel="day (0 = first session)", ylabel="pain NRS (0-10)", ylim=(0, 11),
            title=title)
     ax.legend(fontsize=7, loc="lower right")
+    return fig
+
+
+def plot_hotspot_map(result, *, truth_mm: tuple[float, float] | None = None,
+                     title: str = "MEP map") -> Figure:
+    """The interpolated MEP map of a hotspot hunt with its sites, centre of gravity and hotspot.
+
+    Parameters
+    ----------
+    result : HotspotResult
+        From :meth:`labkit.hotspot.HotspotHunt.result`.
+    truth_mm : tuple of float | None
+        A known true hotspot (along, across), mm (simulated subject): a green ×.
+    title : str
+        Axes title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Sites in the trial code (filled: median at or above the criterion, hollow: below),
+        the centre of gravity as a triangle, the hotspot as a cross in the pulse colour.
+    """
+    along, across, amp = result.raster
+    fig, ax = _new_figure((5.4, 4.6))
+    mesh = ax.pcolormesh(across, along, amp, shading="auto", cmap="Greys")
+    fig.colorbar(mesh, ax=ax, label="median MEP, interpolated (µV)")
+    pos = np.asarray(result.positions_mm, float)
+    med = np.asarray(result.medians_uv, float)
+    for style in (ABOVE, BELOW):
+        pick = np.isfinite(med) & ((med >= result.criterion_uv) == (style is ABOVE))
+        if pick.any():
+            ax.plot(pos[pick, 1], pos[pick, 0], **matplotlib_kwargs(style),
+                    label=f"site median {style.label} ({result.criterion_uv:g} µV)")
+    if result.cog_mm is not None:
+        ax.plot(result.cog_mm[1], result.cog_mm[0], "^", mfc="none", mec=CRITERION_COLOUR,
+                ms=9, label="centre of gravity")
+    ax.plot(result.hotspot_mm[1], result.hotspot_mm[0], "+", color=PULSE_COLOUR, ms=14, mew=2.5,
+            label=f"hotspot ({result.rule})")
+    if truth_mm is not None:
+        ax.plot(truth_mm[1], truth_mm[0], "x", color=TRUTH_COLOUR, ms=10, mew=2,
+                label="true hotspot")
+    ax.set_xlabel("across the current direction (mm)")
+    ax.set_ylabel("along the current direction (mm)")
+    ax.set_aspect("equal")
+    ax.set_title(title)
+    ax.legend(loc="lower right", fontsize=7)
     return fig

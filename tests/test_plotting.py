@@ -9,6 +9,7 @@ import pytest
 from labkit.plotting import (
     PlotInputError,
     plot_amplitude_per_pulse,
+    plot_hotspot_map,
     plot_io_curve,
     plot_mep_overlay,
     plot_pain_diary,
@@ -16,6 +17,16 @@ from labkit.plotting import (
     plot_threshold_density,
 )
 from labkit.trialstyle import ACCEPTED_COLOUR, PULSE_COLOUR, REJECTED_COLOUR
+
+
+def _hotspot_result():
+    from labkit.hotspot import HotspotHunt, make_grid
+
+    hunt = HotspotHunt(make_grid(n=3), n_per_site=1, seed=0)
+    while not hunt.done:
+        site = hunt.next_site()
+        hunt.record(site.index, 400.0 if site.index == 4 else 20.0 + site.index)
+    return hunt.result()
 
 
 def _figures():
@@ -28,6 +39,7 @@ def _figures():
         "density": plot_threshold_density([40, 45, 50], [0.1, 1.0, 0.2]),
         "io": plot_io_curve([100, 100, 120, 120], [50, 60, 400, 500]),
         "pain": plot_pain_diary({"P1": ([0, 1, 2], [6, 5, 4])}),
+        "hotspot": plot_hotspot_map(_hotspot_result(), truth_mm=(1.0, -1.0)),
     }
 
 
@@ -78,3 +90,16 @@ def test_staircase_hits_filled_misses_hollow_like_the_panels():
 def test_bad_input_names_the_argument():
     with pytest.raises(PlotInputError, match="rejected must have one value per pulse"):
         plot_amplitude_per_pulse([1, 2, 3], rejected=[True])
+
+
+def test_hotspot_map_uses_the_trial_code_and_marks_the_hotspot():
+    result = _hotspot_result()
+    ax = plot_hotspot_map(result).axes[0]
+    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    above = next(ln for k, ln in lines.items() if "at or above" in k)
+    below = next(ln for k, ln in lines.items() if k.startswith("site median below"))
+    assert len(above.get_xdata()) == 1 and len(below.get_xdata()) == 8
+    assert mcolors.same_color(below.get_markerfacecolor(), "white")
+    hot = next(ln for k, ln in lines.items() if k.startswith("hotspot"))
+    assert (hot.get_ydata()[0], hot.get_xdata()[0]) == pytest.approx(result.hotspot_mm)
+    assert mcolors.same_color(hot.get_color(), PULSE_COLOUR)

@@ -5,6 +5,8 @@
   records every trigger (:class:`Trigger`). Settings: :class:`ClosedLoopConfig`.
 * :class:`TriggerPolicy` — the pure decision (phase, random or mu-power condition,
   :class:`TriggerConfig`), testable without a stream.
+* :func:`estimate_discharge_delay` — the real command → discharge delay from the TMS
+  artifact of calibration pulses (give it as ``loop_delay_s``).
 * :func:`calibrate` / :func:`calibrate_signal` — individual mu peak, signal scale and
   amplitude levels from a resting segment (:class:`Calibration`).
 * :func:`phase_now` — instantaneous mu phase at the last sample of a window
@@ -26,6 +28,7 @@ from labkit.closedloop.config import (
     TrackingConfig,
 )
 from labkit.closedloop.controller import ClosedLoopController, ClosedLoopError
+from labkit.closedloop.delay import DelayEstimate, artifact_onset, estimate_discharge_delay
 from labkit.closedloop.policy import (
     CONDITIONS,
     Decision,
@@ -58,6 +61,7 @@ __all__ = [
     "ClosedLoopController",
     "ClosedLoopError",
     "Decision",
+    "DelayEstimate",
     "Estimate",
     "KalmanParams",
     "PhaseErrorStats",
@@ -68,8 +72,10 @@ __all__ = [
     "TriggerConfig",
     "TriggerPolicy",
     "calibrate",
+    "artifact_onset",
     "calibrate_signal",
     "circular_stats",
+    "estimate_discharge_delay",
     "estimate_mu_peak",
     "phase_error_stats",
     "phase_now",

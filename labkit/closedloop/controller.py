@@ -395,10 +395,14 @@ class ClosedLoopController:
             policy.fired(fire_s)
             # blank our own artifact: the pulse's sample index on the stream's clock
             chain.add_onset(n_seen - 1 + int(round((fire_s - last_stamp) * self.fs)))
-            est = math.remainder(phase0 + TWO_PI * freq * (fire_s - last_stamp), TWO_PI)
+            # phase at the discharge: a measured command -> discharge delay places it
+            # after the call; without one the write time stamp is the best guess
+            measured = cfg.run.loop_delay_s
+            discharge_s = t_call + measured if measured is not None else fire_s
+            est = math.remainder(phase0 + TWO_PI * freq * (discharge_s - last_stamp), TWO_PI)
             true = None
             if self.truth is not None:
-                value = self.truth(fire_s)
+                value = self.truth(discharge_s)
                 true = None if value is None else float(value)
             trig = Trigger(
                 index=len(self.triggers), condition=self.condition,
@@ -406,6 +410,7 @@ class ClosedLoopController:
                 sample_time_s=last_stamp, decision_time_s=t_call, fire_time_s=fire_s,
                 return_time_s=t_ret, estimated_phase_rad=est, true_phase_rad=true,
                 amplitude_uv=float(amp), freq_hz=float(freq), loop_delay_s=float(delay),
+                discharge_time_s=discharge_s,
             )
             with self._lock:
                 self.triggers.append(trig)

@@ -36,10 +36,10 @@ class Trigger:
     return_time_s : float
         When ``fire()`` returned (the stimulator acknowledged).
     estimated_phase_rad : float
-        Phase the tracker predicted for ``fire_time_s`` (phase at the newest sample,
-        advanced at the tracked frequency).
+        Phase the tracker predicted for the discharge (phase at the newest sample,
+        advanced at the tracked frequency to ``discharge_time_s``).
     true_phase_rad : float | None
-        Ground truth at ``fire_time_s`` from the controller's ``truth`` callable (a
+        Ground truth at ``discharge_time_s`` from the controller's ``truth`` callable (a
         simulator), else None.
     amplitude_uv : float
         The amplitude-gate value: the tracked mu amplitude at the decision, µV.
@@ -47,6 +47,12 @@ class Trigger:
         Tracked mu frequency at the decision, Hz.
     loop_delay_s : float
         Delay from decision to pulse that the controller compensated, s.
+    discharge_time_s : float | None
+        When the discharge happened: ``decision_time_s`` plus a measured command →
+        discharge delay (``loop_delay_s`` given, e.g. from
+        :func:`~labkit.closedloop.delay.estimate_discharge_delay`), else the driver's
+        write time stamp. ``estimated_phase_rad`` and ``true_phase_rad`` are the phases
+        at this moment.
     decision_to_return_ms : float
         ``return_time_s - decision_time_s`` in ms (the driver round trip).
     sample_to_fire_ms : float
@@ -66,6 +72,7 @@ class Trigger:
     amplitude_uv: float
     freq_hz: float
     loop_delay_s: float
+    discharge_time_s: float | None = None
 
     @property
     def decision_to_return_ms(self) -> float:

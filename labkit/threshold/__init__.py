@@ -10,8 +10,19 @@
 
 Methods: :class:`RelativeFrequency` (Rossini-Rothwell / IFCN), :class:`MLPest`
 (Awiszus / MTAT 2.0), :class:`BayesianAdaptive` (Ψ-marginal over threshold and slope,
-the default) and :class:`StochasticApproximation` (Wang et al. 2023). All are pure
-objects: no I/O, no clock, no random state.
+the default), :class:`PopulationBayesian` (the same with a population prior on the
+resting threshold and a posterior-SD stopping rule; resting thresholds only) and
+:class:`StochasticApproximation` (Wang et al. 2023). All are pure objects: no I/O, no
+clock, no random state; the same responses give the same hunt.
+
+Validation (``benchmarks/threshold_study.py``: 1000 virtual subjects of the statistical
+MEP model, seed 2026, start 60 % MSO, one run): mean pulses / median |error| / p90
+|error| (% MSO) — ``bayesian_population`` 11.4 / 1.17 / 2.97 (max 25 pulses);
+``bayesian`` 14.4 / 1.06 / 2.78; ``mlpest`` 20.0 / 1.03 / 3.19; ``relative_frequency``
+45.7 / 0.98 / 2.73 (max 76). ``"bayesian"`` stays the default because it also hunts
+active thresholds (200 µV); for a resting motor threshold ``"bayesian_population"``
+reaches the same accuracy in three pulses fewer (its prior and stopping rule were chosen
+on a separate population, seed 7: :mod:`labkit.threshold.population`).
 """
 
 from __future__ import annotations
@@ -29,11 +40,14 @@ from labkit.threshold._base import (
 )
 from labkit.threshold.bayesian import BayesianAdaptive
 from labkit.threshold.mlpest import MLPest
+from labkit.threshold.population import PopulationBayesian
 from labkit.threshold.relative_frequency import RelativeFrequency
 from labkit.threshold.stochastic import StochasticApproximation
 
 #: Method names accepted by :func:`make_estimator`.
 METHODS: dict[str, type[ThresholdEstimator]] = {
+    # before "bayesian": method_name() takes the first class an estimator is an instance of
+    "bayesian_population": PopulationBayesian,
     "bayesian": BayesianAdaptive,
     "mlpest": MLPest,
     "relative_frequency": RelativeFrequency,
@@ -130,6 +144,7 @@ __all__ = [
     "RESTING_CRITERION_UV",
     "BayesianAdaptive",
     "MLPest",
+    "PopulationBayesian",
     "RelativeFrequency",
     "StochasticApproximation",
     "ThresholdEstimator",

@@ -1,0 +1,63 @@
+"""The population-prior Bayesian hunt on virtual subjects it was not tuned on."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from labkit.sim.mep_model import sample_population
+from labkit.threshold import (
+    METHODS,
+    PopulationBayesian,
+    ThresholdInputError,
+    make_estimator,
+)
+
+
+def _study(method: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """|error| and pulses per subject; each subject has its own seeded stream."""
+    errs, pulses = [], []
+    for i, model in enumerate(sample_population(n, seed=seed)):
+        rng = np.random.default_rng([seed, i])
+        est = make_estimator(method, start=60)
+        while not est.done:
+            x = est.next_intensity()
+            est.update(x, model.amplitude_uv(x, rng))
+        errs.append(est.threshold - model.true_threshold_percent())
+        pulses.append(est.n_trials)
+    return np.abs(np.array(errs)), np.array(pulses)
+
+
+def test_registered_and_a_bayesian_hunt():
+    assert METHODS["bayesian_population"] is PopulationBayesian
+    est = make_estimator("bayesian_population", start=55)
+    assert isinstance(est, PopulationBayesian)
+    assert est.next_intensity() == 55  # the first pulse is where the user starts
+
+
+def test_fewer_pulses_than_the_broad_prior_at_the_same_accuracy():
+    # population seed 99: neither the training (7) nor the validation (2026) population
+    pop_err, pop_pulses = _study("bayesian_population", 40, 99)
+    broad_err, broad_pulses = _study("bayesian", 40, 99)
+    assert pop_pulses.mean() <= 12.5, pop_pulses.mean()
+    assert pop_pulses.mean() < broad_pulses.mean() - 1.5
+    assert np.median(pop_err) <= 1.5, np.median(pop_err)
+    assert pop_pulses.max() <= 25
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_deterministic_per_seed_on_the_virtual_population(seed):
+    """Every method: the same subject and response stream give the same hunt."""
+    for method in METHODS:
+        a = _study(method, 3, seed)
+        b = _study(method, 3, seed)
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_active_thresholds_are_refused_with_a_clear_error():
+    with pytest.raises(ThresholdInputError, match="resting thresholds"):
+        make_estimator("bayesian_population", mode="active")
+    with pytest.raises(ThresholdInputError, match="criterion_uv=200"):
+        PopulationBayesian(criterion_uv=200.0)
+    assert PopulationBayesian(criterion_uv=50.0).criterion_uv == 50.0

@@ -19,7 +19,7 @@ import numpy as np
 from labkit.background import BackgroundCriterion, BackgroundEMG, measure_background
 from labkit.errors import StreamError
 from labkit.markers import PulseEvent
-from labkit.mep import mep_table
+from labkit.mep import ARTIFACT_MAX_MS, mep_table
 
 
 @dataclass(frozen=True)
@@ -142,8 +142,10 @@ class MEPMeter:
             time.sleep(0.005)
 
     def measure(self, pulse: PulseEvent) -> MEPTrial:
-        """Wait for the epoch after ``pulse`` and measure it."""
-        samples_uv, stamps = self._wait_for(pulse.time_s + self.tmax_ms / 1000.0)
+        """Wait for the epoch after ``pulse`` and measure it (centred on its discharge)."""
+        # up to ARTIFACT_MAX_MS more: the epoch is re-centred on the discharge the EMG shows
+        samples_uv, stamps = self._wait_for(
+            pulse.time_s + (self.tmax_ms + ARTIFACT_MAX_MS) / 1000.0)
         valid = stamps > 0
         samples_uv, stamps = samples_uv[valid], stamps[valid]
         table = mep_table(

@@ -9,6 +9,10 @@ with its sampling rate, plus the pulses: times in seconds on the data's time bas
 Per trial (one row per pulse, :func:`mep_table`; the same table is the ``metadata`` of
 :func:`mep_epochs`):
 
+Every epoch is centred on its **discharge**: the stimulus artifact's onset where the EMG
+shows one (``discharge_ms`` after the pulse marker), else the marker itself; windows,
+baseline and latency all count from it, and the ``sample`` column is that time 0.
+
 ``amplitude_uv``
     The MEP amplitude: peak-to-peak (max - min) within ``window_ms`` (default 15-50 ms),
     µV (the same name as :attr:`labkit.acquisition.MEPTrial.amplitude_uv`).
@@ -61,6 +65,9 @@ import pandas as pd
 
 from labkit.errors import LabkitError
 from labkit.markers import PulseEvent
+
+#: Latest end of a TMS artifact in the EMG (and latest discharge after its marker), ms.
+ARTIFACT_MAX_MS = 10.0
 
 __all__ = [
     "MEPInputError",
@@ -361,7 +368,7 @@ class _Prepared:
     fs: float
     ch_names: list[str]
     channel: int
-    onsets: np.ndarray           # samples
+    onsets: np.ndarray           # sample of time 0: the discharge where seen, else the marker
     times_s: np.ndarray          # pulse times on the data time base
     intensities: np.ndarray
     blank_end_ms: np.ndarray     # where each trial's blanking ended
@@ -415,7 +422,7 @@ def _blank_measured(ep, times_ms, blank_ms, baseline_ms, artifact_max_ms):
 
 def _prepare(
     emg, pulses, fs, *, channel, ch_names, tmin_ms, tmax_ms, blank_ms, time_offset_s,
-    intensities_percent, baseline_ms=(-100.0, 0.0), artifact_max_ms=10.0,
+    intensities_percent, baseline_ms=(-100.0, 0.0), artifact_max_ms=ARTIFACT_MAX_MS,
 ) -> _Prepared:
     data, fs, names = _emg_array(emg, fs, ch_names)
     if isinstance(channel, str):
@@ -480,6 +487,14 @@ def _prepare(
         )
     times_ms = rel * 1000.0 / fs
     ep, ends, discharge = _blank_measured(ep, times_ms, blank_ms, baseline_ms, artifact_max_ms)
+    # re-cut each epoch around its discharge (the artifact's onset) where one was seen, so
+    # that windows, baseline and latency all count from the pulse the muscle received
+    shift = np.where(np.isnan(discharge), 0.0, np.round(discharge * fs / 1000.0)).astype(int)
+    shift[onsets + shift + n1 >= n_times] = 0
+    if shift.any():
+        onsets = onsets + shift
+        ep = data[:, onsets[:, None] + rel[None, :]].transpose(1, 0, 2)
+        ep, ends, _ = _blank_measured(ep, times_ms, blank_ms, baseline_ms, artifact_max_ms)
     return _Prepared(ep, times_ms, fs, names, ch, onsets, t_s, inten, ends, discharge)
 
 
@@ -544,8 +559,6 @@ def _table(prep: _Prepared, window_ms, blank_ms, baseline_ms, rms_limit_uv, onse
                                          onset_min_duration_ms)
         else:
             lat[rows] = onset_latency_cusum_ms(x[rows], prep.times_ms, search, baseline_ms)
-    # latency counts from the discharge: the artifact's onset where one was seen
-    lat = lat - np.nan_to_num(prep.discharge_ms, nan=0.0)
     return pd.DataFrame({
         "trial": np.arange(len(ptp)),
         "time_s": prep.times_s,
@@ -569,7 +582,7 @@ def mep_table(
     ch_names: list[str] | None = None,
     window_ms: tuple[float, float] = (15.0, 50.0),
     blank_ms: tuple[float, float] = (0.0, 5.0),
-    artifact_max_ms: float | None = 10.0,
+    artifact_max_ms: float | None = ARTIFACT_MAX_MS,
     baseline_ms: tuple[float, float] = (-100.0, 0.0),
     rms_limit_uv: float = 10.0,
     onset_k: float = 3.0,
@@ -603,7 +616,7 @@ def mep_epochs(
     ch_names: list[str] | None = None,
     window_ms: tuple[float, float] = (15.0, 50.0),
     blank_ms: tuple[float, float] = (0.0, 5.0),
-    artifact_max_ms: float | None = 10.0,
+    artifact_max_ms: float | None = ARTIFACT_MAX_MS,
     baseline_ms: tuple[float, float] = (-100.0, 0.0),
     rms_limit_uv: float = 10.0,
     onset_k: float = 3.0,

@@ -145,8 +145,10 @@ def test_emg_stall_pauses_the_run_and_data_flow_resumes_it_nothing_recorded_is_l
     np.testing.assert_allclose(np.delete(steps, gaps), 1 / fs, rtol=0, atol=1e-9)
     assert np.array_equal(np.delete(np.diff(k), gaps), np.ones(k.size - 2, dtype=np.int64))
     before_end, after_start = stamps[gaps[0]], stamps[gaps[0] + 1]
-    assert stalled_at - 0.1 < before_end <= stalled_at + 0.05
-    assert resumed_at - 0.1 <= after_start < resumed_at + 0.2  # samples due from the resume on
+    held_back_s = amp.latency_ms / 1000.0  # samples leave the amplifier this long after
+    assert stalled_at - held_back_s - 0.1 < before_end <= stalled_at + 0.05
+    # samples due from the resume on
+    assert resumed_at - held_back_s - 0.1 <= after_start < resumed_at + 0.2
     assert stamps[-1] >= pulse_times[-1]  # data after the resumed run's last pulse
     assert np.isfinite(data).all() and data.shape[1] == stamps.size
 

@@ -14,7 +14,12 @@ right sample; one reported later than that loses the samples already sent (count
 
 A reader that epochs the stream at the discharge time therefore finds the artifact at 0
 and the MEP at exactly its latency, with the peak-to-peak amplitude the subject recorded
-(plus whatever background noise ``noise_uv`` adds; set it to 0 for exact reproduction).
+plus the background noise ``noise_uv``. That noise is keyed to the discharges
+(:class:`~labkit.sim.noise.DischargeLockedNoise`): the ``n``-th discharge sits in the same
+noise on every run, whatever sample the host's scheduling put it on, so everything
+measured around a pulse reproduces exactly with the noise on. The pre-stimulus part of that
+(``lead_ms`` before the pulse) reproduces when the amplifier holds samples back longer
+than ``lead_ms`` (``latency_ms`` > ``lead_ms``), as the simulated rig's profile does.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from labkit.clock import local_clock
 from labkit.errors import StreamError
 from labkit.sim.contraction import TonicEMG
 from labkit.sim.events import Discharge
+from labkit.sim.noise import DischargeLockedNoise
 from labkit.sim.subject import MEPResponse, VirtualSubject, register_eeg_clock
 
 __all__ = ["EEGAmplifier", "EMGAmplifier", "tms_artifact"]
@@ -311,13 +317,17 @@ class EMGAmplifier(_LSLAmplifier):
     channels : sequence of str
         EMG channel labels; each must be one of the subject's EMG channels.
     noise_uv : float
-        RMS of the white background EMG noise, µV (0 = none: exact MEP reproduction).
+        RMS of the white background EMG noise, µV (keyed to the discharges: it
+        reproduces run after run).
     latency_ms : float
         How long samples are held back before they are pushed, ms.
     seed : int | None
         Seed of the background noise; defaults to the subject's seed.
     artifact_gain_uv_per_percent : float
         TMS artifact peak per %MSO, µV (60 %MSO → 3 mV).
+    lead_ms : float
+        Pre-stimulus span keyed to each discharge, ms: it reproduces exactly when
+        ``latency_ms`` exceeds it (the discharge is known before those samples are sent).
 
     Attributes
     ----------
@@ -343,6 +353,7 @@ class EMGAmplifier(_LSLAmplifier):
         latency_ms: float = 5.0,
         seed: int | None = None,
         artifact_gain_uv_per_percent: float = 50.0,
+        lead_ms: float = 120.0,
     ) -> None:
         super().__init__(
             name=name, source_id=source_id, fs=fs, chunk_ms=chunk_ms, channels=channels,
@@ -361,13 +372,18 @@ class EMGAmplifier(_LSLAmplifier):
         self.artifact_gain_uv_per_percent = float(artifact_gain_uv_per_percent)
         self.responses: list[MEPResponse] = []
         #: The subject's voluntary EMG and silent periods (nothing at rest).
-        self.tonic = TonicEMG(subject, self.channels, self.fs, self.seed)
+        lead = int(round(float(lead_ms) * self.fs / 1000.0))
+        self.tonic = TonicEMG(subject, self.channels, self.fs, self.seed, lead_samples=lead)
+        self._noise = DischargeLockedNoise(self.seed, 7, len(self.channels), lead_samples=lead)
+
+    def _place(self, discharge: Discharge, pulse: int) -> None:
+        self._noise.discharge(pulse, self._next)
+        self.tonic.discharge(pulse, self._next)
 
     def _background(self, first: int, n: int) -> np.ndarray:
         if self.noise_uv == 0:
             return self.tonic.add_to(np.zeros((len(self.channels), n)), first)
-        noise = self._rng.standard_normal((len(self.channels), n)) * self.noise_uv
-        return self.tonic.add_to(noise, first)
+        return self.tonic.add_to(self._noise.draw(first, n) * self.noise_uv, first)
 
     def _additions(self, discharge: Discharge, pulse: int) -> list[tuple[int, np.ndarray]]:
         response = self.subject.respond(discharge)
@@ -402,7 +418,7 @@ class _SilentSource:
         self.n_channels, self.noise_uv, self.rng = n_channels, noise_uv, rng
 
     def generate(self, n_samples: int) -> np.ndarray:
-        return self.rng.standard_normal((self.n_channels, n_samples)) * self.noise_uv
+        return self.rng.standard_normal((n_samples, self.n_channels)).T * self.noise_uv
 
 
 class EEGAmplifier(_LSLAmplifier):
@@ -517,7 +533,9 @@ class EEGAmplifier(_LSLAmplifier):
             )
         self._generated += n
         if self.noise_uv:
-            data += self._rng.standard_normal(data.shape) * self.noise_uv
+            # drawn sample by sample: the noise of sample k is the same however the
+            # stream was cut into chunks
+            data += self._rng.standard_normal((n, len(self.channels))).T * self.noise_uv
         return data
 
     def _additions(self, discharge: Discharge, pulse: int) -> list[tuple[int, np.ndarray]]:

@@ -7,8 +7,9 @@ contraction, MVC) changes three things a TMS session measures:
   (Lawrence & De Luca 1983, J Appl Physiol 54:1653, FDI). :class:`TonicEMG` draws an
   interference pattern (white noise through a 20 Hz high-pass and a 150 Hz low-pass, each
   2nd-order Butterworth: spectral peak ~75 Hz, median frequency ~100 Hz, as in surface
-  EMG) whose RMS is ``level / 100 · emg_rms_at_mvc_uv``, following level changes with a
-  150 ms lag.
+  EMG) whose RMS is ``level / 100 · emg_rms_at_mvc_uv``, moving to a new level along a
+  150 ms raised-cosine ramp (and exactly at the level after it, so that pulses given
+  once the level is held see the same EMG on every run).
 * **Excitability.** Voluntary activation lowers the threshold and enlarges MEPs; the
   effect rises steeply up to ~10 % MVC and changes little above (Hess, Mills & Murray
   1987, J Physiol 388:397). It is a stimulus-axis shift
@@ -42,6 +43,8 @@ from typing import Any
 import numpy as np
 from scipy import signal
 
+from labkit.sim.noise import DischargeLockedNoise
+
 __all__ = ["ActiveStateParams", "TonicEMG", "contraction_shift_fraction"]
 
 #: Contraction level at which ``amt_ratio`` holds exactly, % MVC.
@@ -52,7 +55,7 @@ FACILITATION_SCALE_PERCENT_MVC = 2.5
 AMT_CRITERION_UV = 200.0
 #: Width of the EMG re-emergence ramp at the end of a silent period, ms.
 RESUMPTION_RAMP_MS = 4.0
-#: Time constant with which the EMG envelope follows a new contraction level, ms.
+#: Duration of the raised-cosine ramp of the EMG envelope to a new contraction level, ms.
 LEVEL_LAG_MS = 150.0
 #: Corners of the simulated surface EMG spectrum (high-pass, low-pass), Hz.
 EMG_CORNERS_HZ = (20.0, 150.0)
@@ -158,9 +161,20 @@ class TonicEMG:
         Sampling rate, Hz.
     seed : int
         Seed of the EMG noise.
+    lead_samples : int
+        The interference pattern is keyed to the discharges like the amplifier's noise
+        (:class:`~labkit.sim.noise.DischargeLockedNoise`): each segment starts this many
+        samples before its discharge, from a filter state settled on that segment's own
+        noise, so the EMG around the ``n``-th pulse is the same on every run.
     """
 
-    def __init__(self, subject: Any, channels: Sequence[str], fs: float, seed: int) -> None:
+    #: Samples of keyed noise the filter runs over before a segment starts.
+    WARMUP_S = 0.2
+
+    def __init__(
+        self, subject: Any, channels: Sequence[str], fs: float, seed: int, *,
+        lead_samples: int = 0,
+    ) -> None:
         self.subject = subject
         self.fs = float(fs)
         order = list(getattr(subject, "emg_channels", channels))
@@ -176,10 +190,19 @@ class TonicEMG:
         impulse[0] = 1.0
         self._unit = 1.0 / math.sqrt(float(np.sum(signal.sosfilt(self._sos, impulse) ** 2)))
         self._zi = np.zeros((self._sos.shape[0], len(channels), 2))
-        self._rng = np.random.default_rng([int(seed), 17])
-        self._envelope = 0.0
+        self._noise = DischargeLockedNoise(int(seed), 17, len(channels),
+                                           lead_samples=lead_samples)
+        self._segment_key: int | None = None
+        self._envelope = 0.0       # envelope at the last rendered sample, µV
+        self._ramp_from = 0.0      # envelope when the level last changed, µV
+        self._ramp_target = 0.0    # the level's envelope, µV
+        self._ramp_start = 0       # sample at which the ramp to it began
         self._lock = threading.Lock()
         self._windows: list[tuple[int, int]] = []  # (silence start, resumption) samples
+
+    def discharge(self, pulse: int, first_unsent: int) -> None:
+        """A discharge at sample ``pulse``: start its noise segment (see ``lead_samples``)."""
+        self._noise.discharge(pulse, first_unsent)
 
     def silence(self, pulse: int, response: Any) -> None:
         """Cut the silent period of ``response`` (pulse at sample ``pulse``) out of the EMG."""
@@ -213,10 +236,23 @@ class TonicEMG:
         if level == 0.0 and self._envelope == 0.0:
             return data
         target = level / 100.0 * self.subject.active.emg_rms_at_mvc_uv
-        decay = np.exp(-np.arange(1, n + 1) / (LEVEL_LAG_MS * self.fs / 1000.0))
-        envelope = target + (self._envelope - target) * decay
-        self._envelope = float(envelope[-1]) if abs(envelope[-1] - target) > 1e-3 else target
-        white = self._rng.standard_normal(data.shape)
-        emg, self._zi = signal.sosfilt(self._sos, white, axis=1, zi=self._zi)
+        if target != self._ramp_target:  # a new level: ramp there from where we are
+            self._ramp_from, self._ramp_target, self._ramp_start = self._envelope, target, first
+        ramp_n = LEVEL_LAG_MS * self.fs / 1000.0
+        t = np.clip((np.arange(first, first + n) - self._ramp_start) / ramp_n, 0.0, 1.0)
+        envelope = target + (self._ramp_from - target) * 0.5 * (1.0 + np.cos(np.pi * t))
+        self._envelope = float(envelope[-1])
+        emg = np.empty(data.shape)
+        for seg in self._noise.segments(first, n):
+            if seg.key != self._segment_key:  # a new segment: settle the filter on its noise
+                self._segment_key = seg.key
+                warm = int(self.WARMUP_S * self.fs)
+                _, self._zi = signal.sosfilt(
+                    self._sos, self._noise.draw_segment(seg.key, seg.origin,
+                                                        seg.start - warm, seg.start),
+                    axis=1, zi=np.zeros_like(self._zi))
+            white = self._noise.draw_segment(seg.key, seg.origin, seg.start, seg.stop)
+            emg[:, seg.start - first:seg.stop - first], self._zi = signal.sosfilt(
+                self._sos, white, axis=1, zi=self._zi)
         data += emg * self._unit * self.channel_gain * envelope[None, :] * self.gain(first, n)
         return data

@@ -25,7 +25,6 @@ import os
 import threading
 import time
 
-from labkit.clock import local_clock
 from labkit.errors import ConfigError
 from labkit.sim.events import Coil, Discharge
 from labkit.sim.transport import SerialEmulator
@@ -158,7 +157,8 @@ class DuoMAGEmulator(SerialEmulator):
         self.pulses_delivered += 1
         self.coil_temperature_adc += self.intensity_percent / 100
         dual = self.model == "MP-Dual"
-        event = Discharge(time_s=local_clock(), intensity_percent=float(self.intensity_percent),
+        event = Discharge(time_s=self.command_time_s(),
+                          intensity_percent=float(self.intensity_percent),
                           device=self.device,
                           intensity_b_percent=float(self.intensity_percent) if dual else None,
                           ipi_ms=self.ttl_delay_ms if dual else None)

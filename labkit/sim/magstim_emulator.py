@@ -27,7 +27,6 @@ import random
 import threading
 import time
 
-from labkit.clock import local_clock
 from labkit.sim.events import Coil, Discharge
 from labkit.sim.transport import SerialEmulator
 from labkit.stimulators import magstim_protocol as mp
@@ -449,7 +448,7 @@ class MagstimEmulator(SerialEmulator):
         self.coil_temperature_c += self.heat_per_pulse_c * (self.intensity_percent / 100) ** 2
         bistim = self.model == "bistim"
         discharge = Discharge(
-            time_s=local_clock(), intensity_percent=float(self.intensity_percent),
+            time_s=self.command_time_s(), intensity_percent=float(self.intensity_percent),
             device=self.device,
             intensity_b_percent=float(self.intensity_b_percent) if bistim else None,
             ipi_ms=self.ipi_ms if bistim else None,

@@ -8,6 +8,13 @@ An emulator is reachable two ways at once:
   program opens like a real serial port.
 
 Replies go to the transport that sent the last command.
+
+A device acts on a command when its bytes arrive, not when the emulator's thread gets
+round to them: :meth:`SerialEmulator.command_time_s` is the ``local_clock()`` time at which
+the bytes being handled arrived (written by the in-process host, or read from the pty), so
+a discharge a command causes is stamped with it. On a busy host the emulator's thread may
+run milliseconds later; the simulated unit, like a real one with its own processor, does
+not.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import time
 import weakref
 from abc import ABC, abstractmethod
 
+from labkit.clock import local_clock
 from labkit.stimulators import ports
 
 _REGISTRY: weakref.WeakValueDictionary[str, SerialEmulator] = weakref.WeakValueDictionary()
@@ -49,11 +57,13 @@ class ByteChannel:
     def __init__(self) -> None:
         self._buf = bytearray()
         self._cond = threading.Condition()
+        self._last_write_s = 0.0
 
     def write(self, data: bytes) -> None:
         """Append bytes and wake readers."""
         with self._cond:
             self._buf.extend(data)
+            self._last_write_s = local_clock()
             self._cond.notify_all()
 
     def read(self, size: int, timeout_s: float | None) -> bytes:
@@ -71,12 +81,16 @@ class ByteChannel:
 
     def read_available(self, timeout_s: float) -> bytes:
         """Return whatever is buffered, waiting up to ``timeout_s`` for the first byte."""
+        return self.read_available_stamped(timeout_s)[0]
+
+    def read_available_stamped(self, timeout_s: float) -> tuple[bytes, float]:
+        """Like :meth:`read_available`, with the ``local_clock()`` time of the last write."""
         with self._cond:
             if not self._buf:
                 self._cond.wait(timeout_s)
             out = bytes(self._buf)
             self._buf.clear()
-            return out
+            return out, self._last_write_s
 
     def __len__(self) -> int:
         with self._cond:
@@ -129,6 +143,7 @@ class SerialEmulator(ABC):
         self.trigger_level = False
         self.trigger_edges = 0
         self._held_lock = threading.Lock()
+        self._rx = threading.local()  # arrival time of the bytes the process thread handles
         if self._want_pty:
             self._open_pty()
         # a driver's timeout on these ports then names the simulator, not a cable
@@ -287,15 +302,29 @@ class SerialEmulator(ABC):
     def _process_loop(self) -> None:
         next_tick = time.monotonic()
         while not self._stop.is_set():
-            data = self._from_host.read_available(self._tick_s)
+            data, arrived_s = self._from_host.read_available_stamped(self._tick_s)
             if data:
-                self.handle_bytes(data)
+                self._rx.arrival_s = arrived_s
+                try:
+                    self.handle_bytes(data)
+                finally:
+                    self._rx.arrival_s = None
             now = time.monotonic()
             if now >= next_tick:
                 self.tick()
                 next_tick = now + self._tick_s
 
     # ----------------------------------------------------------------- device logic
+    def command_time_s(self) -> float:
+        """When the device acts: arrival of the bytes being handled, else now.
+
+        In the processing thread, while :meth:`handle_bytes` runs, this is the
+        ``local_clock()`` time the host's bytes arrived; anywhere else (a device-timed
+        train, a TTL edge) it is the current time.
+        """
+        arrived = getattr(self._rx, "arrival_s", None)
+        return local_clock() if arrived is None else min(arrived, local_clock())
+
     @abstractmethod
     def handle_bytes(self, data: bytes) -> None:
         """Consume bytes from the host; call :meth:`reply` with any answer."""

@@ -327,7 +327,9 @@ def test_ten_seconds_of_5_khz_emg_step_by_exactly_one_sample(tmp_path):
     name = _unique("rec-exact")
     with EMGAmplifier(VirtualSubject(seed=1), name=name, source_id=name) as amp:
         rec = StreamRecorder(name, tmp_path / "emg", source_id=name, duplicate_wait_s=0.0)
-        time.sleep(10.2)
+        deadline = time.monotonic() + 60.0  # a loaded host may take a while to connect
+        while rec.n_samples < 10 * 5000 + 1000 and time.monotonic() < deadline:
+            time.sleep(0.1)
         rec.stop()
     _, raw, _ = read_recording(tmp_path / "emg", sync=False)
     data, stamps, info = read_recording(tmp_path / "emg")

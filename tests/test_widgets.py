@@ -479,6 +479,21 @@ def test_protocol_panel_shows_a_refusal_and_blocks_start():
 
 
 # ---------------------------------------------------------------------------- threshold hunter
+def test_a_hunter_whose_construction_failed_is_collected_without_an_error(monkeypatch):
+    """Bad input raises the clear error; the half-built widget's close() (run by the
+    garbage collector) does not add an AttributeError of its own."""
+    import gc
+    import sys
+
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    stim = FakeStimulator().connect()
+    with pytest.raises(TypeError, match="epoch"):
+        ThresholdHunter(stim, MLPest(start=60), object())
+    gc.collect()
+    assert [u.exc_value for u in unraisable] == []
+
+
 def test_hunter_reject_keeps_the_intensity_accept_feeds_the_estimator():
     stim = FakeStimulator().connect()
     est = MLPest(start=60)

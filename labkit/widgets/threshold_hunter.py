@@ -92,6 +92,10 @@ class ThresholdHunter(widgets.VBox):
         navigation: Any = None,
         poll_s: float | None = 1.0,
     ) -> None:
+        # first: close() (also called by the garbage collector) must work on a hunter
+        # whose construction failed below
+        self._stop = threading.Event()
+        self.status_bar: StatusBar | None = None
         criterion = float(getattr(estimator, "criterion_uv", 50.0))
         self.background = _hunt_background(kind, criterion, background)
         self.stimulator = stimulator
@@ -104,7 +108,6 @@ class ThresholdHunter(widgets.VBox):
         self.kind = kind
         self.interval_s = float(interval_s)
         self.worker = Worker("labkit-hunter", self._report)
-        self._stop = threading.Event()
         self._pending: tuple[int, MEPTrial] | None = None
         self._last_pulse_s = -math.inf
         #: Every fired trial: (intensity %MSO, MEPTrial, accepted or None).
@@ -334,7 +337,8 @@ class ThresholdHunter(widgets.VBox):
     def close(self) -> None:
         """Stop the hunt's auto mode and the status bar."""
         self.stop()
-        self.status_bar.close()
+        if self.status_bar is not None:
+            self.status_bar.close()
         super().close()
 
     def _report(self, exc: BaseException) -> None:

@@ -31,6 +31,11 @@ Reported per family and SNR: circular mean and SD of the error (degrees), over a
 instants and over instants whose true mu envelope is above the subject's median
 ("gated"); the baseline (``zrenner-ar``) in the same rows. The last line ranks the
 methods by their mean SD over the held-out families and SNRs (all instants and gated).
+
+The first line (``phase_clean_sinusoid``) is the noise-free check: per method and
+frequency (8, 9, 10.5, 12, 13 Hz), the largest |error| over 8 phases of a clean cosine
+whose phase at the last sample is known (500 ms windows; the streaming tracker is fed
+3 s in 1 ms chunks), beside the 5° criterion and the baseline in the same run.
 Run: ``.venv/bin/python benchmarks/bench_phase.py [--quick]``.
 """
 
@@ -57,6 +62,8 @@ SUBJECTS = ((101, 9.3), (102, 10.4), (103, 11.6))
 WIN = 2500  # 500 ms
 HELD_OUT = ("arch", "bursty", "snr-drift")
 WINDOW_METHODS = ("zrenner-ar", "etp", "kalman", "kalman-peak", "kalman-fitted")
+CLEAN_FREQS_HZ = (8.0, 9.0, 10.5, 12.0, 13.0)
+CLEAN_PHASES = np.linspace(-np.pi, np.pi, 9)[:-1]
 
 
 def circ_stats_deg(err: np.ndarray) -> tuple[float, float]:
@@ -129,6 +136,34 @@ def sim_signal(seed: int, mu_hz: float, snr_db: float, seconds: float, offset_s:
     return x, src.true_phases(idx), src.envelope(idx)
 
 
+# ------------------------------------------------------------------ clean sinusoids
+def _cosine(freq_hz: float, phase_at_end: float, n: int) -> np.ndarray:
+    return 10.0 * np.cos(2 * np.pi * freq_hz * (np.arange(n) - (n - 1)) / FS + phase_at_end)
+
+
+def clean_sinusoid_row() -> dict:
+    """Largest |error| (degrees) per method and frequency on noise-free cosines."""
+    def estimate(method: str, f: float, p: float) -> float:
+        if method == "tracker":
+            x = _cosine(f, p, int(3 * FS))
+            tracker = PhaseTracker(FS, mu_hz=f, scale_uv=10.0)
+            for a in range(0, x.size, 5):
+                ph = tracker.update(x[a : a + 5])
+            return ph
+        kw = {"zrenner-ar": {"method": "zrenner-ar"}, "etp": {"method": "etp", "mu_hz": f},
+              "kalman": {}, "kalman-peak": {"mu_hz": f}}[method]
+        return phase_now(_cosine(f, p, WIN), FS, **kw)
+
+    methods = ("zrenner-ar", "etp", "kalman", "kalman-peak", "tracker")
+    worst = {m: {str(f): round(max(abs(float(np.degrees(np.angle(np.exp(
+        1j * (estimate(m, f, p) - p)))))) for p in CLEAN_PHASES), 1)
+        for f in CLEAN_FREQS_HZ} for m in methods}
+    return {"bench": "phase_clean_sinusoid", "criterion_deg": 5.0, "window_ms": 500,
+            "fs_hz": FS, "n_phases": CLEAN_PHASES.size, "baseline": "zrenner-ar",
+            "max_abs_err_deg": worst,
+            "within_criterion": {m: max(v.values()) <= 5.0 for m, v in worst.items()}}
+
+
 # ------------------------------------------------------------------ evaluation
 def evaluate(x, truth, env, rest, n_eval: int, seed: int) -> dict[str, np.ndarray]:
     peak = estimate_mu_peak(rest, FS)
@@ -195,6 +230,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.snr, args.n_eval, args.seconds = [0.0], 40, 20.0
+    print(json.dumps(clean_sinusoid_row()), flush=True)
     ranking: dict[str, list] = {}
     for family in ("sim-tuning", *HELD_OUT):
         for snr in args.snr:

@@ -11,7 +11,20 @@ NeuroImage 214:116761): demean; resample to 1 kHz; two-pass (zero-phase) FIR
 band-pass 8–13 Hz, order 128 (129-tap Hamming ``firwin``); drop ``edge`` = 64 samples
 at both ends; fit AR(30) by Yule–Walker (biased autocorrelation, Levinson recursion) on
 the rest; forward-predict ``edge + hilbert/2`` = 128 samples; Hilbert transform of the
-last 128 samples; the phase at the sample that corresponds to "now".
+last 128 samples; the phase at the sample that corresponds to "now". At 1 kHz it equals
+the phastimate steps with the "Zrenner2018" parameter set (``tests/test_phase.py``).
+It is not accurate on noise-free sinusoids, and that is the published recipe's doing:
+on clean cosines at 8 / 9 / 10.5 / 12 / 13 Hz (500 ms, 8 phases) its largest error is
+19.2 / 12.8 / 13.9 / 10.8 / 7.6° (``benchmarks/bench_phase.py``, the other methods
+0.2–4.2°). Yule–Walker on the biased autocorrelation of the 372 kept samples (3–5
+cycles) puts the dominant AR pole at a frequency that depends on the cosine's phase
+within the segment (8.0–8.65 Hz for 8 Hz; radius ≈ 0.996, so the prediction also
+decays), and that frequency error accumulates over the 64 samples predicted up to
+"now"; the error repeats every pi of input phase. Fed an ideal sinusoidal segment, Burg
+would be exact (≤ 1.8°, the 128-sample Hilbert window's own error), but the 64-sample
+trim leaves up to 9 % of the two-pass filter's edge transient (it spans 128 samples) in
+the last kept samples, and Burg (6–32°) or least squares (35–52°) on AR(30) do worse
+than Yule–Walker there. The baseline is kept as published.
 
 ``"kalman"`` (default) — a state-space oscillator tracker (after Matsuda & Komaki 2017,
 Neural Comput 29:332, and Wodeyar, Schatza, Widge, Eden & Kramer 2021, "A state space

@@ -49,18 +49,70 @@ def test_kalman_with_known_peak_is_within_1_degree(freq):
     assert max(abs(e) for e in errs) <= 1.0, errs
 
 
+# Maximum |error| (degrees) of the published Zrenner 2018 recipe over the 8 PHASES, measured
+# against the known phase of the clean cosine (500 ms windows at 5 kHz); see labkit.phase.
+ZRENNER_CLEAN_MAX_DEG = {8.0: 19.2, 9.0: 12.8, 10.5: 13.9, 12.0: 10.8, 13.0: 7.6}
+
+
+def _zrenner_errors_deg(freq):
+    return [_err_deg(phase_now(_sinusoid(freq, p), FS, method="zrenner-ar"), p) for p in PHASES]
+
+
 @pytest.mark.parametrize("freq", FREQS)
 def test_zrenner_baseline_on_clean_sinusoids(freq):
-    """The published AR(30) baseline, faithful to its parameters.
+    """The published AR(30) baseline on noise-free cosines, against their known phase.
 
-    On a noise-free sinusoid the Yule-Walker fit (biased autocorrelation of a rank-2
-    signal) gives a forward prediction that drifts over its 128-sample horizon: the
-    error reaches ~19° at 8 Hz and ~13° at 10.5 Hz, so the 5° goal holds only for the
-    default method. This test pins the baseline's measured behaviour.
+    Its error (up to ~19° at 8 Hz) comes from the published recipe itself (biased
+    Yule-Walker fit on 3-5 cycles; see ``labkit.phase``), so it is pinned here: at most
+    1° above the documented maximum, and repeating every pi of input phase.
     """
-    errs = [_err_deg(phase_now(_sinusoid(freq, p), FS, method="zrenner-ar"), p) for p in PHASES]
-    assert max(abs(e) for e in errs) <= 20.0, errs
-    assert abs(np.mean(errs)) <= 10.0, errs
+    errs = _zrenner_errors_deg(freq)
+    assert max(abs(e) for e in errs) <= ZRENNER_CLEAN_MAX_DEG[freq] + 1.0, errs
+    assert np.allclose(errs[:4], errs[4:], atol=0.5), errs
+
+
+@pytest.mark.xfail(strict=True, reason="the published Zrenner 2018 recipe is 7.6-19.2° off "
+                   "on clean 8-13 Hz sinusoids (biased Yule-Walker AR(30) on 372 samples)")
+@pytest.mark.parametrize("freq", FREQS)
+def test_zrenner_within_5_degrees_on_clean_sinusoids(freq):
+    errs = _zrenner_errors_deg(freq)
+    assert max(abs(e) for e in errs) <= 5.0, errs
+
+
+def _phastimate_recipe(x, fs=1000.0, edge=64, order=30, hilbert_n=128):
+    """The phastimate steps with the Zrenner 2018 parameters, written out from their
+    published description: demean; two-pass 129-tap Hamming FIR 8-13 Hz with odd
+    reflection of 3*(taps-1) samples; drop ``edge`` samples at both ends; AR(order) by
+    Levinson recursion on the biased autocorrelation (aryule); predict
+    ``edge + ceil(hilbert_n / 2)`` samples; phase of the analytic signal of the last
+    ``hilbert_n`` samples at 1-based index ``hilbert_n - iterations + edge``."""
+    from scipy.signal import filtfilt, firwin, hilbert
+
+    taps = firwin(129, (8.0, 13.0), pass_zero=False, fs=fs)
+    y = filtfilt(taps, [1.0], x - x.mean(), padlen=3 * (taps.size - 1))[edge:-edge]
+    r = np.array([np.dot(y[: y.size - k], y[k:]) / y.size for k in range(order + 1)])
+    a, err = np.array([1.0]), r[0]
+    for i in range(1, order + 1):
+        k = -(r[i] + np.dot(a[1:], r[i - 1 : 0 : -1])) / err
+        a = np.append(a, 0.0) + k * np.append(a, 0.0)[::-1]
+        err *= 1 - k * k
+    iterations = edge + int(np.ceil(hilbert_n / 2))
+    z = np.concatenate((y, np.zeros(iterations)))
+    for j in range(y.size, z.size):
+        z[j] = -np.dot(a[1:], z[j - 1 : j - order - 1 : -1])
+    return float(np.angle(hilbert(z[-hilbert_n:])[hilbert_n - iterations + edge - 1]))
+
+
+def test_zrenner_is_the_published_phastimate_recipe():
+    """At 1 kHz (no resampling) labkit's baseline equals the recipe step by step, on
+    clean and noisy windows alike."""
+    rng = np.random.default_rng(7)
+    for trial in range(20):
+        x = _sinusoid(rng.uniform(7.0, 14.0), rng.uniform(-np.pi, np.pi), fs=1000.0, n=500)
+        if trial % 2:
+            x = x + 5.0 * rng.standard_normal(x.size)
+        got = zrenner_ar_phase(x, 1000.0)[0]
+        assert abs(_err_deg(got, _phastimate_recipe(x))) < 1e-6
 
 
 @pytest.mark.parametrize("freq", FREQS)

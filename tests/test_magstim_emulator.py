@@ -116,6 +116,24 @@ def test_arm_delay_then_fire_gives_one_discharge_at_set_intensity(make):
     assert raw.ask(b"EBx", 3) == _reply(b"ES")  # already armed
 
 
+def test_readiness_follows_the_clock_even_when_the_tick_thread_is_starved(make):
+    """A loaded host may run the emulator's tick() late: the unit is still ready as soon
+    as its arm delay and recharge are over (the driver must not see a refused EH)."""
+    got: list[Discharge] = []
+    emulator, raw = make(coil=got.append, arm_delay_s=0.1, recharge_s=0.1)
+    emulator.tick = lambda: None  # starve the time-driven updates
+    raw.ask(b"Q@n", 3)
+    assert raw.ask(b"@050*", 3) == _reply(b"@\x89")
+    assert raw.ask(b"EBx", 3) == _reply(b"E\x8a")
+    assert raw.ask(b"EHr", 3) == _reply(b"ES")  # within the arm delay: refused
+    time.sleep(0.15)
+    assert raw.ask(b"EHr", 3) == _reply(b"E\x8a")  # ready by the clock: fired
+    assert raw.ask(b"EHr", 3) == _reply(b"ES")  # recharging: refused
+    time.sleep(0.15)
+    assert raw.ask(b"EHr", 3) == _reply(b"E\x8a")
+    assert len(got) == 2
+
+
 def test_remote_control_lapses_without_valid_commands(make):
     emulator, raw = make(arm_delay_s=0.0)
     raw.ask(b"Q@n", 3)

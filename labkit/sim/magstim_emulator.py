@@ -273,6 +273,7 @@ class MagstimEmulator(SerialEmulator):
         char = chr(message[0])
         body = message[1:-1]
         now = time.monotonic()
+        self._update_readiness(now)  # as the unit is now, however late tick() runs
         rapid = self.model == "rapid"
         if char == "Q":
             self._remote_on(body)
@@ -437,6 +438,12 @@ class MagstimEmulator(SerialEmulator):
             self._not_ready_until = now + self.recharge_s
             self.ready = self.recharge_s <= 0
 
+    def _update_readiness(self, now: float) -> None:
+        """An armed unit is ready once the arm delay and the recharge are over (lock held)."""
+        if (self.armed and not self.ready and not self.train_running
+                and now - self._armed_at >= self.arm_delay_s and now >= self._not_ready_until):
+            self.ready = True
+
     def _disarm(self) -> None:
         self.armed = self.ready = False
         self._train_stop.set()
@@ -484,7 +491,7 @@ class MagstimEmulator(SerialEmulator):
                 self._not_ready_until = time.monotonic() + mp.min_wait_s(
                     min(self.intensity_percent, 100), n_pulses, frequency_hz)
                 if time.monotonic() < self._not_ready_until:
-                    self.ready = False  # resting: EH is refused until tick() restores it
+                    self.ready = False  # resting: EH is refused until the rest is over
 
     # ------------------------------------------------------------------ time
     def tick(self) -> None:
@@ -502,9 +509,7 @@ class MagstimEmulator(SerialEmulator):
                 self._disarm()
             if not self.armed:
                 return
-            if not self.ready and not self.train_running:
-                if now - self._armed_at >= self.arm_delay_s and now >= self._not_ready_until:
-                    self.ready = True
+            self._update_readiness(now)
             idle_since = max(self._armed_at, self._last_fire)
             if not self.train_running and now - idle_since > self.auto_disarm_s:
                 self._disarm()

@@ -20,6 +20,7 @@ from labkit.kernels import (
     amplitude_flags,
     antialias_sos,
     apply_weights,
+    artifact,
     blank,
     decimate,
     gradient_flags,
@@ -54,7 +55,7 @@ def test_linear_matches_mne_fix_stim_artifact(data, pre, post):
     raw = mne.io.RawArray(data.copy(), mne.create_info(4, FS, "eeg"), verbose=False)
     events = np.c_[onsets, np.zeros(3, int), np.ones(3, int)]
     mne.preprocessing.fix_stim_artifact(raw, events, 1, tmin=-pre / FS, tmax=post / FS)
-    np.testing.assert_allclose(ours, raw.get_data(), rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(ours, raw.get_data())  # bit for bit
     # and something was actually replaced (the window interior), nothing else
     changed = np.flatnonzero(np.any(ours != data, axis=0))
     assert changed.size > 0
@@ -75,8 +76,56 @@ def test_linear_equals_a_plain_numpy_reference_on_many_windows():
             a, b = o - pre, o + post
             y0, y1 = ref[:, a : a + 1], ref[:, b : b + 1]
             ref[:, a + 1 : b] = y0 + np.arange(1, b - a) * ((y1 - y0) / (b - a))
-        np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(ours, ref)
         assert np.any(ours != x) or post == 1
+
+
+def _mne_linear(x, onsets, pre, post):
+    """``mne.preprocessing.fix_stim_artifact`` (linear) on a copy of ``x``."""
+    raw = mne.io.RawArray(x.copy(), mne.create_info(x.shape[0], FS, "eeg"), verbose=False)
+    events = np.c_[onsets, np.zeros(len(onsets), int), np.ones(len(onsets), int)]
+    mne.preprocessing.fix_stim_artifact(raw, events, 1, tmin=-pre / FS, tmax=post / FS)
+    return raw.get_data()
+
+
+def test_recording_large_enough_for_streaming_stores_is_bit_identical_to_mne():
+    """Above STREAMING_MIN_BYTES whole cache lines are written with streaming stores;
+    the output is still MNE's, bit for bit, and nothing outside the windows changes."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((16, 270_000)) * 30.0
+    assert x.nbytes >= artifact.STREAMING_MIN_BYTES
+    onsets = np.sort(rng.choice(np.arange(1000, 269_000, 911), 45, replace=False))
+    for pre, post in ((5, 50), (4, 17)):  # times exact at 5 kHz (see the module docstring)
+        ours = interpolate(x.copy(), onsets, pre, post, "linear")
+        np.testing.assert_array_equal(ours, _mne_linear(x, onsets, pre, post))
+
+
+@pytest.mark.parametrize("n_times", [3000, 2999])  # rows at the same line offset, or not
+def test_streaming_stores_equal_ordinary_stores_at_every_line_offset(n_times):
+    """Interiors of 1..41 samples starting at every offset within a 64-byte line."""
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((3, n_times)) * 40.0
+    i = np.arange(41)
+    starts = 20 + 64 * i + i % 8  # 41 windows, every start offset mod 8
+    stops = starts + 2 + i  # b - a = 2..42: interiors of 1..41 samples
+    assert stops[-1] < n_times
+    streamed, ordinary = x.copy(), x.copy()
+    artifact._repair(streamed, starts, stops, False, True)
+    artifact._repair(ordinary, starts, stops, False, False)
+    ref = x.copy()
+    for a, b in zip(starts, stops, strict=True):
+        y0 = ref[:, a : a + 1]
+        ref[:, a + 1 : b] = (ref[:, b : b + 1] - y0) / (b - a) * np.arange(1, b - a) + y0
+    np.testing.assert_array_equal(streamed, ref)
+    np.testing.assert_array_equal(ordinary, ref)
+
+
+def test_onsets_in_any_integer_form_give_the_same_output(data):
+    onsets = [3333, 500, 1700]
+    ref = interpolate(data.copy(), np.array(sorted(onsets)), 10, 50)
+    for form in (onsets, np.array(onsets, np.int32), np.array(onsets)[::-1], tuple(onsets)):
+        np.testing.assert_array_equal(interpolate(data.copy(), form, 10, 50), ref)
+    np.testing.assert_array_equal(interpolate(data.copy(), onsets, np.int32(10), 50), ref)
 
 
 def test_cubic_is_hermite_with_one_sided_slopes(data):
@@ -119,6 +168,22 @@ def test_interpolate_argument_errors_name_the_argument(data):
         interpolate(data.astype(np.float32), [100], 2, 5)
     with pytest.raises(ConfigError, match="post.*>= 1"):
         interpolate(data.copy(), [100], 2, 0)
+    with pytest.raises(ConfigError, match="pre.*>= 0"):
+        interpolate(data.copy(), [100], -1, 5)
+    with pytest.raises(ConfigError, match="pre.*integer"):
+        interpolate(data.copy(), [100], 2.5, 5)
+    with pytest.raises(ConfigError, match="post.*integer"):
+        interpolate(data.copy(), [100], 2, True)
+    with pytest.raises(ConfigError, match="onsets.*integer"):
+        interpolate(data.copy(), [100.5], 2, 5)
+    frozen = data.copy()
+    frozen.flags.writeable = False
+    with pytest.raises(ConfigError, match="data.*writeable"):
+        interpolate(frozen, [100], 2, 5)
+    raw = np.zeros(data.size * 8 + 1, np.uint8)
+    unaligned = np.frombuffer(raw.data, np.float64, data.size, offset=1).reshape(data.shape)
+    with pytest.raises(ConfigError, match="data.*aligned"):
+        interpolate(unaligned, [100], 2, 5)
 
 
 def test_blank_holds_the_last_clean_sample(data):

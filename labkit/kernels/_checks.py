@@ -23,6 +23,15 @@ def check_data(data: np.ndarray, name: str = "data", *, ndim: int = 2) -> np.nda
     return data
 
 
+def check_in_place(data: np.ndarray, name: str = "data") -> np.ndarray:
+    """Check that ``data`` can be modified in place by a kernel (writeable, aligned)."""
+    if not data.flags.writeable:
+        raise ConfigError("must be writeable (it is modified in place; pass a copy)", field=name)
+    if not data.flags.aligned:
+        raise ConfigError("must be aligned to its item size (pass a copy)", field=name)
+    return data
+
+
 def check_int(value: int, name: str, *, minimum: int = 0) -> int:
     """Check that ``value`` is an integer >= ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer):

@@ -5,10 +5,11 @@ mode with ``tmin = -pre / fs`` and ``tmax = post / fs``): for an onset at sample
 anchors are ``a = k - pre`` and ``b = k + post``; the samples strictly between them,
 ``a + 1 … b - 1``, are replaced, and the anchors themselves are kept. MNE replaces
 ``data[a:b]`` by ``interp1d`` between ``data[a]`` and ``data[b]``, which leaves
-``data[a]`` unchanged, so the two agree sample for sample. (MNE converts times to
-samples with ``ceil(fs * t)``, so a time that is not exact in floating point can land
-one sample off: at 5 kHz ``tmin = -3 / fs`` gives ``-2`` samples. Here ``pre`` and
-``post`` are integers and exact.)
+``data[a]`` unchanged, so the two agree sample for sample, bit for bit: the linear
+kernel evaluates ``interp1d``'s own expression ``(y1 - y0) / (b - a) * k + y0``.
+(MNE converts times to samples with ``ceil(fs * t)``, so a time that is not exact in
+floating point can land one sample off: at 5 kHz ``tmin = -3 / fs`` gives ``-2``
+samples. Here ``pre`` and ``post`` are integers and exact.)
 
 ``"cubic"`` is a cubic Hermite segment between the anchors whose end slopes are the
 one-sided differences just outside the window (``data[a] - data[a-1]`` and
@@ -18,6 +19,14 @@ Where a window reaches past either end of the array the available anchor is held
 
 Overlapping windows are merged into one before repair.
 
+Speed: the windows of a long recording are a few cache lines per channel, scattered
+through memory, so the cost is memory traffic, not arithmetic. :func:`interpolate`
+touches only the windows, prefetches the anchors of the rows ahead, writes the whole
+cache lines of a window interior with streaming stores when the array is larger than
+a last-level cache (:data:`STREAMING_MIN_BYTES`; smaller arrays, such as real-time
+chunks, stay in cache with ordinary stores), and reaches compiled code through one
+typed numba entry point whose signature doubles as the argument check.
+
 Offline form: :func:`interpolate`, :func:`blank` (whole array, in place).
 Real-time forms: :class:`Blanker` (zero latency) and :class:`StreamInterpolator`
 (fixed delay of ``pre + post + 2`` samples, output identical to :func:`interpolate`).
@@ -25,72 +34,131 @@ Real-time forms: :class:`Blanker` (zero latency) and :class:`StreamInterpolator`
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numba import njit
 
-from labkit.kernels._checks import as_onsets, check_choice, check_data, check_int
+from labkit.kernels._checks import as_onsets, check_choice, check_data, check_in_place, check_int
+from labkit.kernels._memory import LINE_DOUBLES, prefetch_write, store_fence, stream_linear_line
 
 __all__ = ["Blanker", "StreamInterpolator", "blank", "interpolate", "merge_windows"]
 
 METHODS = ("linear", "cubic")
 
 
+#: Arrays at least this large are repaired with streaming stores (see :func:`_repair`):
+#: larger than a last-level cache, so their artifact windows are not cached anyway.
+STREAMING_MIN_BYTES = 32 * 2**20
+
+#: How many window rows ahead the anchors are prefetched.
+PREFETCH_ROWS = 16
+
+
 @njit(cache=True, nogil=True)
-def _repair(data, starts, stops, cubic, ks):
+def _prefetch_anchors(flat, starts, stops, q, n_ch, n_t):
+    """Prefetch both anchors of window row ``q`` (window ``q // n_ch``, channel ``q % n_ch``)."""
+    j = q // n_ch
+    row = (q - j * n_ch) * n_t
+    prefetch_write(flat, row + min(max(starts[j], 0), n_t - 1))
+    prefetch_write(flat, row + min(max(stops[j], 0), n_t - 1))
+
+
+@njit(cache=True, nogil=True)
+def _repair(data, starts, stops, cubic, stream):
     """Repair windows ``(starts[j], stops[j])`` (anchors) of ``data`` in place.
 
     Touches only the anchors, the two slope samples (``"cubic"``) and the window
-    interiors. ``ks`` holds ``0.0, 1.0, 2.0, ...`` (at least the longest window): the
-    offsets as floats, read from memory so that the inner loops vectorise (AVX2 has no
-    int64 → float64 conversion); every inner loop runs over a 1-D view of one row.
+    interiors, row by row (one channel of one window at a time), with the anchors of
+    the row :data:`PREFETCH_ROWS` ahead prefetched so that their cache misses overlap.
+    The offsets ``1.0, 2.0, …`` are read from a table so that the inner loops vectorise
+    (AVX2 has no int64 → float64 conversion). Linear rows compute
+    ``slope * k + y0`` with ``slope = (y1 - y0) / (b - a)``, the expression scipy's
+    ``interp1d`` (hence MNE) evaluates, so the output is bit-identical to MNE's.
+
+    With ``stream`` the whole cache lines inside a linear window are written with
+    streaming stores: a line that is entirely replaced is never read from memory first.
     """
     n_ch, n_t = data.shape
-    for j in range(starts.shape[0]):
+    n_w = starts.shape[0]
+    if n_ch == 0 or n_t == 0 or n_w == 0:
+        return
+    flat = data.reshape(-1)
+    longest = 1
+    for j in range(n_w):
+        longest = max(longest, stops[j] - starts[j])
+    ks = np.arange(longest + 1).astype(np.float64)
+    # a streaming store needs a 64-byte-aligned line; float64 data is 8-byte aligned
+    # unless it is a view at an odd byte offset
+    address = data.ctypes.data
+    stream = stream and address % 8 == 0
+    n_rows = n_w * n_ch
+    for q in range(min(PREFETCH_ROWS, n_rows)):
+        _prefetch_anchors(flat, starts, stops, q, n_ch, n_t)
+    for j in range(n_w):
         a = starts[j]
         b = stops[j]
         lo = max(a + 1, 0)
         hi = min(b, n_t)
-        if lo >= hi:
-            continue
         have_a = a >= 0
         have_b = b < n_t
-        if not have_a and not have_b:
-            continue
+        h = float(b - a)
         for c in range(n_ch):
-            seg = data[c, lo:hi]
-            if not have_b:
-                seg[:] = data[c, a]
+            if j * n_ch + c + PREFETCH_ROWS < n_rows:
+                _prefetch_anchors(flat, starts, stops, j * n_ch + c + PREFETCH_ROWS, n_ch, n_t)
+            if lo >= hi or (not have_a and not have_b):
                 continue
-            if not have_a:
-                seg[:] = data[c, b]
+            # flat indices as unsigned integers: numba then emits no negative-index
+            # wrap-around, and the inner loops vectorise
+            row = np.uint64(c * n_t)
+            if not have_b or not have_a:
+                held = flat[row + np.uint64(a if have_a else b)]
+                for i in range(row + np.uint64(lo), row + np.uint64(hi)):
+                    flat[i] = held
                 continue
-            # here lo = a + 1 and hi = b: seg[k] is sample a + 1 + k
-            y0 = data[c, a]
-            y1 = data[c, b]
-            h = float(b - a)
-            secant = (y1 - y0) / h
-            if not cubic:
-                for k in range(seg.shape[0]):
-                    seg[k] = y0 + ks[k + 1] * secant
+            # here lo = a + 1 and hi = b: flat[first + k] is sample a + 1 + k, offset ks[k + 1]
+            n_seg = hi - lo
+            first = row + np.uint64(lo)
+            y0 = flat[row + np.uint64(a)]
+            y1 = flat[row + np.uint64(b)]
+            if cubic:
+                secant = (y1 - y0) / h
+                m0 = y0 - flat[row + np.uint64(a - 1)] if a - 1 >= 0 else secant
+                m1 = flat[row + np.uint64(b + 1)] - y1 if b + 1 < n_t else secant
+                for k in range(n_seg):
+                    t = ks[np.uint64(k + 1)] / h
+                    t2 = t * t
+                    t3 = t2 * t
+                    flat[first + np.uint64(k)] = (
+                        (2 * t3 - 3 * t2 + 1) * y0
+                        + (t3 - 2 * t2 + t) * h * m0
+                        + (-2 * t3 + 3 * t2) * y1
+                        + (t3 - t2) * h * m1
+                    )
                 continue
-            m0 = data[c, a] - data[c, a - 1] if a - 1 >= 0 else secant
-            m1 = data[c, b + 1] - data[c, b] if b + 1 < n_t else secant
-            for k in range(seg.shape[0]):
-                t = ks[k + 1] / h
-                t2 = t * t
-                t3 = t2 * t
-                seg[k] = (
-                    (2 * t3 - 3 * t2 + 1) * y0
-                    + (t3 - 2 * t2 + t) * h * m0
-                    + (-2 * t3 + 3 * t2) * y1
-                    + (t3 - t2) * h * m1
-                )
+            slope = (y1 - y0) / h
+            done = 0
+            if stream:
+                # k in [line_lo, line_hi): the whole 64-byte lines of the interior
+                into_line = ((address + (c * n_t + lo) * 8) % 64) // 8
+                line_lo = 0 if into_line == 0 else LINE_DOUBLES - into_line
+                n_lines = max(n_seg - line_lo, 0) // LINE_DOUBLES
+                if n_lines > 0:
+                    for k in range(line_lo):
+                        flat[first + np.uint64(k)] = slope * ks[np.uint64(k + 1)] + y0
+                    for m in range(n_lines):
+                        k = line_lo + m * LINE_DOUBLES
+                        stream_linear_line(flat, first + np.uint64(k), ks, k + 1, slope, y0)
+                    done = line_lo + n_lines * LINE_DOUBLES
+            for k in range(n_seg - done):
+                flat[first + np.uint64(done + k)] = slope * ks[np.uint64(done + k + 1)] + y0
+    if stream:
+        store_fence()
 
 
 def _repair_windows(data: np.ndarray, starts: np.ndarray, stops: np.ndarray, cubic: bool) -> None:
-    """:func:`_repair` with its offset table (as long as the longest window)."""
-    longest = int((stops - starts).max()) + 1 if starts.shape[0] else 1
-    _repair(data, starts, stops, cubic, np.arange(longest, dtype=np.float64))
+    """:func:`_repair` with ordinary stores (for data that is in cache, e.g. a chunk)."""
+    _repair(data, starts, stops, cubic, False)
 
 
 @njit(cache=True, nogil=True)
@@ -155,6 +223,40 @@ def _merge(on, pre, post):
     return starts[: k + 1].copy(), stops[: k + 1].copy()
 
 
+#: The one signature :func:`interpolate` calls: numba matches it in C, so a call with
+#: the right types needs no Python-level checks (they run only when it does not match).
+_INTERPOLATE_SIGNATURE = "int64(float64[:, ::1], int64[::1], int64, int64, boolean)"
+
+
+@njit(cache=True, nogil=True)
+def _interpolate(data, onsets, pre, post, cubic):
+    """Check ``pre``/``post``, sort ``onsets`` if needed, merge the windows, repair them.
+
+    Returns 0, or 1 if ``pre < 0`` or ``post < 1`` (nothing is changed then). Arrays of
+    at least :data:`STREAMING_MIN_BYTES` are repaired with streaming stores.
+    """
+    if pre < 0 or post < 1:
+        return 1
+    on = onsets
+    for i in range(1, onsets.shape[0]):
+        if onsets[i] < onsets[i - 1]:
+            on = np.sort(onsets)
+            break
+    starts, stops = _merge(on, pre, post)
+    _repair(data, starts, stops, cubic, data.size * 8 >= STREAMING_MIN_BYTES)
+    return 0
+
+
+@functools.cache
+def _typed_interpolate():
+    """:func:`_interpolate` restricted to :data:`_INTERPOLATE_SIGNATURE` (any other
+    argument types raise ``TypeError``), compiled or loaded from the on-disk cache on
+    first use rather than at import."""
+    _interpolate.compile(_INTERPOLATE_SIGNATURE)
+    _interpolate.disable_compile()
+    return _interpolate
+
+
 def interpolate(
     data: np.ndarray, onsets, pre: int, post: int, method: str = "linear"
 ) -> np.ndarray:
@@ -177,12 +279,24 @@ def interpolate(
     ndarray
         ``data`` itself (for chaining).
     """
-    check_data(data)
-    pre = check_int(pre, "pre")
-    post = check_int(post, "post", minimum=1)
-    check_choice(method, "method", METHODS)
-    starts, stops = merge_windows(onsets, pre, post)
-    _repair_windows(data, starts, stops, method == "cubic")
+    cubic = method == "cubic"
+    if not cubic and method != "linear":
+        check_choice(method, "method", METHODS)
+    if type(pre) is not int or type(post) is not int:  # numba would truncate floats
+        pre = check_int(pre, "pre")
+        post = check_int(post, "post", minimum=1)
+    # the compiled signature is the type check of the common case (a writeable float64
+    # C-contiguous array, int64 onsets); anything else is checked and converted here,
+    # or rejected with an error naming the argument
+    entry = _typed_interpolate()
+    try:
+        status = entry(data, onsets, pre, post, cubic)
+    except TypeError:
+        check_in_place(check_data(data))
+        status = entry(data, as_onsets(onsets), pre, post, cubic)
+    if status:
+        check_int(pre, "pre")
+        check_int(post, "post", minimum=1)
     return data
 
 

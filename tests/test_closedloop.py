@@ -8,6 +8,7 @@ import uuid
 
 import numpy as np
 import pytest
+from scipy.stats import circmean
 
 from labkit.closedloop import (
     ClosedLoopController,
@@ -33,13 +34,13 @@ MU_HZ = 10.5
 class Rig:
     """EEG amplifier (high SNR) + emulator whose coil feeds it + connected driver."""
 
-    def __init__(self) -> None:
+    def __init__(self, **emulator_options) -> None:
         tag = uuid.uuid4().hex
         self.source = MuEEGSource(seed=5, mu_hz=MU_HZ, snr_db=SNR_DB)
         self.amp = EEGAmplifier(self.source, name=f"test-cl-{tag[:10]}",
                                 source_id=f"src-{tag}")
         self.amp.start()
-        self.emulator = MagstimEmulator("200", coil=self.amp, pty=False)
+        self.emulator = MagstimEmulator("200", coil=self.amp, pty=False, **emulator_options)
         self.stim = Magstim(self.emulator.url).connect()
         self.stim.set_intensity(50)
         self.stim.guard.rmt_percent = 50.0  # the table check is in % RMT: 100 % RMT here
@@ -75,6 +76,24 @@ def calibration():
     src = MuEEGSource(seed=6, mu_hz=MU_HZ, snr_db=SNR_DB)
     x = hjorth_weights(CHANNELS) @ src.generate(int(8 * src.fs))
     return calibrate_signal(x[0], src.fs)
+
+
+@pytest.fixture(scope="module")
+def delayed_rig():
+    """A unit that discharges 7 ms after the command arrives (26° of a 10.5 Hz cycle)."""
+    r = Rig(discharge_delay_ms=UNIT_DELAY_MS)
+    yield r
+    r.close()
+
+
+UNIT_DELAY_MS = 7.0
+
+
+def _phase_at_real_discharges(rig, triggers):
+    """(real discharge times, true phase there): from the discharges the EEG received."""
+    placed = np.array([d.time_s for d, _ in rig.amp.placed])
+    real = np.array([placed[placed >= t.decision_time_s].min() for t in triggers])
+    return real, [rig.source.true_phase(rig.amp.sample_index(r)) for r in real]
 
 
 def _run(rig, n, **options) -> ClosedLoopController:
@@ -307,3 +326,54 @@ def test_the_rolling_check_stops_a_loop_whose_delivered_train_grows_too_long(rig
         assert len(ctl.triggers) < 8
     finally:
         ctl.close()
+
+
+def _reported_vs_real(rig, triggers):
+    """Per pulse: real - reported discharge time (s), and the true phase there minus the
+    true phase at the reported time (rad): what the records get wrong, whatever the
+    tracker's own error."""
+    real, at_real = _phase_at_real_discharges(rig, triggers)
+    reported = np.array([t.discharge_time_s for t in triggers])
+    at_reported = [rig.truth(t) for t in reported]
+    return real - reported, np.angle(np.exp(1j * (np.array(at_real) - np.array(at_reported))))
+
+
+def test_calibration_pulses_measure_the_units_delay_and_the_loop_aims_the_discharge(
+        delayed_rig, calibration):
+    ctl = _run(delayed_rig, 20, target_phase_rad=math.pi, calibration_pulses=5,
+               amplitude_gate_uv=calibration.amplitude_p25_uv)
+    est = ctl.discharge_delay
+    assert est.n_found == 5 and abs(est.delay_s * 1000 - UNIT_DELAY_MS) < 0.5, est
+    trig = ctl.triggers
+    assert [t.calibration for t in trig] == [True] * 5 + [False] * 15
+    aimed = [t for t in trig if not t.calibration]
+    assert all(t.loop_delay_s == est.delay_s for t in aimed)
+    # the records place each discharge where the EEG shows it, so the phase they report
+    # is the phase at the discharge
+    late_s, late_rad = _reported_vs_real(delayed_rig, aimed)
+    assert abs(np.median(late_s)) < 0.0005, late_s
+    assert abs(math.degrees(circmean(late_rad, low=-np.pi, high=np.pi))) < 4.0
+    # and the loop aimed the discharge (not the command) at the trough
+    _, true_phase = _phase_at_real_discharges(delayed_rig, aimed)
+    true = phase_error_stats(true_phase, math.pi)
+    assert abs(true.mean_deg) < 30.0, true
+    assert ctl.phase_error().n == 15  # calibration pulses are not scored
+
+
+def test_without_calibration_the_units_delay_puts_the_discharge_late(delayed_rig, calibration):
+    """The control: the same unit, no calibration. The loop takes the write for the
+    discharge, which comes 7 ms (~26° of the mu cycle) later."""
+    ctl = _run(delayed_rig, 15, target_phase_rad=math.pi,
+               amplitude_gate_uv=calibration.amplitude_p25_uv)
+    assert ctl.discharge_delay is None
+    late_s, late_rad = _reported_vs_real(delayed_rig, ctl.triggers)
+    assert abs(np.median(late_s) * 1000 - UNIT_DELAY_MS) < 1.0, late_s
+    expected_deg = 360.0 * MU_HZ * UNIT_DELAY_MS / 1000.0  # 26.5°
+    got_deg = math.degrees(circmean(late_rad, low=-np.pi, high=np.pi))
+    assert abs(got_deg - expected_deg) < 4.0, got_deg
+
+
+def test_calibration_pulses_must_leave_pulses_to_aim(rig):
+    with pytest.raises(ConfigError) as err:
+        rig.controller(max_pulses=5, calibration_pulses=5)
+    assert err.value.field == "calibration_pulses"

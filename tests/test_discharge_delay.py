@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from labkit.closedloop import (
+    DelayCalibration,
     Estimate,
     TriggerConfig,
     TriggerPolicy,
@@ -91,3 +92,40 @@ def test_compensating_the_measured_delay_puts_the_discharge_on_target():
             assert abs(math.degrees(err)) < 360 * f * 0.0005  # 0.5 ms at 10 Hz = 1.8 deg
             n_fired += 1
     assert n_fired >= 5
+
+
+def _stream_through(calib, commands, data, times, chunk=25):
+    """Feed a recording chunk by chunk, announcing each command when the stream has
+    passed it (as the loop does: it fires on the newest sample)."""
+    pending = list(commands)
+    for a in range(0, data.shape[1], chunk):
+        calib.feed(data[:, a:a + chunk], times[a:a + chunk])
+        while pending and calib.pending and pending[0] <= times[min(a + chunk, len(times)) - 1]:
+            calib.add_command(pending.pop(0))
+        if calib.complete:
+            return calib.estimate()
+    return None
+
+
+def test_streamed_calibration_recovers_the_injected_delay():
+    commands, _, data, times = _recording(5000.0, 0.0074)
+    calib = DelayCalibration(5)
+    est = _stream_through(calib, commands, data, times)
+    assert est is not None and est.n_found == 5
+    assert abs(est.delay_s * 1000 - 7.4) < 0.5, est
+    # it kept only what the measurement needs: from the baseline before the first pulse
+    assert len(calib.command_times_s) == 5
+
+
+def test_streamed_calibration_without_artifacts_finds_nothing():
+    src = MuEEGSource(3, snr_db=0.0)
+    data = src.generate(int(12 * src.fs))
+    times = T0 + np.arange(data.shape[1]) / src.fs
+    est = _stream_through(DelayCalibration(3), [T0 + 2.0, T0 + 4.0, T0 + 6.0], data, times)
+    assert est is not None and est.n_found == 0 and math.isnan(est.delay_s)
+
+
+def test_calibration_size_is_checked():
+    with pytest.raises(ConfigError) as err:
+        DelayCalibration(0)
+    assert err.value.field == "n_pulses"

@@ -6,7 +6,9 @@
 * :class:`TriggerPolicy` — the pure decision (phase, random or mu-power condition,
   :class:`TriggerConfig`), testable without a stream.
 * :func:`estimate_discharge_delay` — the real command → discharge delay from the TMS
-  artifact of calibration pulses (give it as ``loop_delay_s``).
+  artifact of calibration pulses (give it as ``loop_delay_s``), or
+  ``calibration_pulses=n`` to have the controller measure it on its own first pulses
+  (:class:`DelayCalibration`).
 * :func:`calibrate` / :func:`calibrate_signal` — individual mu peak, signal scale and
   amplitude levels from a resting segment (:class:`Calibration`).
 * :func:`phase_now` — instantaneous mu phase at the last sample of a window
@@ -28,7 +30,12 @@ from labkit.closedloop.config import (
     TrackingConfig,
 )
 from labkit.closedloop.controller import ClosedLoopController, ClosedLoopError
-from labkit.closedloop.delay import DelayEstimate, artifact_onset, estimate_discharge_delay
+from labkit.closedloop.delay import (
+    DelayCalibration,
+    DelayEstimate,
+    artifact_onset,
+    estimate_discharge_delay,
+)
 from labkit.closedloop.policy import (
     CONDITIONS,
     Decision,
@@ -61,6 +68,7 @@ __all__ = [
     "ClosedLoopController",
     "ClosedLoopError",
     "Decision",
+    "DelayCalibration",
     "DelayEstimate",
     "Estimate",
     "KalmanParams",

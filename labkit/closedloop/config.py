@@ -117,6 +117,12 @@ class RunConfig:
         Decision → discharge delay to compensate, s (0–0.1); None: the running median of
         the measured ``fire()`` → write delay. A delay measured from the TMS artifact
         (:func:`~labkit.closedloop.delay.estimate_discharge_delay`) belongs here.
+    calibration_pulses : int
+        Without ``loop_delay_s``: the first this many pulses (0–50; 0 = none) measure the
+        real command → discharge delay from their TMS artifact in the EEG, and every
+        later pulse aims, blanks and reports its phase at ``fire()`` call + that delay.
+        They are fired by the same rule, count toward ``max_pulses`` and are marked
+        ``calibration`` in the records.
     realtime : bool
         Try ``SCHED_FIFO`` for the loop thread (Linux, needs the privilege).
     poll_s : float
@@ -129,6 +135,7 @@ class RunConfig:
     limits: SafetyLimits | None = None
     rmt_percent: float | None = None
     loop_delay_s: float | None = None
+    calibration_pulses: int = 0
     realtime: bool = False
     poll_s: float = 0.0005
     disarm_on_stop: bool = True
@@ -144,6 +151,12 @@ class RunConfig:
             self.rmt_percent, "rmt_percent", 1.0, 100.0, "% MSO", optional=True))
         object.__setattr__(self, "loop_delay_s", check_range(
             self.loop_delay_s, "loop_delay_s", 0.0, 0.1, "s", optional=True))
+        cp = self.calibration_pulses
+        if isinstance(cp, bool) or not isinstance(cp, int) or not 0 <= cp <= 50:
+            raise ConfigError(f"must be an int in 0–50, got {cp!r}", field="calibration_pulses")
+        if mp is not None and cp >= mp:
+            raise ConfigError(f"{cp} calibration pulses leave none of max_pulses = {mp} to aim",
+                              field="calibration_pulses")
         object.__setattr__(self, "poll_s", check_range(self.poll_s, "poll_s", 0.0, 0.01, "s"))
         object.__setattr__(self, "realtime", bool(self.realtime))
         object.__setattr__(self, "disarm_on_stop", bool(self.disarm_on_stop))

@@ -24,7 +24,10 @@ The loop delay (decision → pulse) is measured on every pulse as the time from 
 ``fire()`` call to the driver's time stamp of the write, and its running median is
 compensated; give ``loop_delay_s`` to fix it instead — e.g. the sample → discharge delay
 measured from the TMS artifact during calibration pulses, which also covers the
-amplifier, serial transmission and the unit's own command → discharge time.
+amplifier, serial transmission and the unit's own command → discharge time — or
+``calibration_pulses`` to have the loop measure it on its own first pulses
+(:class:`~labkit.closedloop.delay.DelayCalibration`, result in
+:attr:`ClosedLoopController.discharge_delay`).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ import numpy as np
 from labkit.clock import local_clock
 from labkit.closedloop._input import as_chunk, channel_labels, montage, open_eeg
 from labkit.closedloop.config import ClosedLoopConfig
+from labkit.closedloop.delay import DelayCalibration, DelayEstimate
 from labkit.closedloop.policy import CONDITIONS, TriggerPolicy
 from labkit.closedloop.records import Trigger, phase_error_stats, triggers_frame
 from labkit.errors import ConfigError, LabkitError
@@ -115,6 +119,9 @@ class ClosedLoopController:
     skipped : dict
         Turns without a pulse by reason (``"stale"``, ``"interval"``, ``"gate"``,
         ``"wait"``).
+    discharge_delay : DelayEstimate | None
+        The command → discharge delay measured on the calibration pulses (None before,
+        or without ``calibration_pulses``).
     """
 
     def __init__(
@@ -177,6 +184,7 @@ class ClosedLoopController:
         self.warm_up_s: float | None = None
         self.error: BaseException | None = None
         self.skipped: dict[str, int] = {}
+        self.discharge_delay: DelayEstimate | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._done = threading.Event()
@@ -302,7 +310,7 @@ class ClosedLoopController:
     def phase_error(self, use_truth: bool = True):
         """Circular stats of (true or estimated) phase at the pulses minus the target."""
         key = "true_phase_rad" if use_truth else "estimated_phase_rad"
-        return phase_error_stats([getattr(t, key) for t in self.triggers],
+        return phase_error_stats([getattr(t, key) for t in self.triggers if not t.calibration],
                                  self.target_phase_rad)
 
     # ------------------------------------------------------------------ the loop
@@ -337,6 +345,12 @@ class ClosedLoopController:
         n_compute = 0
         delays: deque[float] = deque(maxlen=25)
         skipped = self.skipped
+        # command -> discharge delay: given, measured on the first pulses, or unknown
+        measured = cfg.run.loop_delay_s
+        calib = None
+        if measured is None and cfg.run.calibration_pulses:
+            calib = DelayCalibration(cfg.run.calibration_pulses)
+        self.discharge_delay = None
         while not self._stop.is_set():
             data, stamps = inlet.pull()
             n = stamps.shape[0]
@@ -344,7 +358,13 @@ class ClosedLoopController:
                 time.sleep(poll_s)
                 continue
             t_begin = time.perf_counter()
-            y = chain.process(as_chunk(data))[0]
+            chunk = as_chunk(data)
+            if calib is not None:
+                calib.feed(chunk, stamps)  # raw: before the blanking below
+                if calib.complete:
+                    measured = self._finish_calibration(calib)
+                    calib = None
+            y = chain.process(chunk)[0]
             valid = chain.valid
             n_seen += n
             last_stamp = float(stamps[-1])
@@ -370,7 +390,7 @@ class ClosedLoopController:
                 self._stop.set()
                 break
             now = local_clock()
-            delay = cfg.run.loop_delay_s
+            delay = measured
             if delay is None:
                 delay = float(np.median(delays)) if delays else 0.0
             decision = policy.decide(now, last_stamp, tracker, delay)
@@ -393,12 +413,14 @@ class ClosedLoopController:
             fire_s = float(pulse.time_s)
             delays.append(max(fire_s - t_call, 0.0))
             policy.fired(fire_s)
-            # blank our own artifact: the pulse's sample index on the stream's clock
-            chain.add_onset(n_seen - 1 + int(round((fire_s - last_stamp) * self.fs)))
-            # phase at the discharge: a measured command -> discharge delay places it
-            # after the call; without one the write time stamp is the best guess
-            measured = cfg.run.loop_delay_s
+            is_calibration = calib is not None
+            if is_calibration:
+                calib.add_command(t_call)
+            # the discharge: a measured command -> discharge delay places it after the
+            # call; without one the write time stamp is the best guess
             discharge_s = t_call + measured if measured is not None else fire_s
+            # blank our own artifact: the discharge's sample index on the stream's clock
+            chain.add_onset(n_seen - 1 + int(round((discharge_s - last_stamp) * self.fs)))
             est = math.remainder(phase0 + TWO_PI * freq * (discharge_s - last_stamp), TWO_PI)
             true = None
             if self.truth is not None:
@@ -410,7 +432,7 @@ class ClosedLoopController:
                 sample_time_s=last_stamp, decision_time_s=t_call, fire_time_s=fire_s,
                 return_time_s=t_ret, estimated_phase_rad=est, true_phase_rad=true,
                 amplitude_uv=float(amp), freq_hz=float(freq), loop_delay_s=float(delay),
-                discharge_time_s=discharge_s,
+                discharge_time_s=discharge_s, calibration=is_calibration,
             )
             with self._lock:
                 self.triggers.append(trig)
@@ -418,6 +440,21 @@ class ClosedLoopController:
             self._emit(trig)
         with self._lock:
             self.compute_s = compute[: min(n_compute, compute.shape[0])].copy()
+
+    def _finish_calibration(self, calib: DelayCalibration) -> float:
+        """Measure the delay on the calibration pulses; stop the loop if none was found."""
+        est = calib.estimate()
+        self.discharge_delay = est
+        if est.n_found == 0:
+            raise ClosedLoopError(
+                f"no TMS artifact in the EEG within {calib.max_delay_s * 1000:.0f} ms after "
+                f"any of the {calib.n_pulses} calibration pulses: the command -> discharge "
+                f"delay cannot be measured (check the EEG stream, or give loop_delay_s)")
+        if not 0.0 <= est.delay_s <= 0.1:
+            raise ClosedLoopError(
+                f"the measured command -> discharge delay {est.delay_s * 1000:.1f} ms is "
+                f"outside 0-100 ms (calibration_pulses); check the EEG time stamps")
+        return est.delay_s
 
     def _emit(self, trig: Trigger) -> None:
         if self.log is None:

@@ -28,7 +28,7 @@ import numpy as np
 
 from labkit.errors import ConfigError
 
-__all__ = ["DelayEstimate", "artifact_onset", "estimate_discharge_delay"]
+__all__ = ["DelayCalibration", "DelayEstimate", "artifact_onset", "estimate_discharge_delay"]
 
 
 @dataclass(frozen=True)
@@ -147,3 +147,69 @@ def estimate_discharge_delay(
     med = float(np.median(ok))
     return DelayEstimate(med, float(np.median(np.abs(ok - med))), tuple(float(v) for v in arr),
                          int(ok.size))
+
+
+class DelayCalibration:
+    """Collects the raw EEG around the first pulses of a run and measures the delay.
+
+    The closed loop hands it every raw chunk (before blanking) and the host time of each
+    calibration ``fire()`` call; once the stream has run ``max_delay_s`` past the last
+    one, :attr:`complete` is true and :meth:`estimate` gives the median command →
+    discharge delay (:func:`estimate_discharge_delay`). Only the data a measurement needs
+    is kept: ``baseline_s`` before the first command on.
+
+    Parameters
+    ----------
+    n_pulses : int
+        Calibration pulses (1–50).
+    max_delay_s : float
+        Longest plausible delay, s.
+    baseline_s : float
+        Pre-pulse data for the artifact threshold, s.
+    """
+
+    def __init__(self, n_pulses: int, max_delay_s: float = 0.05, baseline_s: float = 0.1):
+        if isinstance(n_pulses, bool) or not isinstance(n_pulses, int) or not 1 <= n_pulses <= 50:
+            raise ConfigError(f"must be an int in 1–50, got {n_pulses!r}", field="n_pulses")
+        self.n_pulses = n_pulses
+        self.max_delay_s = float(max_delay_s)
+        self.baseline_s = float(baseline_s)
+        self.command_times_s: list[float] = []
+        self._chunks: list[tuple[np.ndarray, np.ndarray]] = []
+        self._last_stamp = -np.inf
+
+    @property
+    def pending(self) -> bool:
+        """True while calibration pulses are still to be fired."""
+        return len(self.command_times_s) < self.n_pulses
+
+    @property
+    def complete(self) -> bool:
+        """All calibration pulses fired and the stream ran past the last one's window."""
+        return (not self.pending
+                and self._last_stamp >= self.command_times_s[-1] + self.max_delay_s)
+
+    def feed(self, chunk: np.ndarray, stamps: np.ndarray) -> None:
+        """Keep a raw chunk, shape (n_channels, n), with its sample time stamps."""
+        if chunk.shape[1] == 0:
+            return
+        self._chunks.append((np.array(chunk, dtype=np.float64), np.array(stamps, dtype=float)))
+        self._last_stamp = float(stamps[-1])
+        if not self.command_times_s:  # nothing to measure yet: keep only the baseline
+            keep_from = self._last_stamp - self.baseline_s
+            while len(self._chunks) > 1 and self._chunks[1][1][0] <= keep_from:
+                self._chunks.pop(0)
+
+    def add_command(self, time_s: float) -> None:
+        """A calibration pulse was commanded at host time ``time_s``."""
+        if not self.pending:
+            raise ConfigError(f"all {self.n_pulses} calibration pulses were already given",
+                              field="n_pulses")
+        self.command_times_s.append(float(time_s))
+
+    def estimate(self) -> DelayEstimate:
+        """The delay over the calibration pulses (NaN when no artifact was found)."""
+        signal = np.concatenate([c for c, _ in self._chunks], axis=1)
+        times = np.concatenate([t for _, t in self._chunks])
+        self._chunks = []
+        return estimate_discharge_delay(self.command_times_s, signal, times, self.max_delay_s)

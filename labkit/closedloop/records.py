@@ -53,6 +53,9 @@ class Trigger:
         :func:`~labkit.closedloop.delay.estimate_discharge_delay`), else the driver's
         write time stamp. ``estimated_phase_rad`` and ``true_phase_rad`` are the phases
         at this moment.
+    calibration : bool
+        A calibration pulse (``calibration_pulses``): it measured the delay, so it was
+        aimed without it.
     decision_to_return_ms : float
         ``return_time_s - decision_time_s`` in ms (the driver round trip).
     sample_to_fire_ms : float
@@ -73,6 +76,7 @@ class Trigger:
     freq_hz: float
     loop_delay_s: float
     discharge_time_s: float | None = None
+    calibration: bool = False
 
     @property
     def decision_to_return_ms(self) -> float:

@@ -27,6 +27,7 @@ import random
 import threading
 import time
 
+from labkit.errors import ConfigError
 from labkit.sim.events import Coil, Discharge
 from labkit.sim.transport import SerialEmulator
 from labkit.stimulators import magstim_protocol as mp
@@ -79,6 +80,10 @@ class MagstimEmulator(SerialEmulator):
         When set (newer Rapids), remote control needs ``Q`` + this code; ``Q@`` is refused.
     recharge_s : float
         Not ready for this long after a single pulse.
+    discharge_delay_ms : float
+        The unit's command → discharge time, ms (0–100): a discharge happens this long
+        after the bytes that asked for it arrived (a real unit adds its own processing;
+        at 9600 baud the 3-byte ``EH`` alone takes 3.1 ms on the wire).
     ambient_c : float
         Coil temperature at rest, °C.
     rapid_variant : {"rapid2", "super_rapid2", "super_rapid2_plus"}
@@ -91,7 +96,8 @@ class MagstimEmulator(SerialEmulator):
                  pty: bool = True, software_version: tuple[int, int, int] = (9, 0, 0),
                  keepalive_timeout_s: float = 1.0, arm_delay_s: float = 1.0,
                  auto_disarm_s: float = 60.0, seed: int = 0, unlock_code: str | None = None,
-                 recharge_s: float = 0.05, ambient_c: float = 25.0,
+                 recharge_s: float = 0.05, discharge_delay_ms: float = 0.0,
+                 ambient_c: float = 25.0,
                  rapid_variant: str = "rapid2", voltage: int = 240) -> None:
         if model not in MODELS:
             raise ValueError(f"model must be one of {MODELS}, got {model!r}")
@@ -109,6 +115,10 @@ class MagstimEmulator(SerialEmulator):
         self.auto_disarm_s = float(auto_disarm_s)
         self.unlock_code = unlock_code
         self.recharge_s = float(recharge_s)
+        if not 0.0 <= float(discharge_delay_ms) <= 100.0:
+            raise ConfigError(f"must be in 0–100 ms, got {discharge_delay_ms!r}",
+                              field="discharge_delay_ms")
+        self.discharge_delay_s = float(discharge_delay_ms) / 1000.0
         self.ambient_c = float(ambient_c)
         #: Warming per pulse at 100 % MSO, °C (scales with intensity²).
         self.heat_per_pulse_c = 0.05
@@ -455,7 +465,8 @@ class MagstimEmulator(SerialEmulator):
         self.coil_temperature_c += self.heat_per_pulse_c * (self.intensity_percent / 100) ** 2
         bistim = self.model == "bistim"
         discharge = Discharge(
-            time_s=self.command_time_s(), intensity_percent=float(self.intensity_percent),
+            time_s=self.command_time_s() + self.discharge_delay_s,
+            intensity_percent=float(self.intensity_percent),
             device=self.device,
             intensity_b_percent=float(self.intensity_b_percent) if bistim else None,
             ipi_ms=self.ipi_ms if bistim else None,

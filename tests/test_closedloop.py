@@ -166,8 +166,9 @@ def test_random_condition_does_not_lock_to_phase(rig):
     assert all(math.isnan(t.target_phase_rad) and t.condition == "random" for t in trig)
     gaps = np.diff([t.fire_time_s for t in trig])
     assert gaps.min() >= 0.2
-    # same interval statistics as the phase condition: min interval + up to one cycle
-    assert gaps.max() < 0.2 + 1 / MU_HZ + 0.05
+    # same interval statistics as the phase condition: min interval + up to one cycle,
+    # plus the loop's lateness on a loaded host (a turn waits for fresh data)
+    assert gaps.max() < 0.2 + 1 / MU_HZ + 0.15
 
 
 def test_fire_error_stops_the_loop_and_is_reported(rig):

@@ -225,7 +225,9 @@ def test_stream_interpolator_is_offline_interpolation_delayed(data, method):
     d = si.delay
     assert d == 6 + 30 + 2 + 16
     np.testing.assert_array_equal(out[:, :d], 0.0)
-    np.testing.assert_allclose(out[:, d:], ref[:, :-d], atol=1e-12)
+    np.testing.assert_array_equal(out[:, d:], ref[:, :-d])
+    with pytest.raises(ConfigError, match="chunk.*1 channels.*4"):
+        si.process(np.zeros((1, 10)))
 
 
 # ------------------------------------------------------------------ flags

@@ -12,8 +12,9 @@ DRAM page. Two things bring it close to the memory-traffic floor:
   the kernel returns.
 
 All three are plain LLVM IR (``llvm.prefetch``, a ``!nontemporal`` vector store, a
-``seq_cst`` fence), so they compile on any target numba supports; where a target has
-no such instruction LLVM emits an ordinary prefetch-free load/store sequence.
+``seq_cst`` fence), so they compile on any target numba supports; on a target without
+prefetch or streaming-store instructions the prefetch is dropped and the store is an
+ordinary one. The values written are the same either way.
 """
 
 from __future__ import annotations

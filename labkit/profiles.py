@@ -110,6 +110,10 @@ class SimulationSection(_Strict):
     emulator: Literal[tuple(STIMULATOR_MODELS)] | None = None  # type: ignore[valid-type]
     emg_noise_uv: float = Field(default=0.5, ge=0, le=100)
     emg_latency_ms: float = Field(default=20.0, ge=1, le=200)
+    discharge_delay_ms: float = Field(
+        default=0.0, ge=0, le=100,
+        description="the simulated unit's command -> discharge time (a real one adds its "
+                    "processing and the command's time on the wire)")
     eeg: bool = False
     process: Literal["inline", "child"] = Field(
         default="inline",

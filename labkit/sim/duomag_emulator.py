@@ -157,7 +157,7 @@ class DuoMAGEmulator(SerialEmulator):
         self.pulses_delivered += 1
         self.coil_temperature_adc += self.intensity_percent / 100
         dual = self.model == "MP-Dual"
-        event = Discharge(time_s=self.command_time_s(),
+        event = Discharge(time_s=self.discharge_time_s(),
                           intensity_percent=float(self.intensity_percent),
                           device=self.device,
                           intensity_b_percent=float(self.intensity_percent) if dual else None,

@@ -352,7 +352,7 @@ class MagProEmulator(SerialEmulator):
             amplitude = self.amplitude_percent
             self.pulses_delivered += 1
             self.coil_temperature_c += WARMING_C_PER_PULSE * (amplitude / 100) ** 2
-            event = Discharge(time_s=self.command_time_s(), intensity_percent=float(amplitude),
+            event = Discharge(time_s=self.discharge_time_s(), intensity_percent=float(amplitude),
                               device=self.device)
             self.discharges.append(event)
             didt = min(255, round(amplitude * DIDT_AT_FULL_OUTPUT / 100))

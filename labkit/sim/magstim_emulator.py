@@ -27,7 +27,6 @@ import random
 import threading
 import time
 
-from labkit.errors import ConfigError
 from labkit.sim.events import Coil, Discharge
 from labkit.sim.transport import SerialEmulator
 from labkit.stimulators import magstim_protocol as mp
@@ -81,9 +80,8 @@ class MagstimEmulator(SerialEmulator):
     recharge_s : float
         Not ready for this long after a single pulse.
     discharge_delay_ms : float
-        The unit's command → discharge time, ms (0–100): a discharge happens this long
-        after the bytes that asked for it arrived (a real unit adds its own processing;
-        at 9600 baud the 3-byte ``EH`` alone takes 3.1 ms on the wire).
+        The unit's command → discharge time, ms (see
+        :meth:`~labkit.sim.transport.SerialEmulator.set_discharge_delay_ms`).
     ambient_c : float
         Coil temperature at rest, °C.
     rapid_variant : {"rapid2", "super_rapid2", "super_rapid2_plus"}
@@ -115,10 +113,7 @@ class MagstimEmulator(SerialEmulator):
         self.auto_disarm_s = float(auto_disarm_s)
         self.unlock_code = unlock_code
         self.recharge_s = float(recharge_s)
-        if not 0.0 <= float(discharge_delay_ms) <= 100.0:
-            raise ConfigError(f"must be in 0–100 ms, got {discharge_delay_ms!r}",
-                              field="discharge_delay_ms")
-        self.discharge_delay_s = float(discharge_delay_ms) / 1000.0
+        self.set_discharge_delay_ms(discharge_delay_ms)
         self.ambient_c = float(ambient_c)
         #: Warming per pulse at 100 % MSO, °C (scales with intensity²).
         self.heat_per_pulse_c = 0.05
@@ -465,7 +460,7 @@ class MagstimEmulator(SerialEmulator):
         self.coil_temperature_c += self.heat_per_pulse_c * (self.intensity_percent / 100) ** 2
         bistim = self.model == "bistim"
         discharge = Discharge(
-            time_s=self.command_time_s() + self.discharge_delay_s,
+            time_s=self.discharge_time_s(),
             intensity_percent=float(self.intensity_percent),
             device=self.device,
             intensity_b_percent=float(self.intensity_b_percent) if bistim else None,

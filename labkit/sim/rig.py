@@ -171,6 +171,7 @@ def start_simulated_hardware(
 
             emulator = MagProEmulator(model=model, coil=coil, seed=seed)
         closers.append(emulator.stop)
+        emulator.set_discharge_delay_ms(sim.discharge_delay_ms)
     except BaseException:
         for close in reversed(closers):
             close()

@@ -27,6 +27,7 @@ import weakref
 from abc import ABC, abstractmethod
 
 from labkit.clock import local_clock
+from labkit.errors import ConfigError
 from labkit.stimulators import ports
 
 _REGISTRY: weakref.WeakValueDictionary[str, SerialEmulator] = weakref.WeakValueDictionary()
@@ -324,6 +325,26 @@ class SerialEmulator(ABC):
         """
         arrived = getattr(self._rx, "arrival_s", None)
         return local_clock() if arrived is None else min(arrived, local_clock())
+
+    #: The unit's command → discharge time, s (see :meth:`set_discharge_delay_ms`).
+    discharge_delay_s: float = 0.0
+
+    def set_discharge_delay_ms(self, delay_ms: float) -> None:
+        """Make every discharge follow its command (or trigger edge) by ``delay_ms``.
+
+        A real unit takes its own processing time, and the command its time on the wire
+        (a 3-byte Magstim ``EH`` is 3.1 ms at 9600 baud); 0–100 ms, default 0.
+        """
+        value = float(delay_ms)
+        if not 0.0 <= value <= 100.0:
+            raise ConfigError(f"must be in 0–100 ms, got {delay_ms!r}",
+                              field="discharge_delay_ms")
+        self.discharge_delay_s = value / 1000.0
+
+    def discharge_time_s(self) -> float:
+        """When a discharge the device is making now happens: :meth:`command_time_s`
+        plus the unit's command → discharge delay."""
+        return self.command_time_s() + self.discharge_delay_s
 
     @abstractmethod
     def handle_bytes(self, data: bytes) -> None:

@@ -134,6 +134,26 @@ def test_readiness_follows_the_clock_even_when_the_tick_thread_is_starved(make):
     assert len(got) == 2
 
 
+def test_trigger_input_follows_the_clock_even_when_the_tick_thread_is_starved(make):
+    """The TTL input sees the same readiness as EH: a trigger edge after the arm delay and
+    after the recharge fires, however late tick() runs."""
+    got: list[Discharge] = []
+    emulator, raw = make(coil=got.append, arm_delay_s=0.1, recharge_s=0.1)
+    emulator.tick = lambda: None  # starve the time-driven updates
+    raw.ask(b"Q@n", 3)
+    assert raw.ask(b"@050*", 3) == _reply(b"@\x89")
+    assert raw.ask(b"EBx", 3) == _reply(b"E\x8a")
+    ignored_before = emulator.ignored_triggers
+    emulator.on_trigger()  # within the arm delay: ignored
+    assert emulator.ignored_triggers == ignored_before + 1 and not got
+    time.sleep(0.15)
+    emulator.on_trigger()  # ready by the clock: fires
+    emulator.on_trigger()  # recharging: ignored
+    time.sleep(0.15)
+    emulator.on_trigger()
+    assert len(got) == 2 and emulator.ignored_triggers == ignored_before + 2
+
+
 def test_remote_control_lapses_without_valid_commands(make):
     emulator, raw = make(arm_delay_s=0.0)
     raw.ask(b"Q@n", 3)

@@ -435,6 +435,7 @@ class MagstimEmulator(SerialEmulator):
         """TTL trigger input (RTS of the URL port): a single pulse when armed and ready."""
         with self._lock:
             now = time.monotonic()
+            self._update_readiness(now)  # as the unit is now, however late tick() runs
             if (not (self.armed and self.ready) or self.train_running or self.repetitive
                     or now < self._not_ready_until):
                 self.ignored_triggers += 1

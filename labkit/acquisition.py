@@ -125,12 +125,22 @@ class MEPMeter:
         self.timeout_s = float(timeout_s)
         self._fs = float(stream.info["sfreq"])
 
-    def _wait_for(self, until_s: float) -> tuple[np.ndarray, np.ndarray]:
+    def _wait_for(self, from_s: float, until_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """Samples from ``from_s`` (or earlier) to ``until_s`` (or later), once they arrived.
+
+        The window reaches back to ``from_s`` however late this thread looks (a loaded
+        host, a simulator running ahead in its own process), within the stream's buffer.
+        """
         deadline = time.monotonic() + self.timeout_s + max(0.0, self.tmax_ms / 1000.0)
         span_s = (self.tmax_ms - self.tmin_ms) / 1000.0 + 0.5
         while True:
             data, stamps = self.stream.get_data(winsize=span_s + 0.5, picks=[self.channel])
             if stamps.size and stamps[-1] >= until_s:
+                if stamps[0] > from_s:  # looked late: the epoch's start left this window
+                    back_s = stamps[-1] - from_s + 0.5
+                    data, stamps = self.stream.get_data(
+                        winsize=min(back_s, self.stream.n_buffer / self._fs),
+                        picks=[self.channel])
                 return data[0], stamps
             if time.monotonic() > deadline:
                 last = f"{stamps[-1]:.3f}" if stamps.size and stamps[-1] > 0 else "none"
@@ -145,6 +155,7 @@ class MEPMeter:
         """Wait for the epoch after ``pulse`` and measure it (centred on its discharge)."""
         # up to ARTIFACT_MAX_MS more: the epoch is re-centred on the discharge the EMG shows
         samples_uv, stamps = self._wait_for(
+            pulse.time_s + (self.tmin_ms - ARTIFACT_MAX_MS) / 1000.0,
             pulse.time_s + (self.tmax_ms + ARTIFACT_MAX_MS) / 1000.0)
         valid = stamps > 0
         samples_uv, stamps = samples_uv[valid], stamps[valid]

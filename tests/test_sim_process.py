@@ -16,7 +16,7 @@ import pytest
 import labkit
 from labkit.errors import ConfigError, StimulatorError
 from labkit.profiles import DeviceProfile, load_profile
-from labkit.sim.process import SimulatorProcess
+from labkit.sim.process import SimulatorProcess, SimulatorProcessError
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="pseudo-terminals and /proc (Linux)")
@@ -199,3 +199,36 @@ def test_a_late_reply_from_a_running_simulator_is_waited_for(child_rig):
     child_rig.hardware.emulator.delay_replies(b"x", 1.0)  # twice the driver's timeout
     assert stim.status() is not None
     assert stim.slow_replies == before + 1 and stim.fault is None
+
+
+def test_ground_truth_stays_readable_after_close_as_on_an_inline_rig():
+    rig = labkit.open_rig(_quiet_profile(seed=5), sim_process="child")
+    emulator, subject = rig.hardware.emulator, rig.subject
+    rig.pulse(60)
+    assert emulator.armed and emulator.remote_control
+    rig.close()
+    # the state the rig's close left the unit in, read from the child's final state
+    assert not emulator.armed and not emulator.remote_control
+    assert emulator.pulses_delivered == 1
+    assert [r.intensity_percent for r in rig.subject.responses] == [60]
+    assert subject.resting_motor_threshold_percent > 0  # a property, kept too
+    with pytest.raises(AttributeError, match=r"MagstimEmulator\.delay_replies is not readable: "
+                                             r"the simulator process \(pid \d+\) was closed"):
+        emulator.delay_replies  # noqa: B018 - methods cannot run in a closed child
+    with pytest.raises(SimulatorProcessError, match="was closed with its rig"):
+        emulator.recharge_s = 0.0
+
+
+def test_one_child_object_is_one_proxy(child_rig):
+    assert child_rig.hardware.emg_amplifier.subject is child_rig.subject
+    assert child_rig.hardware.emulator is child_rig.hardware.emulator
+
+
+def test_a_pure_model_comes_as_a_copy_that_draws_from_the_callers_rng(child_rig):
+    from labkit.sim import StatisticalMEPModel
+
+    model = child_rig.subject.model
+    assert isinstance(model, StatisticalMEPModel)
+    rng = np.random.default_rng(1)
+    draws = [model.amplitude_uv(60.0, rng) for _ in range(3)]
+    assert len(set(draws)) == 3  # the caller's generator advanced (a proxy would copy it)

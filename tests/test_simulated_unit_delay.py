@@ -24,7 +24,10 @@ def _profile_text(delay_ms: float) -> str:
 def test_the_loop_measures_the_simulated_units_delay(tmp_path):
     path = tmp_path / "slow-unit.toml"
     path.write_text(_profile_text(UNIT_DELAY_MS))
-    with labkit.open_rig(path, seed=3) as rig:
+    # inline: each discharge is checked against its command's write to the millisecond; a
+    # simulator in its own process acts when the command's bytes come out of the pty, which
+    # the kernel may deliver milliseconds later on a loaded machine (as a wire would)
+    with labkit.open_rig(path, seed=3, sim_process="inline") as rig:
         rig.eeg.disconnect()
         eeg = rig.hardware.eeg_stream
         rmt = rig.subject.resting_motor_threshold_percent

@@ -184,6 +184,10 @@ class StatisticalMEPModel:
     0.5...
     """
 
+    #: A pure function of its parameters: the simulator process hands out copies, so that
+    #: ``model.amplitude_uv(x, rng)`` draws from the caller's ``rng`` (labkit.sim.server).
+    rpc_by_value = True
+
     def __init__(self, params: MEPModelParams) -> None:
         self.params = params
 

@@ -10,8 +10,11 @@ written for an inline rig (``rig.subject.responses``, ``rig.hardware.emulator.re
 = 0``) runs unchanged: data comes back as copies, live objects stay in the child.
 
 The child dies with the parent (see :mod:`labkit.sim.server`); :meth:`SimulatorProcess.close`
-stops it. When the stimulator does not answer, :meth:`SimulatorProcess.diagnose` says why
-in the driver's error: the child has exited (with its code), is stopped, or is behind.
+stops it and keeps the hardware's final state: after ``rig.close()`` the proxies read it
+(the subject's responses, the emulator's pulse count, ...) as an inline rig's objects
+would be read after closing; calls and writes then raise. When the stimulator does not
+answer, :meth:`SimulatorProcess.diagnose` says why in the driver's error: the child has
+exited (with its code), is stopped, or is behind.
 """
 
 from __future__ import annotations
@@ -88,6 +91,8 @@ class SimulatorProcess:
         self._conn = conn
         self._lock = threading.Lock()
         self._closed = False
+        self._final: dict[int, dict[str, tuple]] = {}
+        self._proxies: dict[int, RemoteObject] = {}  # one proxy per child object: `is` holds
         #: Extra seconds the rig's driver waits for a late reply while the child runs.
         self.grace_s = GRACE_S
         self.pid: int = facts["pid"]
@@ -102,7 +107,7 @@ class SimulatorProcess:
         self.navigation_address: tuple[str, int] | None = facts.get("navigation_address")
         if facts.get("device"):  # the driver's errors name the simulator, not a cable
             ports.declare_simulated(self.pty_path, facts["device"])
-        self._root = root = RemoteObject(self, 0, "SimulatedHardware")
+        self._root = root = self.proxy(0, "SimulatedHardware")
         self.emulator = root.emulator
         self.subject = root.subject
         self.emg_amplifier = root.emg_amplifier
@@ -200,6 +205,22 @@ class SimulatorProcess:
         except subprocess.TimeoutExpired:
             return None
 
+    def kept(self, handle: int, type_name: str, name: str) -> Any:
+        """Attribute ``name`` of object ``handle`` as it was when the child closed.
+
+        Raises
+        ------
+        AttributeError
+            When the final state has no such attribute (the child was killed, or the
+            attribute is a method or could not be read).
+        """
+        encoded = self._final.get(handle, {}).get(name)
+        if encoded is None:
+            raise AttributeError(
+                f"{type_name}.{name} is not readable: {self.name} was closed with its rig "
+                "and its final state does not hold it (read it before rig.close())")
+        return self._decode(encoded)
+
     def _decode(self, payload: tuple) -> Any:
         kind = payload[0]
         if kind == "value":
@@ -209,7 +230,14 @@ class SimulatorProcess:
             return _WRITE_THROUGH[type(value)](value, self, payload[2], payload[3])
         if kind == "method":
             return RemoteMethod(self, payload[1], payload[2])
-        return RemoteObject(self, payload[1], payload[2])
+        return self.proxy(payload[1], payload[2])
+
+    def proxy(self, handle: int, type_name: str) -> RemoteObject:
+        """The one proxy of the child's object ``handle`` (the same object, the same proxy)."""
+        proxy = self._proxies.get(handle)
+        if proxy is None:
+            proxy = self._proxies[handle] = RemoteObject(self, handle, type_name)
+        return proxy
 
     def apply(self, where: str, *args: Any, **kwargs: Any) -> Any:
         """Call ``module:function`` in the child with the hardware as first argument.
@@ -235,7 +263,7 @@ class SimulatorProcess:
             return
         try:
             if self.alive:
-                self.request(("close",), timeout_s=10.0)
+                self._final = self.request(("close",), timeout_s=10.0) or {}
         except (SimulatorProcessError, OSError, EOFError):
             pass
         finally:
@@ -263,7 +291,10 @@ class RemoteObject:
     def __getattr__(self, name: str) -> Any:
         if name.startswith(_LOCAL_NAMES):
             raise AttributeError(name)
-        return self._rpc_process.request(("get", self._rpc_handle, name))
+        process = self._rpc_process
+        if process._closed:  # the child is gone: its final state
+            return process.kept(self._rpc_handle, self._rpc_type, name)
+        return process.request(("get", self._rpc_handle, name))
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name.startswith(_LOCAL_NAMES):

@@ -27,13 +27,15 @@ Requests (tuples) and replies
 ``("ping",)``
     ``("ok", ("value", pickled local_clock()))``.
 ``("close",)``
-    Stops the hardware, answers, exits.
+    Stops the hardware, answers with its final state (see :meth:`Handles.final_state`),
+    exits.
 
 An encoded result is ``("value", pickled bytes)`` for data (numbers, strings, arrays,
-containers, dataclasses, pydantic models), ``("ref", handle, type name)`` for a live
-object that stays in the child, or ``("method", handle, name)`` for a bound method. A
-list, dict or set read as an attribute comes as ``("container", pickled bytes, handle,
-name)``: the parent's copy writes its changes through to the child's.
+containers, dataclasses, pydantic models, objects whose class sets ``rpc_by_value = True``),
+``("ref", handle, type name)`` for a live object that stays in the child, or
+``("method", handle, name)`` for a bound method. A list, dict or set read as an attribute
+comes as ``("container", pickled bytes, handle, name)``: the parent's copy writes its
+changes through to the child's.
 """
 
 from __future__ import annotations
@@ -76,6 +78,8 @@ def _is_data(obj: Any) -> bool:
         return True
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return True
+    if getattr(type(obj), "rpc_by_value", False) is True:  # a pure model (no live state)
+        return True
     module = type(obj).__module__
     return module.startswith(("numpy", "pydantic")) or hasattr(obj, "model_dump")
 
@@ -99,6 +103,40 @@ class Handles:
     def __getitem__(self, handle: int) -> Any:
         return self._objects[handle]
 
+    def final_state(self) -> dict[int, dict[str, tuple]]:
+        """Encoded attributes of the objects the parent knows, read once the hardware stopped.
+
+        The hardware's own pieces (emulator, subject, amplifiers, navigation) and every
+        object the parent holds a proxy of: their instance attributes and properties,
+        encoded like attribute reads (methods left out), so that ground truth stays
+        readable after ``rig.close()`` as it does on an inline rig. An attribute that
+        cannot be read is left out.
+
+        Returns
+        -------
+        dict
+            Handle -> attribute name -> encoded value.
+        """
+        root = self._objects[0]
+        for name in _attribute_names(root):  # the hardware's pieces get handles
+            try:
+                self.encode(getattr(root, name))
+            except Exception:
+                continue
+        state: dict[int, dict[str, tuple]] = {}
+        for handle in list(self._objects):
+            obj = self._objects[handle]
+            kept: dict[str, tuple] = {}
+            for name in _attribute_names(obj):
+                try:
+                    encoded = self.encode(getattr(obj, name))
+                except Exception:
+                    continue
+                if encoded[0] != "method":
+                    kept[name] = encoded
+            state[handle] = kept
+        return state
+
     def encode(self, obj: Any) -> tuple:
         """What the parent receives for ``obj`` (see the module docstring)."""
         if inspect.ismethod(obj) and not isinstance(obj.__self__, type):
@@ -111,6 +149,16 @@ class Handles:
             except Exception:  # holds a lock, a thread, a socket: stays in the child
                 pass
         return ("ref", self.number(obj), type(obj).__name__)
+
+
+def _attribute_names(obj: Any) -> list[str]:
+    """Instance attributes and properties of ``obj`` (no dunder names)."""
+    names = [n for n in getattr(obj, "__dict__", {}) if not n.startswith("__")]
+    for cls in type(obj).__mro__:
+        for name, member in vars(cls).items():
+            if isinstance(member, property) and not name.startswith("__") and name not in names:
+                names.append(name)
+    return names
 
 
 def _portable(exc: BaseException) -> BaseException:
@@ -228,7 +276,7 @@ def serve(conn: Connection) -> int:
             if request[0] == "close":
                 hardware.close()
                 hardware = None
-                conn.send(("ok", handles.encode(None)))
+                conn.send(("ok", handles.encode(handles.final_state())))
                 return 0
             try:
                 reply = ("ok", _handle(request, handles))

@@ -83,6 +83,37 @@ def test_magstim_late_arm_ack_is_not_taken_for_the_fire_ack(magstim_emulator):
         stim.close()
 
 
+def test_magstim_fire_refused_by_a_unit_that_disarmed_itself_says_why(magstim_emulator):
+    # a host late with its keep-alives (here: none) finds the unit disarmed: the refusal
+    # says so instead of "conflicts with the current settings"
+    emulator = magstim_emulator(arm_delay_s=0.05, keepalive_timeout_s=0.3)
+    stim = Magstim(emulator.url, keepalive=False).connect()
+    try:
+        stim.set_intensity(40)
+        stim.arm()
+        assert _wait_for(lambda: not emulator.armed)
+        with pytest.raises(SettingsConflictError, match=r"the simulated Magstim 200² emulator "
+                                                        r"refused to fire: it is not armed"):
+            stim.fire()
+        assert emulator.pulses_delivered == 0
+    finally:
+        stim.close()
+
+
+def test_magstim_fire_refused_while_recharging_says_why(magstim_emulator):
+    emulator = magstim_emulator(arm_delay_s=0.05, recharge_s=5.0)
+    stim = Magstim(emulator.url, keepalive=False).connect()
+    try:
+        stim.set_intensity(40)
+        stim.arm()
+        stim.fire()
+        with pytest.raises(SettingsConflictError, match="armed but not ready .*recharging"):
+            stim.fire()
+        assert emulator.pulses_delivered == 1
+    finally:
+        stim.close()
+
+
 def test_magstim_fire_after_late_ack_is_acknowledged_by_its_own_reply(magstim_emulator):
     emulator = magstim_emulator(arm_delay_s=0.05)
     events = []

@@ -40,6 +40,7 @@ from labkit.errors import (
 )
 from labkit.markers import PulseEvent
 from labkit.stimulators import magstim_protocol as mp
+from labkit.stimulators import ports
 from labkit.stimulators.base import PulseListener, Stimulator
 
 __all__ = ["BiStim", "Magstim", "Rapid"]
@@ -299,13 +300,33 @@ class Magstim(Stimulator):
             except StimulatorTimeoutError as exc:
                 self._latch_and_disarm(exc)
                 raise
+            except SettingsConflictError as exc:
+                raise SettingsConflictError(self._fire_refusal(), command=exc.command,
+                                            reply=exc.reply) from exc
             except StimulatorProtocolError as exc:
-                if not isinstance(exc, (mp.InvalidCommandError, mp.InvalidDataError,
-                                        SettingsConflictError)):
+                if not isinstance(exc, (mp.InvalidCommandError, mp.InvalidDataError)):
                     exc.add_note("The fire reply was corrupted: the pulse may have been "
                                  "delivered. Check status() before firing again.")
                 raise
         return time_s
+
+    def _fire_refusal(self) -> str:
+        """Why the unit answered ``EH`` with *S*, from its status read right after."""
+        who = ports.simulated_device(self.port) or f"the {type(self).__name__}"
+        try:
+            status = self.status()
+        except StimulatorError:
+            return f"{who} refused to fire (and its status could not be read)"
+        if not status.armed:
+            why = ("it is not armed: it disarms by itself after ~1 s without a valid "
+                   "command (keep-alives that came late) or when armed and idle too long; "
+                   "arm() again")
+        elif not status.ready:
+            why = "it is armed but not ready (still recharging after the previous pulse)"
+        else:
+            why = "it conflicts with the unit's current settings (a train running?)"
+        late = f"; {self.slow_replies} late replies so far" if self.slow_replies else ""
+        return f"{who} refused to fire: {why}{late}"
 
     def _check_trigger_ready(self) -> None:
         status = self.last_status

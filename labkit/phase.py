@@ -403,6 +403,42 @@ def _initial_cov() -> np.ndarray:
     return np.diag([10.0, 1.0, 1.0])
 
 
+@njit(cache=True, nogil=True)
+def _track_step(x, valid, pending, n_pending, scale, fs_w, blocks, prm, state, cov, omega_io,
+                cov_upd, readout):
+    """:meth:`PhaseTracker.update` + its read-outs in one call over preallocated buffers.
+
+    ``x`` and ``valid`` are the new samples; ``pending`` (length ``q``) holds the first
+    ``n_pending`` samples of the incomplete block; ``blocks`` receives the new ~1 kHz
+    block means (at least ``(n_pending + len(x)) // q`` long). ``readout`` receives the
+    phase at the last sample (radians), the amplitude (input units) and the frequency
+    (Hz; ``fs_w`` is the block rate). Returns the new ``n_pending``.
+    """
+    q = pending.shape[0]
+    k = n_pending
+    m = 0
+    for i in range(x.shape[0]):
+        pending[k] = x[i] if valid[i] else math.nan
+        k += 1
+        if k == q:
+            # numpy's block mean: the first sample plus the sum of the others, over q
+            acc = 0.0
+            for j in range(1, q):
+                acc += pending[j]
+            blocks[m] = (pending[0] + acc) / q / scale
+            m += 1
+            k = 0
+    if m:
+        _kalman_run(blocks[:m], prm, state, cov, omega_io, cov_upd)
+    omega = omega_io[0]
+    ph, amp = _corrected_phase(prm, state, cov_upd, omega)
+    ph += omega * ((q - 1) / 2 + k) / q
+    readout[0] = math.atan2(math.sin(ph), math.cos(ph))
+    readout[1] = amp * scale
+    readout[2] = omega * fs_w / (2.0 * math.pi)
+    return k
+
+
 def kalman_phase(
     window: np.ndarray,
     fs: float,
@@ -516,7 +552,9 @@ class PhaseTracker:
         self._omega = np.array([2 * np.pi * mu_hz / self.fs_w, 1.0, 0.0, 0.0])
         self._pending = np.zeros(self.q)
         self._n_pending = 0
-        self._block = np.zeros(0)
+        self._blocks = np.zeros(64)
+        #: After :meth:`step`: phase (rad), amplitude (input units), frequency (Hz).
+        self.readout = np.full(3, np.nan)
 
     def update(self, samples: np.ndarray, valid: np.ndarray | None = None) -> float:
         """Feed new samples (1-D); return the phase at the last one.
@@ -546,6 +584,28 @@ class PhaseTracker:
         if y.shape[0]:
             _kalman_run(y, self._prm, self._state, self._cov, self._omega, self._cov_upd)
         return self.phase
+
+    def step(self, samples: np.ndarray, valid: np.ndarray) -> None:
+        """Allocation-free :meth:`update` for a real-time loop (one ``nogil`` kernel call).
+
+        Same estimate as :meth:`update`; afterwards :attr:`readout` holds the phase at
+        the last sample (radians), the amplitude (input units) and the frequency (Hz),
+        so a loop reads them without recomputing.
+
+        Parameters
+        ----------
+        samples : ndarray of float64, shape (n,)
+            New samples, input units (C-contiguous).
+        valid : ndarray of bool, shape (n,)
+            False where a sample carries no information (bridged by prediction).
+        """
+        n_new = (self._n_pending + samples.shape[0]) // self.q
+        if self._blocks.shape[0] < n_new:
+            self._blocks = np.zeros(max(n_new, 2 * self._blocks.shape[0]))
+        self._n_pending = _track_step(samples, valid, self._pending, self._n_pending,
+                                      self._scale, self.fs_w, self._blocks, self._prm,
+                                      self._state, self._cov, self._omega, self._cov_upd,
+                                      self.readout)
 
     def time_to_phase(self, target_rad: float) -> float:
         """Seconds from the last sample fed until the phase next reaches ``target_rad``.
@@ -931,6 +991,9 @@ def warm_up() -> None:
         _initial_cov(),
     )
     _corrected_phase(prm, np.ones(3), _initial_cov(), 0.06)
+    _track_step(np.zeros(4), np.ones(4, np.bool_), np.zeros(2), 0, 1.0, 1000.0, np.zeros(2),
+                prm, np.zeros(3), _initial_cov(), np.array([0.06, 1.0, 0.0, 0.0]),
+                _initial_cov(), np.zeros(3))
     _ar_predict(np.zeros(8), np.zeros(2), 2)
     _kalman_nll(np.zeros(4), prm, 0.06)
 

@@ -130,6 +130,13 @@ def test_fires_at_target_phase_with_gate_and_interval(rig, calibration, target):
     assert abs(est.mean_deg) < 15 and est.sd_deg < 25, est
     # the stimulator was disarmed on stop
     assert not rig.stim.status().armed
+    # the loop thread says how it was scheduled (SCHED_FIFO and one CPU where permitted,
+    # else why not)
+    sched = ctl.scheduling
+    assert sched.policy in ("SCHED_FIFO", "SCHED_OTHER")
+    assert sched.realtime or any("SCHED_FIFO" in note for note in sched.notes)
+    if sched.realtime:  # with the threads that receive the EEG
+        assert sched.helper_threads >= 1
 
 
 def test_gate_above_every_amplitude_blocks_firing(rig, calibration):

@@ -100,6 +100,10 @@ class CleaningConfig:
                                                           "µV", optional=True))
 
 
+#: Allowed decision → discharge delay, s (given as ``loop_delay_s`` or measured).
+LOOP_DELAY_RANGE_S = (0.0, 0.1)
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Pulse budget, limits, delay compensation and how the loop thread runs.
@@ -124,7 +128,12 @@ class RunConfig:
         They are fired by the same rule, count toward ``max_pulses`` and are marked
         ``calibration`` in the records.
     realtime : bool
-        Try ``SCHED_FIFO`` for the loop thread (Linux, needs the privilege).
+        Ask for ``SCHED_FIFO`` for the loop thread (Linux, needs the privilege; the loop
+        runs without it where it is not granted, and says so in
+        :attr:`~labkit.closedloop.ClosedLoopController.scheduling`).
+    cpu : int | None
+        Pin the loop thread to this CPU where permitted: an index into the CPUs the
+        process may use (``-1``, the default: the last one); None: any CPU.
     poll_s : float
         Sleep when the inlet had nothing new, s (0–0.01).
     disarm_on_stop : bool
@@ -136,7 +145,8 @@ class RunConfig:
     rmt_percent: float | None = None
     loop_delay_s: float | None = None
     calibration_pulses: int = 0
-    realtime: bool = False
+    realtime: bool = True
+    cpu: int | None = -1
     poll_s: float = 0.0005
     disarm_on_stop: bool = True
 
@@ -150,7 +160,7 @@ class RunConfig:
         object.__setattr__(self, "rmt_percent", check_range(
             self.rmt_percent, "rmt_percent", 1.0, 100.0, "% MSO", optional=True))
         object.__setattr__(self, "loop_delay_s", check_range(
-            self.loop_delay_s, "loop_delay_s", 0.0, 0.1, "s", optional=True))
+            self.loop_delay_s, "loop_delay_s", *LOOP_DELAY_RANGE_S, "s", optional=True))
         cp = self.calibration_pulses
         if isinstance(cp, bool) or not isinstance(cp, int) or not 0 <= cp <= 50:
             raise ConfigError(f"must be an int in 0–50, got {cp!r}", field="calibration_pulses")
@@ -159,6 +169,10 @@ class RunConfig:
                               field="calibration_pulses")
         object.__setattr__(self, "poll_s", check_range(self.poll_s, "poll_s", 0.0, 0.01, "s"))
         object.__setattr__(self, "realtime", bool(self.realtime))
+        c = self.cpu
+        if c is not None and (isinstance(c, bool) or not isinstance(c, int)):
+            raise ConfigError(f"must be a CPU index (int, -1 = the last CPU) or None, got "
+                              f"{c!r}", field="cpu")
         object.__setattr__(self, "disarm_on_stop", bool(self.disarm_on_stop))
 
 

@@ -12,9 +12,16 @@ One background thread, per turn:
    around the controller's own pulses, registered as it fires, then the spatial filter:
    Hjorth C3 by default);
 3. feeds :class:`~labkit.phase.PhaseTracker` (blanked samples are bridged by prediction);
+   steps 2 and 3 are two numba ``nogil`` kernels over preallocated buffers
+   (:meth:`~labkit.kernels.CleaningChain.process_rows`,
+   :meth:`~labkit.phase.PhaseTracker.step`): nothing is allocated per chunk;
 4. asks the pure :class:`~labkit.closedloop.policy.TriggerPolicy` whether and when to
    fire (phase, random or mu-power condition, see :mod:`labkit.closedloop.policy`), spins
    the final wait of at most ``horizon_s``, fires and records the pulse.
+
+The thread asks for ``SCHED_FIFO`` and a CPU of its own (``realtime``, ``cpu``) and runs
+without them where they are not permitted; :attr:`ClosedLoopController.scheduling` says
+what it got.
 
 The controller is the I/O around the policy: inlet, clock, stimulator, records. Its
 settings are a :class:`~labkit.closedloop.config.ClosedLoopConfig` (frozen dataclasses,
@@ -43,10 +50,11 @@ import numpy as np
 
 from labkit.clock import local_clock
 from labkit.closedloop._input import as_chunk, channel_labels, montage, open_eeg
-from labkit.closedloop.config import ClosedLoopConfig
+from labkit.closedloop.config import LOOP_DELAY_RANGE_S, ClosedLoopConfig
 from labkit.closedloop.delay import DelayCalibration, DelayEstimate
 from labkit.closedloop.policy import CONDITIONS, TriggerPolicy
 from labkit.closedloop.records import Trigger, phase_error_stats, triggers_frame
+from labkit.closedloop.scheduling import LoopScheduling, loop_scheduling, thread_ids
 from labkit.errors import ConfigError, LabkitError
 from labkit.kernels import CleaningChain, warm_up
 from labkit.phase import PhaseTracker
@@ -122,6 +130,9 @@ class ClosedLoopController:
     discharge_delay : DelayEstimate | None
         The command → discharge delay measured on the calibration pulses (None before,
         or without ``calibration_pulses``).
+    scheduling : LoopScheduling | None
+        What the loop thread got from the operating system (``SCHED_FIFO``, its CPUs,
+        and why a request was not granted); None before the first :meth:`start`.
     """
 
     def __init__(
@@ -162,7 +173,10 @@ class ClosedLoopController:
         self.log = log
         self.policy = TriggerPolicy(config.trigger, config.tracking.mu_hz)
 
+        before = thread_ids()
         self.inlet, self._owns_inlet = open_eeg(eeg, source_id, stype, timeout_s)
+        # LSL's receiver threads of our own inlet: favoured with the loop thread
+        self._inlet_threads = tuple(sorted(thread_ids() - before)) if self._owns_inlet else ()
         try:
             self.fs = float(self.inlet.sfreq)
             if fs is not None and abs(float(fs) - self.fs) > 1e-6:
@@ -185,6 +199,7 @@ class ClosedLoopController:
         self.error: BaseException | None = None
         self.skipped: dict[str, int] = {}
         self.discharge_delay: DelayEstimate | None = None
+        self.scheduling: LoopScheduling | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._done = threading.Event()
@@ -315,11 +330,11 @@ class ClosedLoopController:
 
     # ------------------------------------------------------------------ the loop
     def _run(self) -> None:
-        from labkit.runner import timing_priority
-
+        run = self.config.run
         self.stimulator.guard.adopt(self._permit)
         try:
-            with timing_priority(realtime=self.config.run.realtime):
+            with loop_scheduling(run.realtime, run.cpu, self._inlet_threads) as scheduling:
+                self.scheduling = scheduling
                 self._loop()
         except BaseException as exc:  # reported by wait()/stop()
             self.error = exc
@@ -341,9 +356,11 @@ class ClosedLoopController:
         settle_valid: list[np.ndarray] = []
         settle_n = int(round(cfg.tracking.settle_s * self.fs))
         tracker: PhaseTracker | None = None
+        estimate: _Readout | None = None
         compute = np.zeros(4096)
         n_compute = 0
         delays: deque[float] = deque(maxlen=25)
+        median_delay = 0.0
         skipped = self.skipped
         # command -> discharge delay: given, measured on the first pulses, or unknown
         measured = cfg.run.loop_delay_s
@@ -358,14 +375,12 @@ class ClosedLoopController:
                 time.sleep(poll_s)
                 continue
             t_begin = time.perf_counter()
-            chunk = as_chunk(data)
             if calib is not None:
-                calib.feed(chunk, stamps)  # raw: before the blanking below
+                calib.feed(as_chunk(data), stamps)  # raw: the blanking below leaves data
                 if calib.complete:
                     measured = self._finish_calibration(calib)
                     calib = None
-            y = chain.process(chunk)[0]
-            valid = chain.valid
+            y, valid = chain.process_rows(data)  # views into reused buffers
             n_seen += n
             last_stamp = float(stamps[-1])
             if tracker is None:
@@ -379,10 +394,11 @@ class ClosedLoopController:
                 if scale is None:
                     scale = float(np.std(x[v])) if v.any() else 10.0
                 tracker = PhaseTracker(self.fs, cfg.tracking.mu_hz, scale)
-                tracker.update(x, v)
+                tracker.step(x, v)
+                estimate = _Readout(tracker.readout)
                 policy.begin(local_clock())
                 continue
-            tracker.update(y, valid)
+            tracker.step(y, valid)  # one nogil kernel, no allocation
 
             # ---- decision (pure)
             if len(self.triggers) >= self.max_pulses:
@@ -390,10 +406,8 @@ class ClosedLoopController:
                 self._stop.set()
                 break
             now = local_clock()
-            delay = measured
-            if delay is None:
-                delay = float(np.median(delays)) if delays else 0.0
-            decision = policy.decide(now, last_stamp, tracker, delay)
+            delay = measured if measured is not None else median_delay
+            decision = policy.decide(now, last_stamp, estimate, delay)
             t_end = time.perf_counter()
             compute[n_compute % compute.shape[0]] = t_end - t_begin
             n_compute += 1
@@ -402,8 +416,7 @@ class ClosedLoopController:
                 continue
 
             # ---- fire
-            amp = tracker.amplitude
-            phase0, freq = tracker.phase, tracker.freq_hz
+            phase0, amp, freq = estimate.phase, estimate.amplitude, estimate.freq_hz
             fire_at = decision.fire_at_s
             while local_clock() < fire_at:  # at most horizon_s
                 pass
@@ -412,6 +425,7 @@ class ClosedLoopController:
             t_ret = local_clock()
             fire_s = float(pulse.time_s)
             delays.append(max(fire_s - t_call, 0.0))
+            median_delay = float(np.median(delays))  # once per pulse, not per chunk
             policy.fired(fire_s)
             is_calibration = calib is not None
             if is_calibration:
@@ -450,10 +464,12 @@ class ClosedLoopController:
                 f"no TMS artifact in the EEG within {calib.max_delay_s * 1000:.0f} ms after "
                 f"any of the {calib.n_pulses} calibration pulses: the command -> discharge "
                 f"delay cannot be measured (check the EEG stream, or give loop_delay_s)")
-        if not 0.0 <= est.delay_s <= 0.1:
+        low, high = LOOP_DELAY_RANGE_S
+        if not low <= est.delay_s <= high:
             raise ClosedLoopError(
                 f"the measured command -> discharge delay {est.delay_s * 1000:.1f} ms is "
-                f"outside 0-100 ms (calibration_pulses); check the EEG time stamps")
+                f"outside {low * 1000:.0f}-{high * 1000:.0f} ms (calibration_pulses); check "
+                f"the EEG time stamps")
         return est.delay_s
 
     def _emit(self, trig: Trigger) -> None:
@@ -464,3 +480,24 @@ class ClosedLoopController:
             sink("closed_loop_pulse", trig.as_dict())
         else:
             self.log(trig.as_dict())
+
+
+class _Readout:
+    """The tracker's read-out after its last step, as the policy reads it."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: np.ndarray) -> None:
+        self._values = values  # the tracker's readout array, updated in place
+
+    @property
+    def phase(self) -> float:
+        return float(self._values[0])
+
+    @property
+    def amplitude(self) -> float:
+        return float(self._values[1])
+
+    @property
+    def freq_hz(self) -> float:
+        return float(self._values[2])

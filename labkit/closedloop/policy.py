@@ -186,6 +186,10 @@ class TriggerConfig:
         object.__setattr__(self, "power_threshold_uv", threshold)
 
 
+#: The answers without a pulse, built once (the loop asks every millisecond).
+_NO_PULSE = {reason: Decision(None, reason) for reason in ("stale", "interval", "gate", "wait")}
+
+
 class TriggerPolicy:
     """Decides, turn by turn, whether and when to fire (pure: no I/O, no clock).
 
@@ -249,13 +253,13 @@ class TriggerPolicy:
         """
         cfg = self.config
         if now_s - sample_time_s > cfg.max_sample_age_s:
-            return Decision(None, "stale")
+            return _NO_PULSE["stale"]
         earliest = self.last_fire_s + cfg.min_interval_s
         if now_s < earliest - cfg.horizon_s:
-            return Decision(None, "interval")
+            return _NO_PULSE["interval"]
         amplitude = estimate.amplitude
         if amplitude < cfg.amplitude_gate_uv:
-            return Decision(None, "gate")
+            return _NO_PULSE["gate"]
         fire_at = None
         if cfg.condition == "phase":
             # phase the discharge would have if fired now, extrapolated from the newest
@@ -271,11 +275,11 @@ class TriggerPolicy:
         elif (amplitude >= cfg.power_threshold_uv) == (cfg.power_state == "high"):
             fire_at = now_s
         if fire_at is None:
-            return Decision(None, "wait")
+            return _NO_PULSE["wait"]
         # the call comes no earlier than the minimum interval after the previous pulse's
         # time stamp (the write follows the call)
         if fire_at < earliest:
-            return Decision(None, "interval")
+            return _NO_PULSE["interval"]
         return Decision(fire_at, "fire")
 
     def _draw_interval(self) -> float:

@@ -374,19 +374,25 @@ class Blanker:
         """Register a pulse at absolute ``sample_index``."""
         self._onsets.append(int(sample_index))
 
+    def windows(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Merged windows ``(starts, stops)`` that touch the next ``n`` samples (absolute
+        anchors); onsets whose window has passed are forgotten."""
+        if not self._onsets:  # most chunks: no window (the hold sample still advances)
+            return _NO_WINDOWS, _NO_WINDOWS
+        end = self.n_seen + n
+        self._onsets = [o for o in self._onsets if o + self.post > self.n_seen]
+        live = [o for o in self._onsets if o - self.pre < end]
+        if not live:
+            return _NO_WINDOWS, _NO_WINDOWS
+        return merge_windows(live, self.pre, self.post)
+
     def process(self, chunk: np.ndarray) -> np.ndarray:
         """Blank ``chunk`` (n_channels, n_times) in place and return it."""
         check_data(chunk, "chunk")
         n = chunk.shape[1]
         if self.n_seen == 0 and n:
             self._hold[:] = chunk[:, 0]
-        end = self.n_seen + n
-        self._onsets = [o for o in self._onsets if o + self.post > self.n_seen]
-        live = [o for o in self._onsets if o - self.pre < end]
-        if live:
-            starts, stops = merge_windows(live, self.pre, self.post)
-        else:  # most chunks: no window to merge (the hold sample still advances)
-            starts = stops = _NO_WINDOWS
+        starts, stops = self.windows(n)
         _blank(chunk, starts, stops, self.n_seen, self._hold)
         if self.valid.shape[0] != n:
             self.valid = np.ones(n, np.bool_)
@@ -396,7 +402,7 @@ class Blanker:
             lo, hi = max(a + 1 - self.n_seen, 0), min(b - self.n_seen, n)
             if lo < hi:
                 self.valid[lo:hi] = False
-        self.n_seen = end
+        self.n_seen += n
         return chunk
 
 

@@ -27,6 +27,7 @@ def warm_up() -> float:
     filters = import_module("labkit.kernels.filters")
     flags = import_module("labkit.kernels.flags")
     spatial = import_module("labkit.kernels.spatial")
+    chain = import_module("labkit.kernels.chain")
 
     t0 = time.perf_counter()
     x = np.zeros((2, 16))
@@ -41,5 +42,8 @@ def warm_up() -> float:
     decimate._pick(x, 2, 0, out)
     flags._flags(x, 1.0, 1.0, np.zeros(2), False, np.zeros(16, np.bool_), np.zeros(16, np.bool_))
     spatial._apply_weights(np.eye(2), x, out)
+    for dtype in (np.float32, np.float64):  # inlet rows of either stream format
+        chain._blank_rows_weighted(np.zeros((16, 2), dtype), np.ones(2), on - 2, on + 2, 0,
+                                   np.zeros(2), np.zeros(16), np.zeros(16, np.bool_))
     phase.warm_up()
     return time.perf_counter() - t0

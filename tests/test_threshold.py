@@ -71,9 +71,8 @@ def test_each_method_recovers_known_thresholds(method, median_tol, max_tol):
     assert pulses.min() >= 1
 
 
-def test_bayesian_is_the_default_and_uses_fewer_pulses_than_rr():
-    assert DEFAULT_ESTIMATOR is BayesianAdaptive
-    assert isinstance(make_estimator(), BayesianAdaptive)
+def test_bayesian_uses_fewer_pulses_than_rr():
+    assert issubclass(DEFAULT_ESTIMATOR, BayesianAdaptive)
     _, bayes = errors("bayesian", n=12)
     _, rr = errors("relative_frequency", n=12)
     assert bayes.mean() < 0.6 * rr.mean()

@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from labkit.sim.mep_model import sample_population
+from labkit.sim.mep_model import StatisticalMEPModel, sample_population
 from labkit.threshold import (
+    DEFAULT_ACTIVE_METHOD,
     METHODS,
     PopulationBayesian,
     ThresholdInputError,
+    default_method,
     make_estimator,
 )
 
@@ -36,9 +38,10 @@ def test_registered_and_a_bayesian_hunt():
 
 
 def test_fewer_pulses_than_the_broad_prior_at_the_same_accuracy():
-    # population seed 99: neither the training (7) nor the validation (2026) population
-    pop_err, pop_pulses = _study("bayesian_population", 40, 99)
-    broad_err, broad_pulses = _study("bayesian", 40, 99)
+    # population seed 99: neither the training (7) nor the validation (2026) population;
+    # the target is 12 pulses on average, + 0.5 for the sampling error of 100 subjects
+    pop_err, pop_pulses = _study("bayesian_population", 100, 99)
+    broad_err, broad_pulses = _study("bayesian", 100, 99)
     assert pop_pulses.mean() <= 12.5, pop_pulses.mean()
     assert pop_pulses.mean() < broad_pulses.mean() - 1.5
     assert np.median(pop_err) <= 1.5, np.median(pop_err)
@@ -61,3 +64,38 @@ def test_active_thresholds_are_refused_with_a_clear_error():
     with pytest.raises(ThresholdInputError, match="criterion_uv=200"):
         PopulationBayesian(criterion_uv=200.0)
     assert PopulationBayesian(criterion_uv=50.0).criterion_uv == 50.0
+
+
+def _shifted_bias(rmt_percent: float, n: int, **options) -> float:
+    """Mean signed error on subjects of population 99 re-centred at one RMT."""
+    errors = []
+    for i, model in enumerate(sample_population(n, seed=99)):
+        offset = model.params.offset_percent + rmt_percent - model.true_threshold_percent()
+        subject = StatisticalMEPModel(model.params.with_offset(offset))
+        rng = np.random.default_rng([5, i])
+        est = PopulationBayesian(60, **options)
+        while not est.done:
+            x = est.next_intensity()
+            est.update(x, subject.amplitude_uv(x, rng))
+        errors.append(est.threshold - subject.true_threshold_percent())
+    return float(np.mean(errors))
+
+
+def test_a_subject_far_outside_the_population_is_not_pulled_to_its_mean():
+    """RMT 80 % MSO is 5 SD above the prior's mean: the uniform part of the prior lets the
+    data win (the Gaussian prior alone underestimates by ~3.6 % MSO there)."""
+    assert abs(_shifted_bias(80.0, 40)) < 1.0
+    assert _shifted_bias(80.0, 40, outlier_prior_weight=0.0) < -2.5
+
+
+def test_outlier_prior_weight_out_of_range_is_refused():
+    with pytest.raises(ThresholdInputError, match=r"outlier_prior_weight.*\[0, 0.5\]"):
+        PopulationBayesian(outlier_prior_weight=0.8)
+
+
+def test_the_default_is_the_population_prior_for_resting_thresholds_only():
+    assert default_method() == "bayesian_population"
+    assert isinstance(make_estimator(start=60), PopulationBayesian)
+    assert default_method("active") == DEFAULT_ACTIVE_METHOD == "bayesian"
+    assert type(make_estimator(start=40, mode="active")) is METHODS["bayesian"]
+    assert type(make_estimator(start=60, criterion_uv=100.0)) is METHODS["bayesian"]

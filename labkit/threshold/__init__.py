@@ -9,20 +9,24 @@
     est.threshold                     # % MSO; est.history is a list of Trial
 
 Methods: :class:`RelativeFrequency` (Rossini-Rothwell / IFCN), :class:`MLPest`
-(Awiszus / MTAT 2.0), :class:`BayesianAdaptive` (Ψ-marginal over threshold and slope,
-the default), :class:`PopulationBayesian` (the same with a population prior on the
-resting threshold and a posterior-SD stopping rule; resting thresholds only) and
+(Awiszus / MTAT 2.0), :class:`BayesianAdaptive` (Ψ-marginal over threshold and slope;
+the default for active thresholds), :class:`PopulationBayesian` (the same with a
+population prior on the resting threshold and a posterior-SD stopping rule; resting
+thresholds only, the default for them) and
 :class:`StochasticApproximation` (Wang et al. 2023). All are pure objects: no I/O, no
 clock, no random state; the same responses give the same hunt.
 
 Validation (``benchmarks/threshold_study.py``: 1000 virtual subjects of the statistical
 MEP model, seed 2026, start 60 % MSO, one run): mean pulses / median |error| / p90
-|error| (% MSO) — ``bayesian_population`` 11.4 / 1.17 / 2.97 (max 25 pulses);
+|error| (% MSO) — ``bayesian_population`` 11.9 / 1.12 / 3.00 (max 25 pulses);
 ``bayesian`` 14.4 / 1.06 / 2.78; ``mlpest`` 20.0 / 1.03 / 3.19; ``relative_frequency``
-45.7 / 0.98 / 2.73 (max 76). ``"bayesian"`` stays the default because it also hunts
-active thresholds (200 µV); for a resting motor threshold ``"bayesian_population"``
-reaches the same accuracy in three pulses fewer (its prior and stopping rule were chosen
-on a separate population, seed 7: :mod:`labkit.threshold.population`).
+45.7 / 0.98 / 2.73 (max 76).
+
+Default (:func:`default_method`): ``"bayesian_population"`` for a resting motor threshold
+at the 50 µV criterion — the same accuracy as the broad-prior hunt in 2.5 pulses fewer
+(its prior, robust mixture weight and stopping rule were chosen on separate populations,
+seeds 7 and 99: :mod:`labkit.threshold.population`); ``"bayesian"`` for active thresholds
+or any other criterion, about which the population prior says nothing.
 """
 
 from __future__ import annotations
@@ -62,9 +66,31 @@ ALIASES: dict[str, str] = {
     "IFCN": "relative_frequency",
     "SA": "stochastic",
 }
-#: The estimator labkit uses when none is named.
-DEFAULT_ESTIMATOR = BayesianAdaptive
-DEFAULT_METHOD = "bayesian"
+#: The estimator labkit uses for a resting threshold (50 µV) when none is named.
+DEFAULT_ESTIMATOR = PopulationBayesian
+DEFAULT_METHOD = "bayesian_population"
+#: The default for active thresholds and other criteria.
+DEFAULT_ACTIVE_METHOD = "bayesian"
+
+
+def default_method(mode: str = "resting", criterion_uv: float | None = None) -> str:
+    """The method labkit uses when none is named.
+
+    Parameters
+    ----------
+    mode : {"resting", "active"}
+        Which threshold is hunted.
+    criterion_uv : float or None
+        The MEP criterion, µV (None: the mode's own, 50 µV resting, 200 µV active).
+
+    Returns
+    -------
+    str
+        ``"bayesian_population"`` for a resting threshold at 50 µV, else ``"bayesian"``.
+    """
+    criterion = resolve_criterion(mode, criterion_uv)
+    resting = mode == "resting" and criterion == RESTING_CRITERION_UV
+    return DEFAULT_METHOD if resting else DEFAULT_ACTIVE_METHOD
 
 
 def _squash(name: str) -> str:
@@ -111,15 +137,16 @@ def method_name(method: str | type[ThresholdEstimator] | ThresholdEstimator) -> 
 
 
 def make_estimator(
-    method: str | type[ThresholdEstimator] = DEFAULT_METHOD, start: int = 60, **options: Any
+    method: str | type[ThresholdEstimator] | None = None, start: int = 60, **options: Any
 ) -> ThresholdEstimator:
     """Build a threshold estimator by name or class.
 
     Parameters
     ----------
-    method : str or estimator class
+    method : str, estimator class or None
         Which method (see :func:`method_name`: ``"bayesian"``, ``"ML-PEST"``,
-        ``"mlpest"``, ``MLPest``...); ``"bayesian"`` is the default.
+        ``"mlpest"``, ``MLPest``...); None: :func:`default_method` for the ``mode`` and
+        ``criterion_uv`` options (the population prior for a resting threshold).
     start : int
         First intensity, % MSO.
     **options
@@ -132,12 +159,15 @@ def make_estimator(
     ThresholdEstimator
         A fresh estimator.
     """
+    if method is None:
+        method = default_method(options.get("mode", "resting"), options.get("criterion_uv"))
     return METHODS[method_name(method)](start, **options)
 
 
 __all__ = [
     "ACTIVE_CRITERION_UV",
     "ALIASES",
+    "DEFAULT_ACTIVE_METHOD",
     "DEFAULT_ESTIMATOR",
     "DEFAULT_METHOD",
     "METHODS",
@@ -151,6 +181,7 @@ __all__ = [
     "ThresholdInputError",
     "ThresholdStateError",
     "Trial",
+    "default_method",
     "make_estimator",
     "method_name",
     "resolve_criterion",

@@ -174,13 +174,17 @@ class BayesianAdaptive(ThresholdEstimator):
             if self.use_amplitudes else np.ones(1)
         )
         log_prior = (
-            -0.5 * ((self.t_grid[:, None, None] - mean) / sd) ** 2
+            self._threshold_log_prior(mean, sd)[:, None, None]
             - 0.5 * (np.log(self.r_grid[None, :, None] / spread_prior) / spread_log_sd) ** 2
             + 0.0 * self.k_grid[None, None, :]
         )
         post = np.exp(log_prior - log_prior.max())
         #: Joint posterior over (threshold, relative spread, amplitude slope).
         self.joint_posterior = post / post.sum()
+
+    def _threshold_log_prior(self, mean_percent: float, sd_percent: float) -> np.ndarray:
+        """Log prior of ``t`` on :attr:`t_grid` (up to a constant): Gaussian."""
+        return -0.5 * ((self.t_grid - mean_percent) / sd_percent) ** 2
 
     @property
     def posterior(self) -> np.ndarray:

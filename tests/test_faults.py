@@ -332,7 +332,8 @@ def test_a_refused_trigger_while_recharging_is_retried_once_after_ready():
         assert runner.run() == "finished"
         assert emulator.pulses_delivered == 5 == runner.pulses_delivered
         refused = log.of("refused")
-        assert refused and all("conflicts" in r["error"] for r in refused)
+        assert refused and all("armed but not ready (still recharging" in r["error"]
+                               for r in refused)
         fires = [m for m in emulator.received if m[:2] == b"EH"]
         assert len(fires) == 5 + len(refused)
         times = [p["time_s"] for p in log.of("pulse")]

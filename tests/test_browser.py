@@ -83,11 +83,12 @@ def _pulse_count(page, panel: str) -> int:
     return int(page.locator(f"{panel} .labkit-status-pulses").first.get_attribute("data-value"))
 
 
-def _run_notebook(page, timeout_s: float = 150.0) -> None:
+def _run_notebook(page, timeout_s: float = 150.0, marker: str = "quickstart ready") -> None:
     """Run > Run All Cells until every code cell has run (a run-all issued while the
     page is still attaching to the kernel can be cancelled after the first cell: then
-    the cells left un-run are run again), failing on the first traceback."""
-    done = page.locator(".jp-OutputArea-output", has_text="quickstart ready")
+    the cells left un-run are run again), failing on the first traceback. ``marker`` is
+    the text the notebook's last cell prints."""
+    done = page.locator(".jp-OutputArea-output", has_text=marker)
     failed = page.locator(ERROR_OUTPUT, has_text=re.compile(r"Traceback|Error"))
     unrun = page.locator(".jp-CodeCell .jp-InputPrompt", has_text=re.compile(r"^\[ \]:$"))
     deadline = time.monotonic() + timeout_s
@@ -103,7 +104,7 @@ def _run_notebook(page, timeout_s: float = 150.0) -> None:
         page.wait_for_timeout(500)
         if not unrun.count():
             return
-        done = page.locator(".jp-OutputArea-output", has_text="quickstart ready")
+        done = page.locator(".jp-OutputArea-output", has_text=marker)
         page.locator(".jp-CodeCell").first.click()
     raise AssertionError(f"{unrun.count()} code cells never ran")
 
@@ -271,3 +272,102 @@ def test_quickstart_fire_and_stop_in_chromium(tmp_path, monkeypatch):
             raise
         finally:
             browser.close()
+
+
+ONE_HZ_RUNS = 5
+ONE_HZ_PULSES = 8
+ONE_HZ_NOTEBOOK_CELLS = [
+    """import os
+
+import labkit
+from labkit.protocols.loader import load_protocol
+from labkit.runner import ProtocolRunner
+from labkit.session import Session
+from labkit.widgets import ProtocolRunnerPanel, StimulatorPanel
+
+rig = labkit.open_rig("simulated", seed=1)
+session = Session.open(os.environ["LABKIT_SESSION_ROOT"], "P002")
+rig.use_session(session)
+panel = StimulatorPanel(rig.stimulator, emg_source=rig.emg, mep_options={"channel": "FDI"},
+                        rig=rig)
+panel""",
+    f"""protocol = load_protocol("m1_1hz_inhibitory").shortened(pulses_per_train={ONE_HZ_PULSES})
+runner = ProtocolRunner(rig.stimulator, protocol, rmt_percent=45, progress=False,
+                        train_mode="software",
+                        log=lambda kind, payload: session.log_event(kind, **payload))
+runner_panel = ProtocolRunnerPanel(runner, estop=panel.estop, rig=rig)
+runner_panel""",
+    'print("one-hz panels ready")',
+]
+
+
+def _one_hz_notebook(path: Path) -> Path:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in ONE_HZ_NOTEBOOK_CELLS]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.mark.timeout(420)
+def test_a_1_hz_protocol_runs_to_the_end_five_times_from_the_panel(tmp_path, monkeypatch):
+    """From JupyterLab with the stimulator panel (live MEP view) and the protocol panel open
+    in the browser, a software-timed 1 Hz protocol is started from the panel, runs to its
+    end, and is put on again with New run, five times: every run delivers every pulse,
+    with no error in the panel or the cells."""
+    _require_browser()
+    from playwright.sync_api import expect, sync_playwright
+
+    sessions = tmp_path / "sessions"
+    sessions.mkdir()
+    monkeypatch.setenv("LABKIT_SESSION_ROOT", str(sessions))
+    notebook = _one_hz_notebook(tmp_path / "one_hz_panels.ipynb")
+    protocol = ".labkit-protocol-panel"
+
+    with jupyter_lab([notebook], tmp_path / "lab") as server, sync_playwright() as pw:
+        browser = launch_chromium(pw)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(30_000)
+        try:
+            server.start_kernel_session(notebook.name)
+            page.goto(server.url(f"lab/tree/{notebook.name}"))
+            page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=90_000)
+            wait_kernel_idle(page)
+            page.wait_for_timeout(1500)
+            _run_notebook(page, marker="one-hz panels ready")
+            count = page.locator(f"{protocol} .labkit-protocol-count")
+            state = page.locator(f"{protocol} .labkit-protocol-state")
+            for run in range(ONE_HZ_RUNS):
+                expect(count).to_have_text(f"0 / {ONE_HZ_PULSES}")
+                expect(page.locator(f"{protocol} .labkit-safety-verdict")).to_contain_text(
+                    "software timing")
+                start = page.locator(f"{protocol} button.labkit-protocol-start")
+                expect(start).to_be_enabled(timeout=10_000)
+                start.click()
+                # 8 pulses at 1 Hz take 7 s; the time limit allows for a loaded machine
+                expect(state).to_have_text("state: finished", timeout=60_000)
+                expect(count).to_have_text(f"{ONE_HZ_PULSES} / {ONE_HZ_PULSES}")
+                assert "failed" not in page.locator(
+                    f"{protocol} .labkit-protocol-message").inner_text()
+                screenshot(page, f"one-hz-run-{run + 1}")
+                new_run = page.locator(f"{protocol} button.labkit-protocol-new-run")
+                expect(new_run).to_be_enabled(timeout=10_000)
+                new_run.click()
+                expect(state).to_have_text("state: idle", timeout=10_000)
+            assert not page.locator(ERROR_OUTPUT).count(), \
+                page.locator(ERROR_OUTPUT).first.inner_text()
+        except BaseException:
+            screenshot(page, "one-hz-failure")
+            print(server.log_tail())
+            for text in page.locator(ERROR_OUTPUT).all_inner_texts():
+                print("notebook error output:", text[-2000:])
+            raise
+        finally:
+            browser.close()
+
+    finishes = _run_records(sessions, "finish")
+    assert [rec.payload["pulses_delivered"] for rec in finishes] == [ONE_HZ_PULSES] * ONE_HZ_RUNS
+    assert not _run_records(sessions, "stop")

@@ -100,6 +100,25 @@ def test_magstim_fire_refused_by_a_unit_that_disarmed_itself_says_why(magstim_em
         stim.close()
 
 
+def test_magstim_unit_that_disarms_itself_while_arming_is_not_blamed_on_the_link(
+        magstim_emulator):
+    # the host sends nothing for longer than the unit's keep-alive timeout while it arms
+    emulator = magstim_emulator(arm_delay_s=5.0, keepalive_timeout_s=0.3)
+    stim = Magstim(emulator.url, keepalive=False).connect()
+    stim.link_diagnosis = lambda: "the link is fine"  # as a simulator process would say
+    try:
+        stim.arm(wait=False)
+        assert _wait_for(lambda: not emulator.armed)
+        with pytest.raises(StimulatorTimeoutError) as info:
+            stim.wait_ready(timeout_s=0.3)
+        message = str(info.value)
+        assert message.startswith("the simulated Magstim 200² emulator not ready within 0.3 s:"
+                                  " it is not armed (it was disarmed while arming")
+        assert "the link is fine" not in message
+    finally:
+        stim.close()
+
+
 def test_magstim_fire_refused_while_recharging_says_why(magstim_emulator):
     emulator = magstim_emulator(arm_delay_s=0.05, recharge_s=5.0)
     stim = Magstim(emulator.url, keepalive=False).connect()

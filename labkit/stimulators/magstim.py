@@ -240,6 +240,16 @@ class Magstim(Stimulator):
                     self.disarm()
                 except StimulatorError:
                     pass
+                if not status.armed:  # the unit answers: the link is not the reason
+                    who = ports.simulated_device(self.port) or (
+                        f"{type(self).__name__} on {self.port!r}")
+                    late = (f"; {self.slow_replies} late replies so far"
+                            if self.slow_replies else "")
+                    raise StimulatorTimeoutError(
+                        f"{who} not ready within {timeout_s:.1f} s: it is not armed (it "
+                        "was disarmed while arming: by this host, or by the unit itself "
+                        "after ~1 s without a valid command when the host's commands come "
+                        f"late{late}); arm() again", command=mp.ARM)
                 raise StimulatorTimeoutError(self._with_link_hint(
                     f"{type(self).__name__} on {self.port!r} armed but not ready within "
                     f"{timeout_s:.1f} s (last status: armed={status.armed}, "

@@ -81,13 +81,13 @@ def test_granted_then_restored():
     release = threading.Event()
     helper = threading.Thread(target=release.wait)
     helper.start()
-    gone = threading.Thread(target=lambda: None)
-    gone.start()
-    gone.join()  # an inlet thread that has ended meanwhile is skipped
+    # an inlet thread that has ended meanwhile is skipped: a thread id above the kernel's
+    # largest pid (an id of a thread that just ended can be reused at once)
+    gone_id = 2**22 + 1
 
     def run():
         with loop_scheduling(realtime=True, cpu=-1,
-                             helpers=(helper.native_id, gone.native_id)) as got:
+                             helpers=(helper.native_id, gone_id)) as got:
             inside = (os.sched_getscheduler(0) & ~reset, os.sched_getaffinity(0),
                       sys.getswitchinterval(), os.sched_getscheduler(helper.native_id) & ~reset,
                       os.sched_getparam(helper.native_id).sched_priority)

@@ -454,14 +454,18 @@ class MagstimEmulator(SerialEmulator):
         self.armed = self.ready = False
         self._train_stop.set()
 
-    def _discharge_now(self) -> Discharge:
-        """Record one pulse and hand it to the coil (lock held)."""
+    def _discharge_now(self, time_s: float | None = None) -> Discharge:
+        """Record one pulse and hand it to the coil (lock held).
+
+        ``time_s`` is the discharge's ``local_clock()`` time when the unit's own timing
+        fixes it (a pulse of a hardware-timed train); by default the command's.
+        """
         self._last_fire = time.monotonic()
         self.pulses_delivered += 1
         self.coil_temperature_c += self.heat_per_pulse_c * (self.intensity_percent / 100) ** 2
         bistim = self.model == "bistim"
         discharge = Discharge(
-            time_s=self.discharge_time_s(),
+            time_s=self.discharge_time_s() if time_s is None else time_s,
             intensity_percent=float(self.intensity_percent),
             device=self.device,
             intensity_b_percent=float(self.intensity_b_percent) if bistim else None,
@@ -476,12 +480,18 @@ class MagstimEmulator(SerialEmulator):
         self.train_running = True
         thread = threading.Thread(
             target=self._run_train,
-            args=(self._train_stop, self.n_pulses, self.frequency_hz),
+            args=(self._train_stop, self.n_pulses, self.frequency_hz, self.discharge_time_s()),
             name=f"{self.name}-train", daemon=True)
         self._train_thread = thread
         thread.start()
 
-    def _run_train(self, stop: threading.Event, n_pulses: int, frequency_hz: float) -> None:
+    def _run_train(self, stop: threading.Event, n_pulses: int, frequency_hz: float,
+                   first_s: float) -> None:
+        """Deliver a hardware-timed train: pulse ``i`` is stamped ``first_s + i / f``.
+
+        The unit times its train itself, so a discharge happens on its schedule even when
+        this thread runs late on a loaded host (the stamp does not follow the thread).
+        """
         start = time.monotonic()
         try:
             for i in range(n_pulses):
@@ -491,7 +501,7 @@ class MagstimEmulator(SerialEmulator):
                 with self._lock:
                     if stop.is_set() or not (self.armed and self.remote_control):
                         return
-                    self._discharge_now()
+                    self._discharge_now(first_s + i / frequency_hz)
         finally:
             with self._lock:
                 self.train_running = False

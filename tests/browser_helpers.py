@@ -27,6 +27,7 @@ CHROMIUM_ARGS = [
 ]
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO_ROOT / "test-artifacts"
+ERROR_OUTPUT = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'
 
 
 def free_port() -> int:
@@ -205,3 +206,31 @@ def screenshot(page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+@contextmanager
+def notebook_page(playwright, server: LabServer, notebook_name: str, failure_name: str):
+    """Open ``notebook_name`` in a fresh Chromium page, attached to its kernel and idle.
+
+    On any failure inside the block: a screenshot ``<failure_name>.png``, the tail of the
+    server log and the notebook's error outputs are written out before the error goes on.
+    The browser is closed on exit.
+    """
+    browser = launch_chromium(playwright)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(30_000)
+    try:
+        server.start_kernel_session(notebook_name)
+        page.goto(server.url(f"lab/tree/{notebook_name}"))
+        page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=90_000)
+        wait_kernel_idle(page)
+        page.wait_for_timeout(1500)  # let the page finish attaching to the kernel
+        yield page
+    except BaseException:
+        screenshot(page, failure_name)
+        print(server.log_tail())
+        for text in page.locator(ERROR_OUTPUT).all_inner_texts():
+            print("notebook error output:", text[-2000:])
+        raise
+    finally:
+        browser.close()

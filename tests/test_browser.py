@@ -27,19 +27,18 @@ import pytest
 from browser_helpers import (
     ARTIFACTS,
     CHROMIUM,
+    ERROR_OUTPUT,
     REPO_ROOT,
     accept_dialogs,
     jupyter_lab,
-    launch_chromium,
+    notebook_page,
     run_all_cells,
     screenshot,
-    wait_kernel_idle,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 
 NOTEBOOK = REPO_ROOT / "notebooks" / "00_quickstart.ipynb"
-ERROR_OUTPUT = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -119,159 +118,142 @@ def test_quickstart_fire_and_stop_in_chromium(tmp_path, monkeypatch):
     stim = ".labkit-stimulator-panel"
     amplitudes = f"{stim} .labkit-mep-amplitudes svg"
 
-    with jupyter_lab([NOTEBOOK], tmp_path / "lab") as server, sync_playwright() as pw:
-        browser = launch_chromium(pw)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(30_000)
-        try:
-            server.start_kernel_session(NOTEBOOK.name)
-            page.goto(server.url(f"lab/tree/{NOTEBOOK.name}"))
-            page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=90_000)
-            wait_kernel_idle(page)
-            page.wait_for_timeout(1500)  # let the page finish attaching to the kernel
+    with (jupyter_lab([NOTEBOOK], tmp_path / "lab") as server, sync_playwright() as pw,
+          notebook_page(pw, server, NOTEBOOK.name, "quickstart-failure") as page):
+        # 1. run the whole notebook like a user (Run > Run All Cells)
+        _run_notebook(page)
+        expect(page.locator(f"{stim} .labkit-stop-state")).to_have_text("STOP: ready")
+        screenshot(page, "quickstart-1-executed")
 
-            # 1. run the whole notebook like a user (Run > Run All Cells)
-            _run_notebook(page)
-            expect(page.locator(f"{stim} .labkit-stop-state")).to_have_text("STOP: ready")
-            screenshot(page, "quickstart-1-executed")
+        # 1b. one status bar, with its STOP, on every panel that can fire
+        for panel in (stim, ".labkit-threshold-hunter", ".labkit-protocol-panel"):
+            bar = page.locator(f"{panel} .labkit-status-bar")
+            assert bar.count() == 1, f"{panel}: {bar.count()} status bars"
+            expect(bar.locator(".labkit-status-mode")).to_have_text("SIMULATED")
+            expect(bar.locator(".labkit-status-session")).to_contain_text("sub-P001 ses-")
+            expect(bar.locator(".labkit-status-pulses")).to_contain_text(
+                re.compile(r"^pulses \d+ / 3000 \(session cap\)$"))
+            expect(bar.locator("button.labkit-stop")).to_be_visible()
+            expect(bar.locator("button.labkit-reset")).to_be_disabled()  # not latched
+        expect(page.locator(f"{stim} .labkit-status-temperature")).to_contain_text(
+            re.compile(r"coil \d+ °C"), timeout=10_000)  # the Rapid² reports it
+        expect(page.locator(f"{stim} .labkit-status-intensity")).to_have_text(
+            re.compile(r"^\d+ %MSO$"))
+        protocol = ".labkit-protocol-panel"
+        run_buttons = ["labkit-protocol-start", "labkit-protocol-pause",
+                       "labkit-protocol-resume", "labkit-protocol-stop",
+                       "labkit-protocol-new-run"]
+        assert _enabled(page, protocol, run_buttons) == {"labkit-protocol-start"}
+        pulses_before = _pulse_count(page, stim)
+        n_before = _svg_count(page, amplitudes, "data-n-points")
+        assert n_before >= 1  # the scripted pulse of the notebook is on the view
+        logged_before = _mep_records(sessions)
+        assert logged_before == n_before
 
-            # 1b. one status bar, with its STOP, on every panel that can fire
-            for panel in (stim, ".labkit-threshold-hunter", ".labkit-protocol-panel"):
-                bar = page.locator(f"{panel} .labkit-status-bar")
-                assert bar.count() == 1, f"{panel}: {bar.count()} status bars"
-                expect(bar.locator(".labkit-status-mode")).to_have_text("SIMULATED")
-                expect(bar.locator(".labkit-status-session")).to_contain_text("sub-P001 ses-")
-                expect(bar.locator(".labkit-status-pulses")).to_contain_text(
-                    re.compile(r"^pulses \d+ / 3000 \(session cap\)$"))
-                expect(bar.locator("button.labkit-stop")).to_be_visible()
-                expect(bar.locator("button.labkit-reset")).to_be_disabled()  # not latched
-            expect(page.locator(f"{stim} .labkit-status-temperature")).to_contain_text(
-                re.compile(r"coil \d+ °C"), timeout=10_000)  # the Rapid² reports it
-            expect(page.locator(f"{stim} .labkit-status-intensity")).to_have_text(
-                re.compile(r"^\d+ %MSO$"))
-            protocol = ".labkit-protocol-panel"
-            run_buttons = ["labkit-protocol-start", "labkit-protocol-pause",
-                           "labkit-protocol-resume", "labkit-protocol-stop",
-                           "labkit-protocol-new-run"]
-            assert _enabled(page, protocol, run_buttons) == {"labkit-protocol-start"}
-            pulses_before = _pulse_count(page, stim)
-            n_before = _svg_count(page, amplitudes, "data-n-points")
-            assert n_before >= 1  # the scripted pulse of the notebook is on the view
-            logged_before = _mep_records(sessions)
-            assert logged_before == n_before
+        # 2a. a typed intensity out of range is refused on the panel, never clamped
+        box = page.locator(f"{stim} .labkit-intensity-input input")
+        shown = box.input_value()
+        box.fill("150")
+        box.press("Enter")
+        error = page.locator(f"{stim} .labkit-intensity-error")
+        expect(error).to_contain_text("refused", timeout=10_000)
+        expect(error).to_contain_text("150 % MSO is outside")
+        expect(box).to_have_value(shown)  # the unit keeps its last valid value
+        screenshot(page, "quickstart-1b-refused-intensity")
 
-            # 2a. a typed intensity out of range is refused on the panel, never clamped
-            box = page.locator(f"{stim} .labkit-intensity-input input")
-            shown = box.input_value()
-            box.fill("150")
-            box.press("Enter")
-            error = page.locator(f"{stim} .labkit-intensity-error")
-            expect(error).to_contain_text("refused", timeout=10_000)
-            expect(error).to_contain_text("150 % MSO is outside")
-            expect(box).to_have_value(shown)  # the unit keeps its last valid value
-            screenshot(page, "quickstart-1b-refused-intensity")
+        # 2. Arm, then Fire from the panel: the live view and the session log grow
+        page.locator(f"{stim} .labkit-arm").click()
+        expect(page.locator(f'{stim} .labkit-light[data-name="armed"]')).to_have_attribute(
+            "data-on", "1", timeout=10_000)
+        fire = page.locator(f"{stim} .labkit-fire")
+        expect(fire).to_be_enabled(timeout=10_000)
+        fire.click()
+        # Fire goes grey right after the pulse (the profile's minimum interval), and
+        # comes back once the interval passed and the unit is ready again
+        page.wait_for_function(
+            "sel => { const b = document.querySelector(sel); return b && b.disabled; }",
+            arg=f"{stim} button.labkit-fire", polling=20, timeout=15_000)
+        expect(fire).to_be_enabled(timeout=10_000)
+        page.wait_for_function(
+            "([sel, n]) => { const s = document.querySelector(sel);"
+            " return s && Number(s.dataset.nPoints) > n; }",
+            arg=[amplitudes, n_before], timeout=15_000)
+        assert _svg_count(page, amplitudes, "data-n-points") == n_before + 1
+        expect(page.locator(f"{stim} .labkit-mep-summary")).to_have_text(
+            re.compile(rf"^MEP {n_before + 1}: \d+\.\d µV peak-to-peak$"))
+        overlay = page.locator(f"{stim} .labkit-mep-overlay svg").first
+        assert overlay.locator("polyline.last").count() == 1
+        deadline = time.monotonic() + 10
+        while _mep_records(sessions) < logged_before + 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _mep_records(sessions) == logged_before + 1
+        page.wait_for_function(  # the status bar counts the pulse against the cap
+            "([sel, n]) => { const s = document.querySelector(sel);"
+            " return s && Number(s.dataset.value) > n; }",
+            arg=[f"{stim} .labkit-status-pulses", pulses_before], timeout=10_000)
+        assert _pulse_count(page, stim) == pulses_before + 1
+        screenshot(page, "quickstart-2-fired")
 
-            # 2. Arm, then Fire from the panel: the live view and the session log grow
-            page.locator(f"{stim} .labkit-arm").click()
-            expect(page.locator(f'{stim} .labkit-light[data-name="armed"]')).to_have_attribute(
-                "data-on", "1", timeout=10_000)
-            fire = page.locator(f"{stim} .labkit-fire")
-            expect(fire).to_be_enabled(timeout=10_000)
-            fire.click()
-            # Fire goes grey right after the pulse (the profile's minimum interval), and
-            # comes back once the interval passed and the unit is ready again
-            page.wait_for_function(
-                "sel => { const b = document.querySelector(sel); return b && b.disabled; }",
-                arg=f"{stim} button.labkit-fire", polling=20, timeout=15_000)
-            expect(fire).to_be_enabled(timeout=10_000)
-            page.wait_for_function(
-                "([sel, n]) => { const s = document.querySelector(sel);"
-                " return s && Number(s.dataset.nPoints) > n; }",
-                arg=[amplitudes, n_before], timeout=15_000)
-            assert _svg_count(page, amplitudes, "data-n-points") == n_before + 1
-            expect(page.locator(f"{stim} .labkit-mep-summary")).to_have_text(
-                re.compile(rf"^MEP {n_before + 1}: \d+\.\d µV peak-to-peak$"))
-            overlay = page.locator(f"{stim} .labkit-mep-overlay svg").first
-            assert overlay.locator("polyline.last").count() == 1
-            deadline = time.monotonic() + 10
-            while _mep_records(sessions) < logged_before + 1 and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert _mep_records(sessions) == logged_before + 1
-            page.wait_for_function(  # the status bar counts the pulse against the cap
-                "([sel, n]) => { const s = document.querySelector(sel);"
-                " return s && Number(s.dataset.value) > n; }",
-                arg=[f"{stim} .labkit-status-pulses", pulses_before], timeout=10_000)
-            assert _pulse_count(page, stim) == pulses_before + 1
-            screenshot(page, "quickstart-2-fired")
+        # 3. Start the protocol, press STOP while it runs
+        count = page.locator(".labkit-protocol-count")
+        page.locator(".labkit-protocol-start").click()
+        page.wait_for_function(
+            "() => { const l = document.querySelector('.labkit-protocol-count');"
+            " return l && parseInt(l.textContent) >= 5; }", timeout=20_000)
+        expect(page.locator(".labkit-protocol-state")).to_have_text("state: running")
+        page.wait_for_function(
+            "() => { const b = document.querySelector('button.labkit-protocol-pause');"
+            " return b && !b.disabled; }", timeout=10_000)
+        assert _enabled(page, protocol, run_buttons) == {"labkit-protocol-pause",
+                                                         "labkit-protocol-stop"}
+        # the STOP stays in view while the operator watches the run's progress
+        page.locator(f"{protocol} .labkit-protocol-progress").scroll_into_view_if_needed()
+        expect(page.locator(f"{protocol} .labkit-status-run")).to_have_text(
+            "run in progress")
+        expect(page.locator(f"{protocol} button.labkit-stop")).to_be_in_viewport()
+        # the STOP is on screen next to the running protocol, not only on the far-away
+        # stimulator panel
+        protocol_stop = page.locator(".labkit-protocol-panel .labkit-stop")
+        protocol_stop.scroll_into_view_if_needed()
+        expect(protocol_stop).to_be_in_viewport()
+        protocol_stop.click()
+        expect(page.locator(f"{stim} .labkit-stop-state")).to_have_text(
+            "STOP: disarmed", timeout=10_000)
+        expect(page.locator(".labkit-protocol-state")).to_have_text(
+            "state: stopped", timeout=10_000)
+        expect(page.locator(f'{stim} .labkit-light[data-name="armed"]')).to_have_attribute(
+            "data-on", "0")
+        expect(page.locator(".labkit-protocol-panel .labkit-stop-banner")).to_contain_text(
+            "STOP latched")
+        stopped_at = count.text_content()
+        delivered = int(stopped_at.split("/")[0])
+        assert 5 <= delivered < 100
+        page.wait_for_timeout(1000)
+        assert count.text_content() == stopped_at  # no pulse after STOP
+        stops = _run_records(sessions, "stop")
+        assert stops and stops[-1].payload["pulses_delivered"] == delivered
+        page.wait_for_function(
+            "() => { const b = document.querySelector('button.labkit-protocol-new-run');"
+            " return b && !b.disabled; }", timeout=10_000)
+        assert _enabled(page, protocol, run_buttons) == {"labkit-protocol-new-run"}
+        expect(page.locator(f"{protocol} button.labkit-reset")).to_be_enabled()
+        screenshot(page, "quickstart-3-stopped")
+        for name, selector in (("stimulator-panel", stim),
+                               ("protocol-panel", ".labkit-protocol-panel")):
+            panel = page.locator(selector).first
+            panel.scroll_into_view_if_needed()
+            panel.screenshot(path=str(ARTIFACTS / f"quickstart-3-stopped-{name}.png"))
 
-            # 3. Start the protocol, press STOP while it runs
-            count = page.locator(".labkit-protocol-count")
-            page.locator(".labkit-protocol-start").click()
-            page.wait_for_function(
-                "() => { const l = document.querySelector('.labkit-protocol-count');"
-                " return l && parseInt(l.textContent) >= 5; }", timeout=20_000)
-            expect(page.locator(".labkit-protocol-state")).to_have_text("state: running")
-            page.wait_for_function(
-                "() => { const b = document.querySelector('button.labkit-protocol-pause');"
-                " return b && !b.disabled; }", timeout=10_000)
-            assert _enabled(page, protocol, run_buttons) == {"labkit-protocol-pause",
-                                                             "labkit-protocol-stop"}
-            # the STOP stays in view while the operator watches the run's progress
-            page.locator(f"{protocol} .labkit-protocol-progress").scroll_into_view_if_needed()
-            expect(page.locator(f"{protocol} .labkit-status-run")).to_have_text(
-                "run in progress")
-            expect(page.locator(f"{protocol} button.labkit-stop")).to_be_in_viewport()
-            # the STOP is on screen next to the running protocol, not only on the far-away
-            # stimulator panel
-            protocol_stop = page.locator(".labkit-protocol-panel .labkit-stop")
-            protocol_stop.scroll_into_view_if_needed()
-            expect(protocol_stop).to_be_in_viewport()
-            protocol_stop.click()
-            expect(page.locator(f"{stim} .labkit-stop-state")).to_have_text(
-                "STOP: disarmed", timeout=10_000)
-            expect(page.locator(".labkit-protocol-state")).to_have_text(
-                "state: stopped", timeout=10_000)
-            expect(page.locator(f'{stim} .labkit-light[data-name="armed"]')).to_have_attribute(
-                "data-on", "0")
-            expect(page.locator(".labkit-protocol-panel .labkit-stop-banner")).to_contain_text(
-                "STOP latched")
-            stopped_at = count.text_content()
-            delivered = int(stopped_at.split("/")[0])
-            assert 5 <= delivered < 100
-            page.wait_for_timeout(1000)
-            assert count.text_content() == stopped_at  # no pulse after STOP
-            stops = _run_records(sessions, "stop")
-            assert stops and stops[-1].payload["pulses_delivered"] == delivered
-            page.wait_for_function(
-                "() => { const b = document.querySelector('button.labkit-protocol-new-run');"
-                " return b && !b.disabled; }", timeout=10_000)
-            assert _enabled(page, protocol, run_buttons) == {"labkit-protocol-new-run"}
-            expect(page.locator(f"{protocol} button.labkit-reset")).to_be_enabled()
-            screenshot(page, "quickstart-3-stopped")
-            for name, selector in (("stimulator-panel", stim),
-                                   ("protocol-panel", ".labkit-protocol-panel")):
-                panel = page.locator(selector).first
-                panel.scroll_into_view_if_needed()
-                panel.screenshot(path=str(ARTIFACTS / f"quickstart-3-stopped-{name}.png"))
-
-            # 4. Reset STOP, then New run: a fresh runner, Start enabled again
-            page.locator(f"{protocol} button.labkit-reset").click()
-            expect(page.locator(f"{stim} .labkit-stop-state")).to_have_text("STOP: ready")
-            expect(page.locator(f"{protocol} .labkit-stop-banner")).to_have_text("")
-            page.locator(f"{protocol} button.labkit-protocol-new-run").click()
-            expect(page.locator(".labkit-protocol-state")).to_have_text("state: idle")
-            expect(page.locator(".labkit-protocol-message")).to_contain_text("new run ready")
-            expect(page.locator(".labkit-protocol-count")).to_have_text("0 / 100")
-            assert _enabled(page, protocol, run_buttons) == {"labkit-protocol-start"}
-            screenshot(page, "quickstart-4-new-run")
-        except BaseException:
-            screenshot(page, "quickstart-failure")
-            print(server.log_tail())
-            for text in page.locator(ERROR_OUTPUT).all_inner_texts():
-                print("notebook error output:", text[-2000:])
-            raise
-        finally:
-            browser.close()
+        # 4. Reset STOP, then New run: a fresh runner, Start enabled again
+        page.locator(f"{protocol} button.labkit-reset").click()
+        expect(page.locator(f"{stim} .labkit-stop-state")).to_have_text("STOP: ready")
+        expect(page.locator(f"{protocol} .labkit-stop-banner")).to_have_text("")
+        page.locator(f"{protocol} button.labkit-protocol-new-run").click()
+        expect(page.locator(".labkit-protocol-state")).to_have_text("state: idle")
+        expect(page.locator(".labkit-protocol-message")).to_contain_text("new run ready")
+        expect(page.locator(".labkit-protocol-count")).to_have_text("0 / 100")
+        assert _enabled(page, protocol, run_buttons) == {"labkit-protocol-start"}
+        screenshot(page, "quickstart-4-new-run")
 
 
 ONE_HZ_RUNS = 5
@@ -327,46 +309,30 @@ def test_a_1_hz_protocol_runs_to_the_end_five_times_from_the_panel(tmp_path, mon
     notebook = _one_hz_notebook(tmp_path / "one_hz_panels.ipynb")
     protocol = ".labkit-protocol-panel"
 
-    with jupyter_lab([notebook], tmp_path / "lab") as server, sync_playwright() as pw:
-        browser = launch_chromium(pw)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(30_000)
-        try:
-            server.start_kernel_session(notebook.name)
-            page.goto(server.url(f"lab/tree/{notebook.name}"))
-            page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=90_000)
-            wait_kernel_idle(page)
-            page.wait_for_timeout(1500)
-            _run_notebook(page, marker="one-hz panels ready")
-            count = page.locator(f"{protocol} .labkit-protocol-count")
-            state = page.locator(f"{protocol} .labkit-protocol-state")
-            for run in range(ONE_HZ_RUNS):
-                expect(count).to_have_text(f"0 / {ONE_HZ_PULSES}")
-                expect(page.locator(f"{protocol} .labkit-safety-verdict")).to_contain_text(
-                    "software timing")
-                start = page.locator(f"{protocol} button.labkit-protocol-start")
-                expect(start).to_be_enabled(timeout=10_000)
-                start.click()
-                # 8 pulses at 1 Hz take 7 s; the time limit allows for a loaded machine
-                expect(state).to_have_text("state: finished", timeout=60_000)
-                expect(count).to_have_text(f"{ONE_HZ_PULSES} / {ONE_HZ_PULSES}")
-                assert "failed" not in page.locator(
-                    f"{protocol} .labkit-protocol-message").inner_text()
-                screenshot(page, f"one-hz-run-{run + 1}")
-                new_run = page.locator(f"{protocol} button.labkit-protocol-new-run")
-                expect(new_run).to_be_enabled(timeout=10_000)
-                new_run.click()
-                expect(state).to_have_text("state: idle", timeout=10_000)
-            assert not page.locator(ERROR_OUTPUT).count(), \
-                page.locator(ERROR_OUTPUT).first.inner_text()
-        except BaseException:
-            screenshot(page, "one-hz-failure")
-            print(server.log_tail())
-            for text in page.locator(ERROR_OUTPUT).all_inner_texts():
-                print("notebook error output:", text[-2000:])
-            raise
-        finally:
-            browser.close()
+    with (jupyter_lab([notebook], tmp_path / "lab") as server, sync_playwright() as pw,
+          notebook_page(pw, server, notebook.name, "one-hz-failure") as page):
+        _run_notebook(page, marker="one-hz panels ready")
+        count = page.locator(f"{protocol} .labkit-protocol-count")
+        state = page.locator(f"{protocol} .labkit-protocol-state")
+        for run in range(ONE_HZ_RUNS):
+            expect(count).to_have_text(f"0 / {ONE_HZ_PULSES}")
+            expect(page.locator(f"{protocol} .labkit-safety-verdict")).to_contain_text(
+                "software timing")
+            start = page.locator(f"{protocol} button.labkit-protocol-start")
+            expect(start).to_be_enabled(timeout=10_000)
+            start.click()
+            # 8 pulses at 1 Hz take 7 s; the time limit allows for a loaded machine
+            expect(state).to_have_text("state: finished", timeout=60_000)
+            expect(count).to_have_text(f"{ONE_HZ_PULSES} / {ONE_HZ_PULSES}")
+            assert "failed" not in page.locator(
+                f"{protocol} .labkit-protocol-message").inner_text()
+            screenshot(page, f"one-hz-run-{run + 1}")
+            new_run = page.locator(f"{protocol} button.labkit-protocol-new-run")
+            expect(new_run).to_be_enabled(timeout=10_000)
+            new_run.click()
+            expect(state).to_have_text("state: idle", timeout=10_000)
+        assert not page.locator(ERROR_OUTPUT).count(), \
+            page.locator(ERROR_OUTPUT).first.inner_text()
 
     finishes = _run_records(sessions, "finish")
     assert [rec.payload["pulses_delivered"] for rec in finishes] == [ONE_HZ_PULSES] * ONE_HZ_RUNS

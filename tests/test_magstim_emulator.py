@@ -116,15 +116,23 @@ def test_arm_delay_then_fire_gives_one_discharge_at_set_intensity(make):
     assert raw.ask(b"EBx", 3) == _reply(b"ES")  # already armed
 
 
-def test_readiness_follows_the_clock_even_when_the_tick_thread_is_starved(make):
-    """A loaded host may run the emulator's tick() late: the unit is still ready as soon
-    as its arm delay and recharge are over (the driver must not see a refused EH)."""
+def starved_armed(make) -> tuple[MagstimEmulator, Raw, list[Discharge]]:
+    """A Magstim 200 under remote control at 50 % MSO, just armed (arm delay and recharge
+    0.1 s), whose time-driven ``tick()`` never runs, as on a host that starves its thread;
+    with the list its discharges go to."""
     got: list[Discharge] = []
     emulator, raw = make(coil=got.append, arm_delay_s=0.1, recharge_s=0.1)
-    emulator.tick = lambda: None  # starve the time-driven updates
+    emulator.tick = lambda: None
     raw.ask(b"Q@n", 3)
     assert raw.ask(b"@050*", 3) == _reply(b"@\x89")
     assert raw.ask(b"EBx", 3) == _reply(b"E\x8a")
+    return emulator, raw, got
+
+
+def test_readiness_follows_the_clock_even_when_the_tick_thread_is_starved(make):
+    """A loaded host may run the emulator's tick() late: the unit is still ready as soon
+    as its arm delay and recharge are over (the driver must not see a refused EH)."""
+    emulator, raw, got = starved_armed(make)
     assert raw.ask(b"EHr", 3) == _reply(b"ES")  # within the arm delay: refused
     time.sleep(0.15)
     assert raw.ask(b"EHr", 3) == _reply(b"E\x8a")  # ready by the clock: fired
@@ -137,12 +145,7 @@ def test_readiness_follows_the_clock_even_when_the_tick_thread_is_starved(make):
 def test_trigger_input_follows_the_clock_even_when_the_tick_thread_is_starved(make):
     """The TTL input sees the same readiness as EH: a trigger edge after the arm delay and
     after the recharge fires, however late tick() runs."""
-    got: list[Discharge] = []
-    emulator, raw = make(coil=got.append, arm_delay_s=0.1, recharge_s=0.1)
-    emulator.tick = lambda: None  # starve the time-driven updates
-    raw.ask(b"Q@n", 3)
-    assert raw.ask(b"@050*", 3) == _reply(b"@\x89")
-    assert raw.ask(b"EBx", 3) == _reply(b"E\x8a")
+    emulator, raw, got = starved_armed(make)
     ignored_before = emulator.ignored_triggers
     emulator.on_trigger()  # within the arm delay: ignored
     assert emulator.ignored_triggers == ignored_before + 1 and not got

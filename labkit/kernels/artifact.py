@@ -172,17 +172,25 @@ def _repair_windows(data: np.ndarray, starts: np.ndarray, stops: np.ndarray, cub
 
 
 @njit(cache=True, nogil=True)
+def blanked(t, j, starts, stops):
+    """Whether absolute sample ``t`` lies strictly inside a blanking window, walking the
+    sorted windows from cursor ``j``; returns ``(inside, j)`` with the advanced cursor
+    (samples must be visited in increasing order)."""
+    n_w = starts.shape[0]
+    while j < n_w and stops[j] <= t:
+        j += 1
+    return j < n_w and starts[j] < t < stops[j], j
+
+
+@njit(cache=True, nogil=True)
 def _blank(data, starts, stops, offset, hold):
     """Sample-and-hold blanking of windows given in absolute indices; ``offset`` is the
     absolute index of ``data[:, 0]`` and ``hold`` the last output sample before it."""
     n_ch, n_t = data.shape
     j = 0
-    n_w = starts.shape[0]
     for i in range(n_t):
-        t = offset + i
-        while j < n_w and stops[j] <= t:
-            j += 1
-        if j < n_w and starts[j] < t < stops[j]:
+        inside, j = blanked(offset + i, j, starts, stops)
+        if inside:
             if i == 0:
                 for c in range(n_ch):
                     data[c, i] = hold[c]

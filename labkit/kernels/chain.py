@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from labkit.kernels.artifact import Blanker
+from labkit.kernels.artifact import Blanker, blanked
 from labkit.kernels.filters import SosFilter
 from labkit.kernels.flags import Flagger
 from labkit.kernels.spatial import SpatialFilter
@@ -26,12 +26,9 @@ def _blank_rows_weighted(data, weights, starts, stops, n_seen, hold, y, valid):
     allocated. Same arithmetic as the :class:`Blanker` + :class:`SpatialFilter` path."""
     n, n_ch = data.shape
     j = 0
-    n_w = starts.shape[0]
     for i in range(n):
-        t = n_seen + i
-        while j < n_w and stops[j] <= t:
-            j += 1
-        if j < n_w and starts[j] < t < stops[j]:
+        inside, j = blanked(n_seen + i, j, starts, stops)
+        if inside:
             valid[i] = False  # hold: the previous output sample
         else:
             valid[i] = True

@@ -225,12 +225,12 @@ def test_train_delivers_right_count_at_right_rate(stim, emulator):
     times = [d.time_s for d in emulator.discharges]
     assert len(times) == 20
     assert all(d.intensity_percent == 50.0 for d in emulator.discharges)
-    within = [b - a for a, b in zip(times[:-1], times[1:], strict=True)][:9]
-    # The emulator schedules on absolute times, so one late pulse (a loaded CI machine)
-    # shortens the next interval: check each interval loosely and the train span tightly.
-    assert all(0.005 < dt < 0.15 for dt in within)          # 50 ms period
-    assert 0.40 < times[9] - times[0] < 0.56                 # 9 periods = 0.45 s
-    assert 0.40 < times[19] - times[10] < 0.56
+    # The unit times its own train: its pulses are 50 ms apart, however late the
+    # emulator's train thread runs on a loaded machine.
+    for first in (0, 10):
+        within = [b - a for a, b in zip(times[first:first + 9], times[first + 1:first + 10],
+                                        strict=True)]
+        assert within == pytest.approx([0.05] * 9, abs=1e-9)
     assert 0.0 <= times[0] - starts[0] < 0.1 and 0.0 <= times[10] - starts[1] < 0.1
     assert not stim.train_running()
     # Every pulse the unit reported became a marker on the train schedule.

@@ -347,12 +347,15 @@ class MagProEmulator(SerialEmulator):
                 return
         self._discharge()
 
-    def _discharge(self) -> None:
+    def _discharge(self, time_s: float | None = None) -> None:
+        """One pulse: stamped ``time_s`` when the unit's own timing fixes it (a pulse of a
+        train), by default the command's discharge time."""
         with self._state:
             amplitude = self.amplitude_percent
             self.pulses_delivered += 1
             self.coil_temperature_c += WARMING_C_PER_PULSE * (amplitude / 100) ** 2
-            event = Discharge(time_s=self.discharge_time_s(), intensity_percent=float(amplitude),
+            event = Discharge(time_s=self.discharge_time_s() if time_s is None else time_s,
+                              intensity_percent=float(amplitude),
                               device=self.device)
             self.discharges.append(event)
             didt = min(255, round(amplitude * DIDT_AT_FULL_OUTPUT / 100))
@@ -368,11 +371,17 @@ class MagProEmulator(SerialEmulator):
         self._train_stop.clear()
         settings = self.train
         self._train_thread = threading.Thread(
-            target=self._run_train, args=(settings, local_clock()), daemon=True,
+            target=self._run_train, args=(settings, local_clock(), self.discharge_time_s()),
+            daemon=True,
             name=f"{self.name}-train")
         self._train_thread.start()
 
-    def _run_train(self, settings: proto.TrainSettings, start_s: float) -> None:
+    def _run_train(self, settings: proto.TrainSettings, start_s: float, first_s: float) -> None:
+        """Deliver the train sequence: each pulse is due at ``start_s`` plus its place in
+        the sequence, and is stamped ``first_s`` (the first discharge) plus the same
+        offset. The unit times its own trains, so a discharge happens on schedule even
+        when this thread runs late on a loaded host (the stamp does not follow the thread).
+        """
         period_s = 1.0 / settings.rep_rate_hz
         train_start_s = start_s
         for train in range(settings.number_of_trains):
@@ -384,7 +393,7 @@ class MagProEmulator(SerialEmulator):
                     break
                 if self._stop.is_set() or not self.enabled:
                     break
-                self._discharge()
+                self._discharge(first_s + (due_s - start_s))
             if self._train_stop.is_set() or self._stop.is_set() or not self.enabled:
                 break
         with self._state:

@@ -38,6 +38,31 @@ class RigSection(_Strict):
     simulated: bool = False
 
 
+class TriggerSection(_Strict):
+    """``[stimulator.trigger]``: a TTL line cabled to the unit's trigger input.
+
+    With it, every pulse is fired by the line's edge (lower and steadier latency than a
+    serial command); intensity, arming and status still go over the serial port.
+    """
+
+    line: Literal["rts", "dtr", "parallel"] = Field(
+        description="'rts'/'dtr': a modem line of a serial port; 'parallel': a data bit "
+                    "of a parallel port")
+    port: str | None = Field(
+        default=None, min_length=1,
+        description="device of the line; for rts/dtr default the stimulator's own port "
+                    "(MagPy's quickFire cabling); required for 'parallel'")
+    bit: int = Field(default=0, ge=0, le=7, description="parallel-port data bit")
+    width_ms: float = Field(default=1.0, gt=0, le=100, description="pulse width, ms")
+
+    @model_validator(mode="after")
+    def _port_for_parallel(self) -> TriggerSection:
+        if self.line == "parallel" and self.port is None:
+            raise ValueError("a 'parallel' trigger line needs its port "
+                             "(e.g. port = \"/dev/parport0\")")
+        return self
+
+
 class StimulatorSection(_Strict):
     """``[stimulator]``: the model and how to reach it."""
 
@@ -49,6 +74,7 @@ class StimulatorSection(_Strict):
                                description="the unit's serial number (for the session record)")
     coil: str | None = Field(default=None, min_length=1,
                              description="the coil in use, e.g. 'D70 Alpha' (for the record)")
+    trigger: TriggerSection | None = None
 
 
 class StreamSection(_Strict):

@@ -469,6 +469,9 @@ def open_rig(
         if connect:
             step = "stimulator"
             stimulator.connect()
+        if profile.stimulator.trigger is not None:
+            step = "trigger"
+            _wire_trigger(profile, stimulator, connected=connect)
         if profile.navigation is not None:
             step = "navigation"
             navigation = _open_navigation(profile, hardware)
@@ -495,6 +498,20 @@ def open_rig(
     if session is not None:
         rig.use_session(session)
     return rig
+
+
+def _wire_trigger(profile: DeviceProfile, stimulator: Stimulator, *, connected: bool) -> None:
+    """Fire ``stimulator`` through the TTL line of the profile's ``[stimulator.trigger]``."""
+    from labkit.stimulators.trigger import open_trigger_line
+
+    section = profile.stimulator.trigger
+    if section.port is None and section.line != "parallel" and not connected:
+        raise ConfigError(
+            f"the {section.line.upper()} line of the stimulator's own port is wired when "
+            "the rig connects: open the rig with connect=True (or give the line its own "
+            "port)", field="stimulator.trigger.port",
+            file=str(profile.path) if profile.path else None)
+    stimulator.use_trigger(open_trigger_line(section, stimulator), close_with_unit=True)
 
 
 def _open_navigation(profile: DeviceProfile, hardware: Any) -> Any:

@@ -134,6 +134,7 @@ class Stimulator(ABC):
         self.keepalive_errors = 0
         #: TTL line that :meth:`fire` pulses instead of sending the fire command.
         self.trigger_line: TriggerLine | None = None
+        self._close_trigger_line = False
         #: Times the line was resynchronised after a timeout (late replies discarded).
         self.resyncs = 0
         #: Bytes discarded while resynchronising.
@@ -217,6 +218,9 @@ class Stimulator(ABC):
                 pass
             finally:
                 self._release_port()
+                if self._close_trigger_line:
+                    self._close_trigger_line = False
+                    self.trigger_line.close()
 
     @property
     def connected(self) -> bool:
@@ -279,15 +283,17 @@ class Stimulator(ABC):
         self._announce(event)
         return event
 
-    def use_trigger(self, line: TriggerLine | None) -> None:
+    def use_trigger(self, line: TriggerLine | None, *, close_with_unit: bool = False) -> None:
         """Fire through a TTL trigger line from now on (``None``: the serial command again).
 
         Intensity, arming and status still go over serial; :meth:`fire` checks the unit
         is armed, pulses ``line`` (the marker carries the rising-edge time and
         ``extra["trigger"] == "ttl"``) and, where the unit reports its discharges,
-        confirms the pulse afterwards.
+        confirms the pulse afterwards. With ``close_with_unit`` the line is closed by
+        :meth:`close` (a line opened for this unit, e.g. from its device profile).
         """
         self.trigger_line = line
+        self._close_trigger_line = close_with_unit and line is not None
 
     @property
     def intensity_percent(self) -> float:

@@ -30,7 +30,7 @@ from labkit.clock import local_clock
 from labkit.errors import ConfigError, StimulatorError
 from labkit.stimulators import ports
 
-__all__ = ["ParallelPortTrigger", "SerialLineTrigger", "TriggerLine"]
+__all__ = ["ParallelPortTrigger", "SerialLineTrigger", "TriggerLine", "open_trigger_line"]
 
 #: Default pulse width, s (TTL inputs of TMS units accept pulses from a few µs).
 DEFAULT_WIDTH_S = 0.001
@@ -180,3 +180,32 @@ class ParallelPortTrigger(TriggerLine):
 
     def _set(self, level: bool) -> None:
         self._port.setData(self._mask if level else 0)
+
+
+def open_trigger_line(section, stimulator) -> TriggerLine:
+    """The trigger line a profile's ``[stimulator.trigger]`` section describes.
+
+    Parameters
+    ----------
+    section : labkit.profiles.TriggerSection
+        The validated section.
+    stimulator : Stimulator
+        The connected driver, whose port an ``rts``/``dtr`` line without a ``port`` shares.
+
+    Returns
+    -------
+    TriggerLine
+        The open line, held low.
+
+    Raises
+    ------
+    StimulatorError
+        The line cannot be driven (for example a modem line of a pseudo-terminal, which
+        has none) or its port cannot be opened.
+    """
+    width_s = section.width_ms / 1000.0
+    if section.line == "parallel":
+        return ParallelPortTrigger(section.port, bit=section.bit, width_s=width_s)
+    if section.port is None:
+        return SerialLineTrigger.sharing(stimulator, line=section.line, width_s=width_s)
+    return SerialLineTrigger(section.port, line=section.line, width_s=width_s)

@@ -6,7 +6,9 @@ checks each CRC, and answers like the real unit, including the ``?`` (unknown co
 Timing behaviour that drivers must cope with is modelled:
 
 * remote control lapses ``keepalive_timeout_s`` after the last valid command, and the
-  unit disarms;
+  unit disarms; commands already waiting at its input when the emulator judges the lapse
+  are handled first (the emulator itself ran late on a loaded host: the gap is the
+  simulator's, not the host's);
 * after ``EB`` the unit is armed but becomes *ready* only ``arm_delay_s`` later;
 * armed and not fired for ``auto_disarm_s`` → it disarms;
 * the coil warms with every pulse (∝ intensity²) and cools exponentially; above 40 °C
@@ -521,7 +523,8 @@ class MagstimEmulator(SerialEmulator):
             self.coil_temperature_c = self.ambient_c + excess * math.exp(-dt / self.cooling_tau_s)
             if self._buffer and now - self._buffer_since > _PARTIAL_TIMEOUT_S:
                 self._buffer.clear()
-            if self.remote_control and now - self._last_valid > self.keepalive_timeout_s:
+            if (self.remote_control and now - self._last_valid > self.keepalive_timeout_s
+                    and not self.input_waiting()):
                 self.remote_control = False
                 self._disarm()
             if not self.armed:

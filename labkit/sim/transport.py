@@ -180,6 +180,23 @@ class SerialEmulator(ABC):
         self._pty_master, self._pty_slave = master, slave
         self.pty_path = os.ttyname(slave)
 
+    def input_waiting(self) -> bool:
+        """True when host bytes wait at the unit's input, not yet handled.
+
+        Bytes the host wrote (URL) or that sit in the pseudo-terminal, not read yet. A
+        starved emulator (its threads woke late on a loaded host) finds them there: the
+        host sent them while the emulator was not running.
+        """
+        if len(self._from_host):
+            return True
+        master = self._pty_master
+        if master is None:
+            return False
+        try:
+            return bool(select.select([master], [], [], 0)[0])
+        except (OSError, ValueError):
+            return False
+
     def host_write(self, data: bytes) -> None:
         """Bytes written by the in-process (URL) host."""
         self._reply_to = "url"

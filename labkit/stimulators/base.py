@@ -10,7 +10,10 @@ timestamped pulse markers.
 
 from __future__ import annotations
 
+import os
+import select
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +44,40 @@ except ImportError:  # pragma: no cover - not POSIX
     _termios_error = OSError
 #: What discarding a line's input may raise when the line is gone.
 FLUSH_ERRORS = (serial.SerialException, OSError, _termios_error)
+
+
+def write_all(port: serial.SerialBase, data: bytes, timeout_s: float) -> None:
+    """Write every byte of ``data`` to ``port``; time out only with bytes still unsent.
+
+    pyserial's own write on a POSIX port raises ``Write timeout`` when its timeout has
+    run out by the time the system call returns, even though every byte was written: a
+    thread that waits for the CPU on a loaded machine would then report a link fault
+    for a command the unit received. Here the deadline counts only while bytes wait
+    for a port that cannot take them.
+
+    Raises
+    ------
+    serial.SerialTimeoutException
+        When bytes are still unsent ``timeout_s`` after the first try.
+    """
+    try:
+        fd = port.fileno()
+    except (AttributeError, OSError, ValueError, serial.SerialException):
+        port.write(data)  # not a file descriptor (a pyserial URL, Windows)
+        return
+    deadline = time.monotonic() + timeout_s
+    unsent = memoryview(data)
+    while unsent:
+        try:
+            unsent = unsent[os.write(fd, unsent):]
+            continue
+        except (BlockingIOError, InterruptedError):
+            pass
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([], [fd], [], remaining)[1]:
+            raise serial.SerialTimeoutException(
+                f"Write timeout: {len(unsent)} of {len(data)} bytes unsent after "
+                f"{timeout_s:.1f} s")
 
 
 @dataclass(frozen=True)
@@ -421,7 +458,7 @@ class Stimulator(ABC):
             self._resync()
         sent_s = local_clock()
         try:
-            port.write(data)
+            write_all(port, data, self.timeout_s)
             port.flush()
         except (serial.SerialException, OSError) as exc:
             self._latch(StimulatorError(

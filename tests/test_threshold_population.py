@@ -99,3 +99,19 @@ def test_the_default_is_the_population_prior_for_resting_thresholds_only():
     assert default_method("active") == DEFAULT_ACTIVE_METHOD == "bayesian"
     assert type(make_estimator(start=40, mode="active")) is METHODS["bayesian"]
     assert type(make_estimator(start=60, criterion_uv=100.0)) is METHODS["bayesian"]
+
+
+def test_median_placement_and_slope_prior_options():
+    """``placement="median"`` gives the next stimulus at the posterior median (rounded);
+    a log-normal amplitude-slope prior is checked and used."""
+    est = PopulationBayesian(60, placement="median", amplitude_slope_prior=0.149)
+    est.update(est.next_intensity(), 10.0)  # a miss at 60 % MSO
+    assert est.next_intensity() == round(est.threshold)
+    flat = PopulationBayesian(60)
+    assert not np.allclose(est.joint_posterior.sum(axis=(0, 1)),
+                           est.k_grid * 0 + 1 / est.k_grid.size)
+    assert flat.joint_posterior.sum(axis=(0, 1)) == pytest.approx(1 / flat.k_grid.size)
+    with pytest.raises(ThresholdInputError, match="placement must be 'psi' or 'median'"):
+        PopulationBayesian(placement="entropy")
+    with pytest.raises(ThresholdInputError, match="amplitude_slope_prior must be within"):
+        PopulationBayesian(amplitude_slope_prior=50.0)

@@ -32,7 +32,7 @@ Prior (documented defaults)
   points between 0.03 and 0.25. 0.11 is the median near-threshold spread of the
   Goetz et al. (2014/2019) statistical MEP model population (its stimulus-axis
   variability); Awiszus's 0.07 lies well inside the prior.
-* ``k``: flat over its grid.
+* ``k``: flat over its grid (or log-normal: ``amplitude_slope_prior``).
 
 Placement
 ---------
@@ -41,7 +41,9 @@ intensity (any point of the 1 % grid in range) minimises the expected entropy of
 *marginal* posterior of ``t`` after the next hit/miss — slope parameters are nuisance
 parameters, so stimuli are not spent on learning them for their own sake. (The expected
 entropy uses the hit/miss outcome as a proxy even when amplitudes update the posterior.)
-The first stimulus is given at ``start``.
+The first stimulus is given at ``start``. ``placement="median"`` instead gives every
+stimulus at the posterior median of ``t`` (rounded to the grid): cheaper, and with the
+amplitude update as informative per pulse (see :mod:`labkit.threshold.population`).
 
 Stopping rule
 -------------
@@ -110,6 +112,14 @@ class BayesianAdaptive(ThresholdEstimator):
     use_amplitudes : bool
         Update on the amplitudes (censored log-linear model, default) or on hits and
         misses only.
+    amplitude_slope_prior : float | None
+        Prior median of the amplitude slope ``k`` (decades per % MSO) of a log-normal
+        prior with log-SD ``amplitude_slope_log_sd``; None (default): flat over its grid.
+    amplitude_slope_log_sd : float
+        Log-SD of that prior.
+    placement : {"psi", "median"}
+        Next intensity: minimum expected entropy (Ψ-marginal, default) or the posterior
+        median of ``t``.
     **kwargs
         ``mode``, ``criterion_uv``, ``min_percent``, ``max_percent``, ``max_trials``
         (default 25).
@@ -141,6 +151,9 @@ class BayesianAdaptive(ThresholdEstimator):
         false_hit_rate: float = 0.01,
         lapse_rate: float = 0.01,
         use_amplitudes: bool = True,
+        amplitude_slope_prior: float | None = None,
+        amplitude_slope_log_sd: float = 0.55,
+        placement: str = "psi",
         **kwargs,
     ) -> None:
         kwargs.setdefault("max_trials", 25)
@@ -159,6 +172,10 @@ class BayesianAdaptive(ThresholdEstimator):
             v = _finite(val, name)
             if not lo <= v <= hi:
                 raise ThresholdInputError(f"{name} must be within [{lo}, {hi}], got {val!r}")
+        if placement not in ("psi", "median"):
+            raise ThresholdInputError(
+                f"placement must be 'psi' or 'median', got {placement!r}")
+        self.placement = placement
         stop = _finite(sd_stop_percent, "sd_stop_percent")
         if stop <= 0:
             raise ThresholdInputError(f"sd_stop_percent must be > 0 % MSO, got {stop}")
@@ -173,10 +190,21 @@ class BayesianAdaptive(ThresholdEstimator):
             np.geomspace(*self.amplitude_slope_range, self.n_amplitude_slope)
             if self.use_amplitudes else np.ones(1)
         )
+        if amplitude_slope_prior is None or not self.use_amplitudes:
+            log_k_prior = 0.0 * self.k_grid
+        else:
+            k_med = _finite(amplitude_slope_prior, "amplitude_slope_prior")
+            k_sd = _finite(amplitude_slope_log_sd, "amplitude_slope_log_sd")
+            if not (0.005 <= k_med <= 5.0 and 0.01 <= k_sd <= 5.0):
+                raise ThresholdInputError(
+                    "amplitude_slope_prior must be within [0.005, 5] decades per % MSO and "
+                    f"amplitude_slope_log_sd within [0.01, 5], got {amplitude_slope_prior!r}, "
+                    f"{amplitude_slope_log_sd!r}")
+            log_k_prior = -0.5 * (np.log(self.k_grid / k_med) / k_sd) ** 2
         log_prior = (
             self._threshold_log_prior(mean, sd)[:, None, None]
             - 0.5 * (np.log(self.r_grid[None, :, None] / spread_prior) / spread_log_sd) ** 2
-            + 0.0 * self.k_grid[None, None, :]
+            + log_k_prior[None, None, :]
         )
         post = np.exp(log_prior - log_prior.max())
         #: Joint posterior over (threshold, relative spread, amplitude slope).
@@ -216,6 +244,8 @@ class BayesianAdaptive(ThresholdEstimator):
     def _propose(self) -> float:
         if not self.history:
             return self.start
+        if self.placement == "median":
+            return self._estimate()
         post = self.posterior                                   # (T, R)
         p = self._p                                             # (X, T, R)
         joint_hit = p * post[None]                              # (X, T, R)

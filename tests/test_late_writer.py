@@ -67,3 +67,55 @@ def test_a_port_that_takes_no_bytes_still_times_out(monkeypatch):
         monkeypatch.undo()
         port.close()
         emulator.stop()
+
+
+def test_a_blocking_port_that_is_full_times_out_instead_of_hanging():
+    """pyserial opens POSIX ports non-blocking; a port handed over blocking must still
+    time out while it cannot take bytes (the writer must not hang in the system call)."""
+    import threading
+
+    import serial
+
+    from labkit.stimulators.base import write_all
+
+    master, slave = os.openpty()
+    try:
+        os.set_blocking(slave, False)
+        try:
+            while True:  # nobody reads the master: fill the line
+                os.write(slave, b"x" * 1024)
+        except BlockingIOError:
+            pass
+        os.set_blocking(slave, True)
+
+        class BlockingPort:
+            def fileno(self) -> int:
+                return slave
+
+        outcome = []
+
+        def write() -> None:
+            try:
+                write_all(BlockingPort(), b"Q@n", 0.2)
+            except serial.SerialTimeoutException as error:
+                outcome.append(str(error))
+
+        writer = threading.Thread(target=write, daemon=True)
+        writer.start()
+        writer.join(timeout=3.0)
+        assert not writer.is_alive(), "write_all hung on a full blocking port"
+        assert outcome and "3 of 3 bytes unsent" in outcome[0]
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_the_drivers_ports_are_non_blocking():
+    """What write_all's fast path relies on: pyserial opens a POSIX port non-blocking."""
+    emulator = MagstimEmulator("200", pty=True)
+    stim = Magstim(emulator.pty_path, keepalive=False, timeout_s=0.3).connect()
+    try:
+        assert not os.get_blocking(stim._serial.fileno())
+    finally:
+        stim.close()
+        emulator.stop()

@@ -10,7 +10,7 @@ import pytest
 from labkit import open_rig
 from labkit.errors import ConfigError, StimulatorError
 from labkit.profiles import devices_dir, load_profile
-from labkit.stimulators.trigger import SerialLineTrigger
+from labkit.stimulators.trigger import SerialLineTrigger, TriggerLine
 
 
 def _profile_with(tmp_path: Path, trigger_toml: str) -> Path:
@@ -66,3 +66,39 @@ def test_bad_trigger_sections_name_the_file_field_and_range(tmp_path, toml, fiel
         load_profile(path)
     message = str(info.value)
     assert str(path) in message and field in message and says in message, message
+
+
+class _CountingLine(TriggerLine):
+    """A line that only counts its closes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closes = 0
+
+    def _set(self, level: bool) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closes += 1
+
+
+def test_a_line_the_unit_owns_is_closed_when_replaced_and_with_the_unit(tmp_path):
+    """use_trigger(close_with_unit=True) hands the line to the unit: replacing it (by
+    another line or None) closes it, and so does closing the unit; a line the caller
+    kept is never closed by the unit."""
+    path = _profile_with(tmp_path, '[stimulator.trigger]\nline = "rts"\n')
+    kept, owned = _CountingLine(), _CountingLine()
+    with open_rig(path, seed=3, sim_process="inline") as rig:
+        stimulator = rig.stimulator
+        from_profile = stimulator.trigger_line
+        closed = []
+        from_profile.close = lambda: closed.append(True)
+        stimulator.use_trigger(kept)
+        assert closed == [True]  # the profile's line belonged to the unit
+        stimulator.use_trigger(None)
+        assert kept.closes == 0
+        stimulator.use_trigger(owned, close_with_unit=True)
+        stimulator.use_trigger(owned)  # the same line again: still open
+        assert owned.closes == 0
+        stimulator.use_trigger(owned, close_with_unit=True)
+    assert owned.closes == 1 and kept.closes == 0

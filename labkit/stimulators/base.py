@@ -67,17 +67,23 @@ def write_all(port: serial.SerialBase, data: bytes, timeout_s: float) -> None:
         return
     deadline = time.monotonic() + timeout_s
     unsent = memoryview(data)
+    # pyserial opens POSIX ports non-blocking; on a port opened otherwise, wait until
+    # it takes bytes before writing, so that a full port times out instead of hanging
+    must_wait = os.get_blocking(fd)
     while unsent:
-        try:
-            unsent = unsent[os.write(fd, unsent):]
-            continue
-        except (BlockingIOError, InterruptedError):
-            pass
+        if not must_wait:
+            try:
+                unsent = unsent[os.write(fd, unsent):]
+                continue
+            except (BlockingIOError, InterruptedError):
+                pass
         remaining = deadline - time.monotonic()
         if remaining <= 0 or not select.select([], [fd], [], remaining)[1]:
             raise serial.SerialTimeoutException(
                 f"Write timeout: {len(unsent)} of {len(data)} bytes unsent after "
                 f"{timeout_s:.1f} s")
+        if must_wait:
+            unsent = unsent[os.write(fd, unsent):]
 
 
 @dataclass(frozen=True)
@@ -171,7 +177,7 @@ class Stimulator(ABC):
         self.keepalive_errors = 0
         #: TTL line that :meth:`fire` pulses instead of sending the fire command.
         self.trigger_line: TriggerLine | None = None
-        self._close_trigger_line = False
+        self._owned_trigger_line = False
         #: Times the line was resynchronised after a timeout (late replies discarded).
         self.resyncs = 0
         #: Bytes discarded while resynchronising.
@@ -247,17 +253,22 @@ class Stimulator(ABC):
             thread.join(timeout=2.0)
         self._keepalive_thread = None
         with self._lock:
-            if self._serial is None:
-                return
             try:
-                self._on_close()
-            except StimulatorError:
-                pass
+                if self._serial is not None:
+                    try:
+                        self._on_close()
+                    except StimulatorError:
+                        pass
+                    finally:
+                        self._release_port()
             finally:
-                self._release_port()
-                if self._close_trigger_line:
-                    self._close_trigger_line = False
-                    self.trigger_line.close()
+                self._release_owned_trigger_line()
+
+    def _release_owned_trigger_line(self) -> None:
+        """Close the trigger line if this unit owns it (``use_trigger(close_with_unit=True)``)."""
+        if self._owned_trigger_line:
+            self._owned_trigger_line = False
+            self.trigger_line.close()
 
     @property
     def connected(self) -> bool:
@@ -327,10 +338,13 @@ class Stimulator(ABC):
         is armed, pulses ``line`` (the marker carries the rising-edge time and
         ``extra["trigger"] == "ttl"``) and, where the unit reports its discharges,
         confirms the pulse afterwards. With ``close_with_unit`` the line is closed by
-        :meth:`close` (a line opened for this unit, e.g. from its device profile).
+        :meth:`close` (a line opened for this unit, e.g. from its device profile), and by
+        the next call that replaces it with another line or ``None``.
         """
+        if line is not self.trigger_line:
+            self._release_owned_trigger_line()
         self.trigger_line = line
-        self._close_trigger_line = close_with_unit and line is not None
+        self._owned_trigger_line = close_with_unit and line is not None
 
     @property
     def intensity_percent(self) -> float:

@@ -24,6 +24,15 @@ Prints JSON lines (one object per line).
    emulator, and the driver round trip (``fire()`` call to return).
    ``loop_latency_loaded`` is the same with two busy processes spinning (one per core
    here); ``--ordinary`` adds both without ``SCHED_FIFO``/affinity, for comparison.
+   ``stimulator_link`` says how the driver reaches the emulator child: ``tcp`` (loopback
+   TCP, pyserial ``socket://``), ``pty`` (its pseudo-terminal), or ``ttl``: the driver
+   fires through a trigger line whose far end is the emulator's TTL input (arming and
+   intensity still go over TCP), as a rig with a wired trigger does; its rows are named
+   ``lsl_sample_to_emulator_trigger_edge`` and ``decision_to_emulator_trigger_edge``.
+   This machine has no digital line to another process, so each edge travels as one byte
+   over loopback TCP, slower than a cable. Each pulse is paired with the first discharge
+   the emulator made after the decision; ``pulses_without_discharge`` and
+   ``ignored_triggers`` (edges the unit ignored, e.g. not ready) count what did not fire.
 2. ``phase_accuracy`` — trough-targeted triggers on the simulated EEG amplifier (5 ms
    hardware latency, TMS artifacts in the EEG) at several SNRs and amplitude gates (none,
    lower quartile, median of the resting mu amplitude): circular mean and SD of the true
@@ -73,6 +82,7 @@ from labkit.sim.amplifier import EEGAmplifier
 from labkit.sim.eeg import CHANNELS, MuEEGSource
 from labkit.sim.magstim_emulator import MagstimEmulator
 from labkit.stimulators import Magstim
+from labkit.stimulators.trigger import TriggerLine
 from labkit.streams import resolve_stream
 
 FS = 5000.0
@@ -174,9 +184,14 @@ def _serve_emulator(link: str) -> None:
         server = socket.create_server(("127.0.0.1", 0))
         print(f"socket://127.0.0.1:{server.getsockname()[1]}", flush=True)
         threading.Thread(target=_bridge, args=(server, emulator.url), daemon=True).start()
+    if link == "ttl":
+        wire = socket.create_server(("127.0.0.1", 0))
+        print(wire.getsockname()[1], flush=True)
+        threading.Thread(target=_trigger_input, args=(wire, emulator), daemon=True).start()
     sys.stdin.read()
     emulator.stop()
-    print(json.dumps(received), flush=True)
+    print(json.dumps({"discharges_s": received,
+                      "ignored_triggers": emulator.ignored_triggers}), flush=True)
 
 
 def _bridge(server: socket.socket, url: str) -> None:
@@ -185,7 +200,11 @@ def _bridge(server: socket.socket, url: str) -> None:
 
     conn, _ = server.accept()
     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    port = serial.serial_for_url(url, timeout=0.05)
+    # the bridge carries bytes only: its modem lines stay low (pyserial raises RTS and DTR
+    # on open, and the emulator's URL port wires RTS to the unit's trigger input)
+    port = serial.serial_for_url(url, timeout=0.05, do_not_open=True)
+    port.rts = port.dtr = False
+    port.open()
 
     def replies() -> None:
         while True:
@@ -196,6 +215,35 @@ def _bridge(server: socket.socket, url: str) -> None:
     threading.Thread(target=replies, daemon=True).start()
     while data := conn.recv(4096):
         port.write(data)
+
+
+def _trigger_input(server: socket.socket, emulator: MagstimEmulator) -> None:
+    """The emulated unit's TTL input at the end of a wire: ``1`` raises it, ``0`` lowers it."""
+    conn, _ = server.accept()
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    while data := conn.recv(64):
+        for level in data:
+            emulator.set_trigger_input(level == ord("1"))
+
+
+class _WireTrigger(TriggerLine):
+    """A trigger line whose far end is the emulator child's TTL input (loopback TCP).
+
+    This machine has no digital output to wire to another process: each edge travels as
+    one byte over loopback TCP, which stands in for the cable (a real edge reaches the
+    unit in microseconds, so this errs on the slow side by the socket's delivery time).
+    """
+
+    def __init__(self, port: int) -> None:
+        super().__init__(width_s=0.001)
+        self._sock = socket.create_connection(("127.0.0.1", port))
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def _set(self, level: bool) -> None:
+        self._sock.sendall(b"1" if level else b"0")
+
+    def close(self) -> None:
+        self._sock.close()
 
 
 def _child(*args: str) -> subprocess.Popen:
@@ -264,8 +312,11 @@ def bench_loop_latency(n_pulses: int, realtime: bool = True, busy: int = 0,
         emu = _child("--serve-emulator", link)
         try:
             stim = Magstim(emu.stdout.readline().strip()).connect()
-            if link == "tcp":  # each command leaves at once (no Nagle wait for an ACK)
+            if link in ("tcp", "ttl"):  # each command leaves at once (no Nagle wait)
                 stim._serial._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if link == "ttl":  # fire by the trigger line; serial for arming and intensity
+                stim.use_trigger(_WireTrigger(int(emu.stdout.readline())),
+                                 close_with_unit=True)
             stim.set_intensity(30)
             resolve_stream(name, source_id=source_id, timeout_s=30.0)
             try:
@@ -292,29 +343,45 @@ def bench_loop_latency(n_pulses: int, realtime: bool = True, busy: int = 0,
                 stim.close()
         finally:
             emu.stdin.close()
-            received = json.loads(emu.stdout.readline() or "[]")
+            emulated = json.loads(emu.stdout.readline() or "{}")
+            received = emulated.get("discharges_s", [])
             pusher.stdin.close()
             for proc in (emu, pusher):
                 proc.wait(10)
         load = machine()
-    arrive = np.array(received[: len(trig)])
+    # each trigger's discharge: the first one the emulator made after the decision (a
+    # unit may ignore an edge, e.g. one that comes before its arm delay is over)
+    got = np.sort(np.asarray(received, dtype=float))
+    decided_all = np.array([t.decision_time_s for t in trig])
+    at = np.searchsorted(got, decided_all)
+    matched = at < got.size
+    matched[matched] &= got[at[matched]] - decided_all[matched] < min_interval / 2
+    if (~matched).any():
+        print("pulses with no discharge:", np.flatnonzero(~matched).tolist(), file=sys.stderr)
+    trig = [t for t, ok in zip(trig, matched, strict=True) if ok]
+    arrive = got[at[matched]]
     sample = np.array([t.sample_time_s for t in trig])
     e2e = (arrive - sample) * 1000.0
     base = np.concatenate(baseline)
-    decided = np.array([t.decision_time_s for t in trig])
+    decided = decided_all[matched]
+    event = "trigger_edge" if link == "ttl" else "EH"
     common = {"bench": "loop_latency" if not busy else "loop_latency_loaded",
               "busy_processes": busy, "realtime": realtime,
               "loop_scheduling": scheduling.as_dict() if scheduling else None,
-              "simulator": "child processes", "stimulator_link": link, **load}
+              "simulator": "child processes", "stimulator_link": link,
+              "pulses_without_discharge": int((~matched).sum()),
+              "ignored_triggers": emulated.get("ignored_triggers"), **load}
     return [
-        {**common, "what": "lsl_sample_to_emulator_EH", **_pct(e2e), **_verdict(e2e, base)},
+        {**common, "what": f"lsl_sample_to_emulator_{event}", **_pct(e2e),
+         **_verdict(e2e, base)},
         {**common, "what": "baseline_lsl_transport_and_poll", **_pct(base),
          "baseline_scheduling": base_sched},
         {**common, "what": "sample_to_decision", **_pct((decided - sample) * 1000.0)},
         {**common, "what": "baseline_chunk_compute", **_pct(np.asarray(compute_s) * 1e3)},
         {**common, "what": "baseline_fire_round_trip",
          **_pct([t.decision_to_return_ms for t in trig])},
-        {**common, "what": "decision_to_emulator_EH", **_pct((arrive - decided) * 1000.0)},
+        {**common, "what": f"decision_to_emulator_{event}",
+         **_pct((arrive - decided) * 1000.0)},
     ]
 
 
@@ -427,9 +494,9 @@ def main() -> None:
                              "affinity (for comparison)")
     parser.add_argument("--no-loaded", dest="loaded", action="store_false",
                         help="skip the runs on a machine loaded by two busy processes")
-    parser.add_argument("--links", default="tcp",
-                        help="comma-separated links to the emulator child: tcp (default), "
-                             "pty")
+    parser.add_argument("--links", default="tcp,ttl",
+                        help="comma-separated links to the emulator child (default tcp,ttl): tcp, "
+                             "pty, ttl (fire by a trigger line, serial over tcp)")
     parser.add_argument("--latency-only", action="store_true",
                         help="skip the phase-accuracy runs")
     args = parser.parse_args()

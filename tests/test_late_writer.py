@@ -71,26 +71,33 @@ def test_a_port_that_takes_no_bytes_still_times_out(monkeypatch):
 
 def test_a_blocking_port_that_is_full_times_out_instead_of_hanging():
     """pyserial opens POSIX ports non-blocking; a port handed over blocking must still
-    time out while it cannot take bytes (the writer must not hang in the system call)."""
+    time out while it cannot take bytes (the writer must not hang in the system call).
+
+    The full port is one end of a socket pair whose other end nobody reads: unlike a pty,
+    where a kernel worker moves bytes on and frees room at its own pace, it stays full.
+    """
+    import socket
     import threading
 
     import serial
 
     from labkit.stimulators.base import write_all
 
-    master, slave = os.openpty()
+    ours, theirs = socket.socketpair()
     try:
-        os.set_blocking(slave, False)
-        try:
-            while True:  # nobody reads the master: fill the line
-                os.write(slave, b"x" * 1024)
-        except BlockingIOError:
-            pass
-        os.set_blocking(slave, True)
+        ours.setblocking(False)
+        for chunk in (b"x" * 1024, b"x"):  # nobody reads the other end: fill the line
+            try:
+                while True:
+                    ours.send(chunk)
+            except BlockingIOError:
+                pass
+        ours.setblocking(True)
+        assert os.get_blocking(ours.fileno())
 
         class BlockingPort:
             def fileno(self) -> int:
-                return slave
+                return ours.fileno()
 
         outcome = []
 
@@ -106,8 +113,8 @@ def test_a_blocking_port_that_is_full_times_out_instead_of_hanging():
         assert not writer.is_alive(), "write_all hung on a full blocking port"
         assert outcome and "3 of 3 bytes unsent" in outcome[0]
     finally:
-        os.close(master)
-        os.close(slave)
+        theirs.close()
+        ours.close()
 
 
 def test_the_drivers_ports_are_non_blocking():

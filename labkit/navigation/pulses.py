@@ -56,8 +56,9 @@ class NavigatedPulser:
     Parameters
     ----------
     rig : object
-        Has ``pulse(intensity_percent) -> trial`` (a :class:`labkit.rig.Rig`); the trial
-        has ``pulse.time_s``, ``amplitude_uv``, ``latency_ms`` and ``waveform_uv``.
+        A :class:`labkit.rig.Rig`: ``prepare_pulse(intensity_percent)`` makes the unit
+        ready, ``pulse(intensity_percent) -> trial`` fires; the trial has
+        ``pulse.time_s``, ``amplitude_uv``, ``latency_ms`` and ``waveform_uv``.
     client : object
         The navigator client (:class:`~labkit.navigation.localite.LocaliteClient`).
     gate : TargetGate | None
@@ -134,11 +135,13 @@ class NavigatedPulser:
 
     def pulse(self, intensity_percent: int) -> NavigatedTrial:
         """Wait for the target (with a gate), fire one pulse, log its pose and MEP."""
-        # wait out the single-pulse interval first, so that the gate's check is the last
-        # thing before the pulse (the hand drifts while it waits)
+        # wait out the single-pulse interval and make the unit ready (intensity, arming:
+        # about a second) first, so that the gate's check is the last thing before the
+        # pulse (the hand drifts while it waits)
         rest_s = self.rig.stimulator.guard.single_pulse_wait_s(local_clock())
         if rest_s > 0:
             time.sleep(rest_s)
+        self.rig.prepare_pulse(intensity_percent)
         held = self.wait_on_target() if self.gate is not None else 0.0
         trial = self.rig.pulse(intensity_percent)
         pose = self.client.pulse_pose(trial.pulse.time_s)

@@ -297,9 +297,6 @@ class Rig:
         MEPTrial
             The pulse and the MEP measured from the EMG stream.
         """
-        wait_s = self.guard.single_pulse_wait_s(local_clock())
-        if wait_s > 0:  # the guard refuses earlier pulses: wait them out
-            time.sleep(wait_s)
         self.prepare_pulse(intensity_percent)
         pulse = self.stimulator.fire()
         return self.mep_meter.measure(pulse)
@@ -307,8 +304,9 @@ class Rig:
     def prepare_pulse(self, intensity_percent: int) -> None:
         """Make the unit ready to fire a single pulse at ``intensity_percent``, firing nothing.
 
-        Sets the intensity (when it changed), selects single pulses, arms if needed and
-        waits until the unit reports *ready* (about a second after arming). :meth:`pulse`
+        Waits out the single-pulse interval the guard requires, sets the intensity (when
+        it changed), selects single pulses, arms if needed and waits until the unit
+        reports *ready* (about a second after arming). :meth:`pulse`
         does this first; a caller that must check something just before the pulse (the
         navigator's target gate) calls it before that check, so that the arming delay does
         not come between the check and the pulse.
@@ -324,6 +322,9 @@ class Rig:
                 and 0 <= intensity_percent < 1:
             raise SafetyError(f"a pulse at {intensity_percent!r} % MSO is refused "
                               "(at least 1 % MSO)")
+        wait_s = self.guard.single_pulse_wait_s(local_clock())
+        if wait_s > 0:  # the guard refuses earlier pulses: wait them out
+            time.sleep(wait_s)
         unchanged = (type(intensity_percent) is int
                      and intensity_percent == self._intensity_percent)
         if not unchanged:  # the driver validates what it is given

@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 
-from labkit.clock import local_clock
 from labkit.errors import NavigationError
 from labkit.navigation.gate import GateVerdict, PulsePose, TargetGate
 
@@ -138,9 +137,6 @@ class NavigatedPulser:
         # wait out the single-pulse interval and make the unit ready (intensity, arming:
         # about a second) first, so that the gate's check is the last thing before the
         # pulse (the hand drifts while it waits)
-        rest_s = self.rig.stimulator.guard.single_pulse_wait_s(local_clock())
-        if rest_s > 0:
-            time.sleep(rest_s)
         self.rig.prepare_pulse(intensity_percent)
         held = self.wait_on_target() if self.gate is not None else 0.0
         trial = self.rig.pulse(intensity_percent)

@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 import uuid
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -139,6 +140,15 @@ class _LSLAmplifier:
         self.dropped_discharges = 0
         #: (discharge, pulse sample index) of every discharge placed in the stream.
         self.placed: list[tuple[Discharge, int]] = []
+        #: While this returns True the amplifier sends nothing: the stimulator emulator
+        #: has host bytes it has not handled, whose discharges may fall on samples due
+        #: now (see :meth:`labkit.sim.transport.SerialEmulator.holds_samples`).
+        self.hold_while: Callable[[], bool] | None = None
+        #: Longest hold, s; after it the amplifier streams on (counted in
+        #: ``holds_timed_out``) until the emulator has caught up once.
+        self.max_hold_s = 1.0
+        self.holds_timed_out = 0
+        self._hold_gave_up = False
 
     # -- stream metadata ----------------------------------------------------------------
     def stream_info(self) -> pylsl.StreamInfo:
@@ -271,11 +281,29 @@ class _LSLAmplifier:
             self._next = end
         return data
 
+    def _wait_for_stimulator(self) -> None:
+        """Hold the samples while :attr:`hold_while` says a discharge may still come for
+        them (at most :attr:`max_hold_s`, then not again until it was False once)."""
+        hold = self.hold_while
+        if hold is None:
+            return
+        deadline = time.monotonic() + self.max_hold_s
+        while hold():
+            if self._hold_gave_up or self._stop.is_set():
+                return
+            if time.monotonic() >= deadline:
+                self.holds_timed_out += 1
+                self._hold_gave_up = True
+                return
+            self._stop.wait(0.0002)
+        self._hold_gave_up = False
+
     def _run(self) -> None:
         period = self.chunk_ms / 1000.0
         delay = self.latency_ms / 1000.0
         max_chunk = max(int(self.fs * 0.1), 1)
         while not self._stop.is_set():
+            self._wait_for_stimulator()
             due = int(math.floor((local_clock() - delay - self.t0) * self.fs)) + 1
             if self._paused.is_set():
                 if due > self._next:

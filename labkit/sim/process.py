@@ -31,6 +31,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from labkit.errors import LabkitError
+from labkit.sim.host_writes import HostWriteAnnouncer, host_write_channel
 from labkit.stimulators import ports
 
 __all__ = ["RemoteObject", "SimulatorProcess", "SimulatorProcessError",
@@ -86,7 +87,8 @@ class SimulatorProcess:
         Proxies of the child's objects (ground truth and fault injection).
     """
 
-    def __init__(self, popen: subprocess.Popen, conn: Connection, facts: dict) -> None:
+    def __init__(self, popen: subprocess.Popen, conn: Connection, facts: dict,
+                 host_writes: HostWriteAnnouncer | None = None) -> None:
         self._popen = popen
         self._conn = conn
         self._lock = threading.Lock()
@@ -107,6 +109,10 @@ class SimulatorProcess:
         self.navigation_address: tuple[str, int] | None = facts.get("navigation_address")
         if facts.get("device"):  # the driver's errors name the simulator, not a cable
             ports.declare_simulated(self.pty_path, facts["device"])
+        #: Announces the drivers' writes to the pty (:mod:`labkit.sim.host_writes`).
+        self.host_writes = host_writes
+        if host_writes is not None:
+            ports.observe_writes(self.pty_path, host_writes)
         self._root = root = self.proxy(0, "SimulatedHardware")
         self.emulator = root.emulator
         self.subject = root.subject
@@ -269,6 +275,9 @@ class SimulatorProcess:
         finally:
             self._closed = True
             ports.forget_simulated(self.pty_path)
+            if self.host_writes is not None:
+                ports.observe_writes(self.pty_path, None)
+                self.host_writes.close()
             self._conn.close()
             if self._wait_exit(5.0) is None:
                 self._popen.kill()
@@ -402,17 +411,24 @@ def start_simulator_process(profile: Any, *, seed: int | None = None,
                                     "[simulation] process = \"inline\" on this system")
     ours, theirs = socket.socketpair()
     ours.set_inheritable(False)
+    writes_ours, writes_theirs = host_write_channel()
+    writes_ours.set_inheritable(False)
     command = [sys.executable, "-m", "labkit.sim.server", "--fd", str(theirs.fileno()),
-               "--parent", str(os.getpid())]
+               "--writes-fd", str(writes_theirs.fileno()), "--parent", str(os.getpid())]
     if threading.current_thread() is threading.main_thread():
         # the parent-death signal follows the thread that forks: only the main thread's
         # lifetime is the process's
         command.append("--pdeathsig")
     try:
         # same process group: a kernel manager that signals the kernel's group reaches it
-        popen = subprocess.Popen(command, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
+        popen = subprocess.Popen(command, pass_fds=(theirs.fileno(), writes_theirs.fileno()),
+                                 stdin=subprocess.DEVNULL)
+    except BaseException:
+        writes_ours.close()
+        raise
     finally:
         theirs.close()
+        writes_theirs.close()
     conn = Connection(ours.detach())
     try:
         conn.send(("start", profile, seed))
@@ -432,7 +448,8 @@ def start_simulator_process(profile: Any, *, seed: int | None = None,
             raise payload
     except BaseException:
         conn.close()
+        writes_ours.close()
         popen.kill()
         popen.wait(5.0)
         raise
-    return SimulatorProcess(popen, conn, payload)
+    return SimulatorProcess(popen, conn, payload, HostWriteAnnouncer(writes_ours))

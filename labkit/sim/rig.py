@@ -172,6 +172,9 @@ def start_simulated_hardware(
             emulator = MagProEmulator(model=model, coil=coil, seed=seed)
         closers.append(emulator.stop)
         emulator.set_discharge_delay_ms(sim.discharge_delay_ms)
+        for amplifier in (emg_amp, eeg_amp):
+            if amplifier is not None:  # no sample goes out before its discharge is placed
+                amplifier.hold_while = emulator.holds_samples
     except BaseException:
         for close in reversed(closers):
             close()

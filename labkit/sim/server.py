@@ -9,6 +9,10 @@ the parent's proxy). It dies with its parent: the parent-death signal (Linux) wh
 parent's main thread started it, and in every case as soon as the connection reaches end
 of file (the parent exited or was killed).
 
+``--writes-fd N`` (optional) is the simulator's end of
+:func:`labkit.sim.host_writes.host_write_channel`: the rig announces there when it writes
+to the emulator's pty, and the emulator dates the bytes it reads by those writes.
+
 Requests (tuples) and replies
 -----------------------------
 ``("start", profile, seed)``
@@ -196,13 +200,19 @@ def favour_simulator_threads(priority: int = 10) -> bool:
     return granted
 
 
-def _start(profile: Any, seed: int | None) -> tuple[Any, dict]:
+def _start(profile: Any, seed: int | None, writes_fd: int | None = None) -> tuple[Any, dict]:
     from labkit.sim.rig import start_simulated_hardware
 
     hardware = start_simulated_hardware(profile, seed=seed, process="inline")
     if hardware.pty_path is None:
         hardware.close()
         raise RuntimeError("the simulator process needs a pseudo-terminal (POSIX only)")
+    if writes_fd is not None:  # the rig announces when it writes to the pty
+        import socket
+
+        from labkit.sim.host_writes import HostWriteLog
+
+        hardware.emulator.attach_host_writes(HostWriteLog(socket.socket(fileno=writes_fd)))
     from labkit.stimulators import ports
 
     facts = {"pid": os.getpid(), "pty_path": hardware.pty_path,
@@ -246,7 +256,7 @@ def _handle(request: tuple, handles: Handles) -> tuple:
     raise ValueError(f"unknown simulator request {op!r}")
 
 
-def serve(conn: Connection) -> int:
+def serve(conn: Connection, writes_fd: int | None = None) -> int:
     """Start the hardware the first request asks for and answer requests until closed.
 
     Returns
@@ -261,7 +271,7 @@ def serve(conn: Connection) -> int:
     if op != "start":
         return 2
     try:
-        hardware, facts = _start(profile, seed)
+        hardware, facts = _start(profile, seed, writes_fd)
     except BaseException as exc:  # report why, then exit
         conn.send(("error", _portable(exc)))
         return 2
@@ -296,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m labkit.sim.server",
                                      description="the simulated lab of one rig")
     parser.add_argument("--fd", type=int, required=True, help="connection to the parent")
+    parser.add_argument("--writes-fd", type=int, default=None,
+                        help="datagrams announcing the rig's writes to the pty")
     parser.add_argument("--parent", type=int, required=True, help="pid of the parent")
     parser.add_argument("--pdeathsig", action="store_true",
                         help="die by SIGKILL when the parent dies (Linux)")
@@ -303,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     die_with_parent(args.parent, signal_on_death=args.pdeathsig)
     conn = Connection(args.fd)
-    code = serve(conn)
+    code = serve(conn, args.writes_fd)
     conn.close()
     return code
 

@@ -14,7 +14,11 @@ round to them: :meth:`SerialEmulator.command_time_s` is the ``local_clock()`` ti
 the bytes being handled arrived (written by the in-process host, or read from the pty), so
 a discharge a command causes is stamped with it. On a busy host the emulator's thread may
 run milliseconds later; the simulated unit, like a real one with its own processor, does
-not.
+not. Over the pty, "arrived" is when the host *wrote* the bytes where the rig announces its
+writes (:mod:`labkit.sim.host_writes`, a simulator in its own process), else when they were
+read. :meth:`SerialEmulator.input_waiting` tells the simulated amplifiers that the host has
+written bytes not handled yet: they hold their samples until the emulator has placed the
+discharges those bytes cause.
 """
 
 from __future__ import annotations
@@ -25,9 +29,11 @@ import threading
 import time
 import weakref
 from abc import ABC, abstractmethod
+from collections import deque
 
 from labkit.clock import local_clock
 from labkit.errors import ConfigError
+from labkit.sim.host_writes import HostWriteLog
 from labkit.stimulators import ports
 
 _REGISTRY: weakref.WeakValueDictionary[str, SerialEmulator] = weakref.WeakValueDictionary()
@@ -103,6 +109,46 @@ class ByteChannel:
             self._buf.clear()
 
 
+class _HostInput:
+    """Host bytes waiting for the emulator: chunks stamped with their arrival time.
+
+    Each chunk is ``(data, arrival_s, pty_bytes)``; ``pty_bytes`` counts the bytes that
+    came from the pseudo-terminal (0 for the in-process URL host).
+    """
+
+    def __init__(self) -> None:
+        self._chunks: deque[tuple[bytes, float, int]] = deque()
+        self._cond = threading.Condition()
+        self._taken = False  # chunks taken by the emulator and not yet handled
+
+    def put(self, data: bytes, arrival_s: float, pty_bytes: int = 0) -> None:
+        """Queue one chunk and wake the emulator."""
+        with self._cond:
+            self._chunks.append((data, arrival_s, pty_bytes))
+            self._cond.notify_all()
+
+    def take_all(self, timeout_s: float) -> list[tuple[bytes, float, int]]:
+        """Every queued chunk, waiting up to ``timeout_s`` for the first; they count as
+        waiting until :meth:`handled`."""
+        with self._cond:
+            if not self._chunks:
+                self._cond.wait(timeout_s)
+            chunks = list(self._chunks)
+            self._chunks.clear()
+            self._taken = bool(chunks)
+            return chunks
+
+    def handled(self) -> None:
+        """The chunks last taken are handled."""
+        with self._cond:
+            self._taken = False
+
+    def waiting(self) -> bool:
+        """True while chunks are queued or taken and not handled yet."""
+        with self._cond:
+            return bool(self._chunks) or self._taken
+
+
 class SerialEmulator(ABC):
     """Base class of device emulators: transports, a processing thread and a clock tick.
 
@@ -127,7 +173,11 @@ class SerialEmulator(ABC):
                 raise ValueError(f"an emulator named {self.name!r} is already running")
             _REGISTRY[self.name] = self
         self._tick_s = tick_s
-        self._from_host = ByteChannel()
+        self._from_host = _HostInput()
+        self._host_writes: HostWriteLog | None = None
+        self._pty_read_bytes = 0  # bytes read from the pty so far
+        self._pty_handled_bytes = 0  # of those, handled (or dropped by a silent unit)
+        self._pty_reading = False  # between a read of the pty and its chunk being queued
         self._to_url_host = ByteChannel()
         self._want_pty = pty and os.name == "posix"
         self._pty_master: int | None = None
@@ -180,28 +230,45 @@ class SerialEmulator(ABC):
         self._pty_master, self._pty_slave = master, slave
         self.pty_path = os.ttyname(slave)
 
+    def attach_host_writes(self, log: HostWriteLog) -> None:
+        """Take the pty's arrival times from the host's announcements (see
+        :mod:`labkit.sim.host_writes`); the emulator closes ``log`` when it stops."""
+        self._host_writes = log
+
     def input_waiting(self) -> bool:
         """True when host bytes wait at the unit's input, not yet handled.
 
-        Bytes the host wrote (URL) or that sit in the pseudo-terminal, not read yet. A
-        starved emulator (its threads woke late on a loaded host) finds them there: the
-        host sent them while the emulator was not running.
+        Bytes the host wrote (URL) or that sit in the pseudo-terminal, not read yet, or
+        being handled right now, or announced by the host (:meth:`attach_host_writes`)
+        and not handled yet (on their way through the kernel's pty). A starved emulator
+        (its threads woke late on a loaded host) finds them there: the host sent them
+        while the emulator was not running. The simulated amplifiers hold their samples
+        while this is true, so that a discharge those bytes cause is placed before its
+        samples are streamed.
         """
-        if len(self._from_host):
+        # in the order bytes move: pty -> pty thread -> queue -> processing thread
+        log = self._host_writes
+        if log is not None and log.unhandled(self._pty_handled_bytes):
             return True
         master = self._pty_master
-        if master is None:
-            return False
-        try:
-            return bool(select.select([master], [], [], 0)[0])
-        except (OSError, ValueError):
-            return False
+        if master is not None:
+            try:
+                if select.select([master], [], [], 0)[0]:
+                    return True
+            except (OSError, ValueError):
+                pass
+        return self._pty_reading or self._from_host.waiting()
+
+    def holds_samples(self) -> bool:
+        """True while the amplifiers must hold their samples: the emulator runs and has
+        host bytes it has not handled (:meth:`input_waiting`)."""
+        return bool(self._threads) and not self._stop.is_set() and self.input_waiting()
 
     def host_write(self, data: bytes) -> None:
         """Bytes written by the in-process (URL) host."""
         self._reply_to = "url"
         if not self.silent:
-            self._from_host.write(data)
+            self._from_host.put(bytes(data), local_clock())
 
     def host_read(self, size: int, timeout_s: float | None) -> bytes:
         """Bytes read by the in-process (URL) host."""
@@ -291,6 +358,9 @@ class SerialEmulator(ABC):
                 except OSError:
                     pass
         self._pty_master = self._pty_slave = None
+        if self._host_writes is not None:
+            self._host_writes.close()
+            self._host_writes = None
         with _REGISTRY_LOCK:
             if _REGISTRY.get(self.name) is self:
                 del _REGISTRY[self.name]
@@ -310,23 +380,40 @@ class SerialEmulator(ABC):
                 ready, _, _ = select.select([master], [], [], 0.05)
                 if not ready:
                     continue
+                self._pty_reading = True
                 data = os.read(master, 4096)
             except OSError:
+                self._pty_reading = False
                 return
-            if data and not self.silent:
+            try:
+                if not data:
+                    continue
+                self._pty_read_bytes += len(data)
+                log = self._host_writes
+                written_s = None if log is None else log.arrival_s(self._pty_read_bytes)
+                arrival_s = local_clock() if written_s is None else written_s
+                if self.silent:  # a pulled cable: the bytes are lost
+                    self._pty_handled_bytes += len(data)
+                    continue
                 self._reply_to = "pty"
-                self._from_host.write(data)
+                self._from_host.put(data, arrival_s, len(data))
+            finally:
+                self._pty_reading = False
 
     def _process_loop(self) -> None:
         next_tick = time.monotonic()
         while not self._stop.is_set():
-            data, arrived_s = self._from_host.read_available_stamped(self._tick_s)
-            if data:
-                self._rx.arrival_s = arrived_s
-                try:
-                    self.handle_bytes(data)
-                finally:
-                    self._rx.arrival_s = None
+            chunks = self._from_host.take_all(self._tick_s)
+            try:
+                for data, arrived_s, pty_bytes in chunks:
+                    self._rx.arrival_s = arrived_s
+                    try:
+                        self.handle_bytes(data)
+                    finally:
+                        self._rx.arrival_s = None
+                        self._pty_handled_bytes += pty_bytes
+            finally:
+                self._from_host.handled()
             now = time.monotonic()
             if now >= next_tick:
                 self.tick()

@@ -53,7 +53,9 @@ def write_all(port: serial.SerialBase, data: bytes, timeout_s: float) -> None:
     run out by the time the system call returns, even though every byte was written: a
     thread that waits for the CPU on a loaded machine would then report a link fault
     for a command the unit received. Here the deadline counts only while bytes wait
-    for a port that cannot take them.
+    for a port that cannot take them. When a simulator in another process serves the
+    port (:func:`labkit.stimulators.ports.observe_writes`), it is told of the write just
+    before the bytes go out, and of any bytes left unsent.
 
     Raises
     ------
@@ -65,6 +67,30 @@ def write_all(port: serial.SerialBase, data: bytes, timeout_s: float) -> None:
     except (AttributeError, OSError, ValueError, serial.SerialException):
         port.write(data)  # not a file descriptor (a pyserial URL, Windows)
         return
+    observer = ports.write_observer(getattr(port, "port", None) or "")
+    if observer is None:
+        _write_fd(fd, data, timeout_s)
+        return
+    observer(len(data))  # a simulator in another process: when the unit takes the bytes
+    try:
+        _write_fd(fd, data, timeout_s)
+    except _WriteTimeout as exc:
+        observer(-exc.unsent_bytes)
+        raise
+    except OSError:
+        observer(-len(data))  # the line is gone: nothing more reaches the unit
+        raise
+
+
+class _WriteTimeout(serial.SerialTimeoutException):
+    """A write that timed out with ``unsent_bytes`` still unsent."""
+
+    def __init__(self, message: str, unsent_bytes: int) -> None:
+        super().__init__(message)
+        self.unsent_bytes = unsent_bytes
+
+
+def _write_fd(fd: int, data: bytes, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     unsent = memoryview(data)
     # pyserial opens POSIX ports non-blocking; on a port opened otherwise, wait until
@@ -79,9 +105,9 @@ def write_all(port: serial.SerialBase, data: bytes, timeout_s: float) -> None:
                 pass
         remaining = deadline - time.monotonic()
         if remaining <= 0 or not select.select([], [fd], [], remaining)[1]:
-            raise serial.SerialTimeoutException(
+            raise _WriteTimeout(
                 f"Write timeout: {len(unsent)} of {len(data)} bytes unsent after "
-                f"{timeout_s:.1f} s")
+                f"{timeout_s:.1f} s", len(unsent))
         if must_wait:
             unsent = unsent[os.write(fd, unsent):]
 
@@ -595,7 +621,7 @@ class Stimulator(ABC):
             command, port = self._safe_state_command(), self._serial
             if command and port is not None:
                 try:
-                    port.write(command)
+                    write_all(port, command, min(self.timeout_s, 0.1))
                     port.flush()
                 except Exception:  # noqa: BLE001 - best effort on a failing link
                     pass

@@ -16,14 +16,15 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import serial
 
 from labkit.errors import PortBusyError
 
-__all__ = ["PortHolder", "declare_simulated", "forget_simulated", "holder_of", "open_exclusive",
-           "port_key", "release", "simulated_device"]
+__all__ = ["PortHolder", "declare_simulated", "forget_simulated", "holder_of", "observe_writes",
+           "open_exclusive", "port_key", "release", "simulated_device", "write_observer"]
 
 
 @dataclass(frozen=True)
@@ -180,3 +181,32 @@ def simulated_device(port: str) -> str | None:
     """What simulates ``port`` (``"the simulated Magstim Rapid² emulator"``), or ``None``."""
     with _LOCK:
         return _SIMULATED.get(port_key(port))
+
+
+# -- write observers (a simulator in another process) ----------------------------------------
+_WRITE_OBSERVERS: dict[str, Callable[[int], None]] = {}
+
+
+def observe_writes(port: str, observer: Callable[[int], None] | None) -> None:
+    """Have ``observer(n_bytes)`` called just before the drivers write to ``port``.
+
+    A simulator in another process registers one for its pseudo-terminal: a real unit
+    takes a command when the host writes it, while the simulator's threads may read it
+    later on a loaded machine, so the simulator is told when each write happened (see
+    :mod:`labkit.sim.host_writes`). ``observer(-n)`` retracts ``n`` announced bytes that
+    were not written (a write that timed out). ``None`` removes the observer. Ports of
+    real hardware have none.
+    """
+    with _LOCK:
+        if observer is None:
+            _WRITE_OBSERVERS.pop(port_key(port), None)
+        else:
+            _WRITE_OBSERVERS[port_key(port)] = observer
+
+
+def write_observer(port: str) -> Callable[[int], None] | None:
+    """The observer of writes to ``port`` (:func:`observe_writes`), or ``None``."""
+    if not _WRITE_OBSERVERS:  # real hardware: no lookup
+        return None
+    with _LOCK:
+        return _WRITE_OBSERVERS.get(port_key(port))

@@ -1,0 +1,129 @@
+"""A simulator process that stalls must not change what the experiment measures.
+
+A real unit takes a command when the host writes it. The simulator in its own process may
+get the CPU late (a loaded machine, other real-time simulators beside it); it must still
+discharge at the host's write, and its amplifiers must not stream the discharge's samples
+before the emulator has placed it. Here the simulator is stopped (``SIGSTOP``) exactly
+while the host writes its fire command, for longer than the EMG amplifier holds samples
+back (150 ms): every MEP, discharge time and amplifier count must equal those of a run
+where nothing stalled.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import threading
+
+import numpy as np
+import pytest
+import serial
+
+import labkit
+from labkit.profiles import load_profile
+from labkit.sim.host_writes import HostWriteAnnouncer, HostWriteLog, host_write_channel
+from labkit.stimulators import ports
+from labkit.stimulators.base import write_all
+
+STALL_S = 0.3  # longer than the simulated EMG amplifier's 150 ms hold-back
+
+
+def _run(stall: bool, intensities: list[int]) -> dict:
+    profile = load_profile("simulated")  # noise on: amplitudes depend on where each lands
+    rig = labkit.open_rig(profile, seed=5, sim_process="child")
+    pid = rig.hardware.pid
+    amplitudes, offsets_ms = [], []
+    try:
+        for intensity in intensities:
+            rig.prepare_pulse(intensity)
+            if stall:  # the simulator stops just before the fire command is written
+                os.kill(pid, signal.SIGSTOP)
+                threading.Timer(STALL_S, os.kill, (pid, signal.SIGCONT)).start()
+            pulse = rig.stimulator.fire()
+            amplitudes.append(rig.mep_meter.measure(pulse).amplitude_uv)
+            discharge, _ = rig.hardware.emg_amplifier.placed[-1]
+            offsets_ms.append((discharge.time_s - pulse.time_s) * 1000.0)
+        amplifier = rig.hardware.emg_amplifier
+        counts = (amplifier.late_discharges, amplifier.holds_timed_out)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        rig.close()
+    return {"amplitudes": amplitudes, "offsets_ms": offsets_ms, "counts": counts}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pseudo-terminals, signals")
+def test_a_simulator_stalled_across_the_fire_command_measures_the_same_meps():
+    intensities = [55, 70, 85]
+    steady = _run(False, intensities)
+    stalled = _run(True, intensities)
+    assert stalled["counts"] == steady["counts"] == (0, 0)
+    # the discharge is where the host wrote its command, not where the simulator woke up
+    assert max(stalled["offsets_ms"]) < 1.0, stalled["offsets_ms"]
+    assert min(stalled["offsets_ms"]) >= 0.0, stalled["offsets_ms"]
+    np.testing.assert_array_equal(stalled["amplitudes"], steady["amplitudes"])
+
+
+def test_the_log_dates_each_byte_by_the_write_that_carried_it():
+    ours, theirs = host_write_channel()
+    announce, log = HostWriteAnnouncer(ours), HostWriteLog(theirs)
+    try:
+        announce(3)
+        first = log.arrival_s(2)  # the first two bytes of the first write
+        announce(4)
+        assert log.arrival_s(3) == first  # the rest of the first write
+        second = log.arrival_s(7)
+        assert second is not None and second >= first
+        assert not log.unhandled(7) and log.unhandled(6)
+        assert log.arrival_s(8) is None  # a byte nobody announced: stamped when read
+        announce(5)
+        announce(-5)  # that write timed out: nothing of it reached the unit
+        assert log.announced_bytes == 7 and not log.unhandled(7)
+    finally:
+        announce.close()
+        log.close()
+
+
+def test_records_that_do_not_fit_are_dropped_and_the_next_puts_it_right():
+    ours, theirs = host_write_channel()
+    announce, log = HostWriteAnnouncer(ours), HostWriteLog(theirs)
+    try:
+        n = 0
+        while announce.dropped_records == 0:  # a stopped simulator reads nothing
+            announce(1)
+            n += 1
+        assert log.arrival_s(n) is None  # the last bytes' record was dropped
+        assert 0 < log.announced_bytes < n
+        announce(2)  # the next record carries the total
+        assert log.arrival_s(n + 2) is not None
+        assert log.announced_bytes == n + 2
+    finally:
+        announce.close()
+        log.close()
+
+
+def test_a_write_that_times_out_retracts_what_it_did_not_send():
+    """``write_all`` announces a write before it, and retracts the bytes left unsent."""
+    host, unit = socket.socketpair()  # a port nobody reads: it fills up
+    host.setblocking(False)
+    calls: list[int] = []
+
+    class FullPort:  # what write_all uses of a pyserial port: its descriptor and name
+        port = "/dev/labkit-test-full-port"
+
+        def fileno(self) -> int:
+            return host.fileno()
+
+    port = FullPort()
+    ports.observe_writes(port.port, calls.append)
+    try:
+        payload = b"x" * (1 << 22)
+        with pytest.raises(serial.SerialTimeoutException):
+            write_all(port, payload, 0.2)
+        assert calls[0] == len(payload)
+        assert -len(payload) < calls[1] < 0  # some went, the rest is retracted
+    finally:
+        ports.observe_writes(port.port, None)
+        host.close()
+        unit.close()

@@ -16,6 +16,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -63,6 +64,42 @@ def test_a_simulator_stalled_across_the_fire_command_measures_the_same_meps():
     assert max(stalled["offsets_ms"]) < 1.0, stalled["offsets_ms"]
     assert min(stalled["offsets_ms"]) >= 0.0, stalled["offsets_ms"]
     np.testing.assert_array_equal(stalled["amplitudes"], steady["amplitudes"])
+
+
+def test_a_train_thread_that_runs_late_still_lands_on_the_schedule():
+    """The unit times its own train: a pulse whose thread runs late (a loaded machine) is
+    dated on the schedule, and the amplifier waits for it instead of streaming past it."""
+    rig = labkit.open_rig(load_profile("simulated"), seed=5)  # the emulator is ours to slow
+    emulator = rig.hardware.emulator
+    deliver = emulator._discharge_now
+
+    def late_third_pulse(time_s=None):
+        if emulator.pulses_delivered == 3:  # this thread gets the CPU 300 ms late
+            time.sleep(STALL_S)
+        return deliver(time_s)
+
+    emulator._discharge_now = late_third_pulse
+    try:
+        stim = rig.stimulator
+        stim.set_intensity(50)
+        stim.set_train(10, 6)
+        stim.guard.permit("test train", 6, 50)  # what a passing verdict would allow
+        stim.arm()
+        stim.wait_ready()
+        before = len(rig.hardware.emg_amplifier.placed)
+        events = stim.fire_train()
+        assert stim.wait_train(10.0)
+        amplifier = rig.hardware.emg_amplifier
+        deadline = time.monotonic() + 5.0  # the host's markers follow the clock, not the unit
+        while len(amplifier.placed) < before + 6 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        placed = [d.time_s for d, _ in amplifier.placed[before:]]
+        counts = (amplifier.late_discharges, amplifier.holds_timed_out)
+    finally:
+        rig.close()
+    assert counts == (0, 0)
+    offsets_ms = (np.array(placed) - [e.time_s for e in events]) * 1000.0
+    assert len(placed) == 6 and 0.0 <= offsets_ms.min() and offsets_ms.max() < 1.0, offsets_ms
 
 
 def test_the_log_dates_each_byte_by_the_write_that_carried_it():

@@ -389,6 +389,7 @@ class MagProEmulator(SerialEmulator):
                 train_start_s += settings.train_duration_s + settings.iti_s
             for pulse in range(settings.pulses_in_train):
                 due_s = train_start_s + pulse * period_s
+                self._device_due_s = first_s + (due_s - start_s)
                 if self._train_stop.wait(max(0.0, due_s - local_clock())):
                     break
                 if self._stop.is_set() or not self.enabled:
@@ -396,6 +397,7 @@ class MagProEmulator(SerialEmulator):
                 self._discharge(first_s + (due_s - start_s))
             if self._train_stop.is_set() or self._stop.is_set() or not self.enabled:
                 break
+        self._device_due_s = None
         with self._state:
             self._train_thread = None
             self._send(self._page_reply(False))

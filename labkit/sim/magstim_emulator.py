@@ -497,6 +497,7 @@ class MagstimEmulator(SerialEmulator):
         start = time.monotonic()
         try:
             for i in range(n_pulses):
+                self._device_due_s = first_s + i / frequency_hz
                 delay = start + i / frequency_hz - time.monotonic()
                 if delay > 0 and (stop.wait(delay) or self._stop.is_set()):
                     return
@@ -505,6 +506,7 @@ class MagstimEmulator(SerialEmulator):
                         return
                     self._discharge_now(first_s + i / frequency_hz)
         finally:
+            self._device_due_s = None
             with self._lock:
                 self.train_running = False
                 self._not_ready_until = time.monotonic() + mp.min_wait_s(

@@ -178,6 +178,9 @@ class SerialEmulator(ABC):
         self._pty_read_bytes = 0  # bytes read from the pty so far
         self._pty_handled_bytes = 0  # of those, handled (or dropped by a silent unit)
         self._pty_reading = False  # between a read of the pty and its chunk being queued
+        #: Time of the next discharge the unit's own timing owes (a hardware-timed
+        #: train's next pulse), None when it owes none; the train's thread sets it.
+        self._device_due_s: float | None = None
         self._to_url_host = ByteChannel()
         self._want_pty = pty and os.name == "posix"
         self._pty_master: int | None = None
@@ -261,8 +264,14 @@ class SerialEmulator(ABC):
 
     def holds_samples(self) -> bool:
         """True while the amplifiers must hold their samples: the emulator runs and has
-        host bytes it has not handled (:meth:`input_waiting`)."""
-        return bool(self._threads) and not self._stop.is_set() and self.input_waiting()
+        host bytes it has not handled (:meth:`input_waiting`), or its own timing owes a
+        discharge whose time has passed (a train's thread that runs late)."""
+        if not self._threads or self._stop.is_set():
+            return False
+        due = self._device_due_s
+        if due is not None and due <= local_clock():
+            return True
+        return self.input_waiting()
 
     def host_write(self, data: bytes) -> None:
         """Bytes written by the in-process (URL) host."""

@@ -142,7 +142,7 @@ class SimulationSection(_Strict):
                     "processing and the command's time on the wire)")
     eeg: bool = False
     process: Literal["inline", "child"] = Field(
-        default="inline",
+        default="child",
         description="run the simulated lab in this process or in a child process reached "
                     "over a pty and LSL like real hardware ($LABKIT_SIM_PROCESS overrides)")
 

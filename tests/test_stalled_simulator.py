@@ -66,10 +66,40 @@ def test_a_simulator_stalled_across_the_fire_command_measures_the_same_meps():
     np.testing.assert_array_equal(stalled["amplitudes"], steady["amplitudes"])
 
 
+def _pulses(process: str, intensities: list[int]) -> tuple[list[float], int]:
+    rig = labkit.open_rig(load_profile("simulated"), seed=5, sim_process=process)
+    try:
+        amplitudes = [rig.pulse(x).amplitude_uv for x in intensities]
+        return amplitudes, rig.hardware.emg_amplifier.late_discharges
+    finally:
+        rig.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pseudo-terminals")
+def test_three_simulated_labs_firing_at_once_measure_what_one_alone_measures():
+    """Three rigs, each with its simulator process (real-time threads competing for two
+    cores), fire at the same time; each measures the MEPs one inline rig measures."""
+    intensities = [50, 65, 80, 95, 60, 75]
+    alone = _pulses("inline", intensities)
+    results: list = [None] * 3
+
+    def lab(i: int) -> None:
+        results[i] = _pulses("child", intensities)
+
+    threads = [threading.Thread(target=lab, args=(i,)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120.0)
+    assert results == [alone] * 3
+    assert alone[1] == 0
+
+
 def test_a_train_thread_that_runs_late_still_lands_on_the_schedule():
     """The unit times its own train: a pulse whose thread runs late (a loaded machine) is
     dated on the schedule, and the amplifier waits for it instead of streaming past it."""
-    rig = labkit.open_rig(load_profile("simulated"), seed=5)  # the emulator is ours to slow
+    rig = labkit.open_rig(load_profile("simulated"), seed=5,  # the emulator is ours to slow
+                          sim_process="inline")
     emulator = rig.hardware.emulator
     deliver = emulator._discharge_now
 

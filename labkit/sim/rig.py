@@ -5,9 +5,11 @@ the profile asks for it) streaming over LSL, and the stimulator emulator whose c
 delivers each discharge to the amplifiers. Stream names get a per-rig suffix so that two
 simulated rigs on one machine are never mistaken for a spoofed stream.
 
-With ``[simulation] process = "child"`` (or ``process="child"``, or
-``$LABKIT_SIM_PROCESS``) the same hardware runs in a child process instead
-(:mod:`labkit.sim.process`, :mod:`labkit.sim.server`).
+By default (``[simulation] process = "child"``) the hardware runs in a child process,
+reached over a pty and LSL like real devices (:mod:`labkit.sim.process`,
+:mod:`labkit.sim.server`, which builds it here with ``process="inline"``);
+``process="inline"`` (the profile, the argument, or ``$LABKIT_SIM_PROCESS``) runs it in
+this process.
 """
 
 from __future__ import annotations

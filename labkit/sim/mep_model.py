@@ -164,7 +164,8 @@ def _draw_shape(rng: np.random.Generator) -> MEPModelParams:
             noise_scale_uv=float(1.55 * 1.5 ** rng.standard_normal()),
             noise_shape=float(0.14 * 2.0 ** rng.standard_normal()),
         )
-        if 500.0 <= saturation_uv <= 15000.0 and 5.0 <= midpoint <= 60.0 and 1.2 <= slope <= 8:
+        if (500.0 <= saturation_uv <= 15000.0 and 5.0 <= midpoint <= 60.0 and 1.2 <= slope <= 8
+                and params["noise_shape"] <= 2.0):  # about 1 draw in 16000 exceeds it
             return MEPModelParams(**params)
 
 

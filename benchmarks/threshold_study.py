@@ -8,7 +8,9 @@ from the model. Each (subject, method) pair gets its own random stream, so metho
 not share responses and the whole study is reproducible from one seed.
 
 Rows: every method with its defaults, plus ``bayesian_hits_only`` (the default method
-updating on hits and misses only) to show what the amplitudes contribute.
+updating on hits and misses only) to show what the amplitudes contribute, and two
+variants of the population-prior hunt: ``bayesian_population_fitted`` (a candidate that
+was not adopted) and ``bayesian_population_psi`` (its previous default).
 
 Reported per method: mean and max pulses, median and 90th-percentile |error| (% MSO),
 bias (mean signed error, % MSO) and the fraction of hunts with no estimate. Relative
@@ -49,6 +51,11 @@ VARIANTS: dict[str, tuple[str, dict]] = {
         "spread_prior": 0.104, "spread_log_sd": 0.37, "amplitude_slope_prior": 0.149,
         "amplitude_slope_log_sd": 0.55, "placement": "median", "sd_stop_percent": 1.9,
         "min_trials": 8}),
+    # the default of the population prior until session 7 (Psi-marginal placement, SD
+    # stop 2.1 after 7), as a baseline. This row's response streams validated the current
+    # default (median placement, SD stop 2.15 after 8) before it replaced this one.
+    "bayesian_population_psi": ("bayesian_population", {
+        "placement": "psi", "sd_stop_percent": 2.1, "min_trials": 7}),
 }
 assert set(METHODS) <= set(VARIANTS)
 

@@ -271,3 +271,59 @@ def test_default_method_on_virtual_population():
         pulses.append(est.n_trials)
     assert np.median(np.abs(errs)) <= 1.5
     assert np.mean(pulses) <= 17
+
+
+def _expected_entropy_by_loops(est: BayesianAdaptive, x: float) -> float:
+    """Expected entropy of the threshold posterior after one amplitude at ``x``, summed
+    bin by bin with scipy's normal CDF over the whole grid: the quantity that
+    ``placement="information"`` minimises, written out independently of it."""
+    from scipy.stats import norm
+
+    edges = np.linspace(np.log10(est.floor_fraction), np.log10(est.ceiling_factor),
+                        est.information_bins + 1)
+    bounds = [-np.inf, *edges, np.inf]
+    t = est.t_grid[:, None, None]
+    s = est.r_grid[None, :, None] * t
+    k = est.k_grid[None, None, :]
+    total = 0.0
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        p_bin = norm.cdf((hi / k - (x - t)) / s) - norm.cdf((lo / k - (x - t)) / s)
+        joint_t = (p_bin * est.joint_posterior).sum(axis=(1, 2))
+        mass = joint_t.sum()
+        if mass > 0:
+            q = joint_t[joint_t > 0] / mass
+            total += mass * float(-(q * np.log(q)).sum())
+    return total
+
+
+@pytest.mark.parametrize("responses", [[(10.0,)], [(900.0,), (12.0,)], [(30.0,), (70.0,)]])
+def test_information_placement_minimises_the_expected_entropy_after_an_amplitude(responses):
+    est = BayesianAdaptive(start=60, placement="information")
+    for (amp,) in responses:
+        est.update(est.next_intensity(), amp)
+    x = est.next_intensity()
+    centre = round(est.threshold)
+    below, above = est.information_window_percent
+    candidates = range(max(centre + below, 1), min(centre + above, 100) + 1)
+    scores = {c: _expected_entropy_by_loops(est, c) for c in candidates}
+    assert scores[x] == pytest.approx(min(scores.values()), rel=1e-6)
+
+
+def test_information_placement_differs_from_the_median_and_is_deterministic():
+    def hunt(placement):
+        est = BayesianAdaptive(start=60, placement=placement)
+        return [tr.intensity_percent for tr in run(est, Oracle(47.0, np.random.default_rng(4))
+                                                    ).history]
+
+    info = hunt("information")
+    assert info == hunt("information")
+    assert info != hunt("median")
+    assert info[0] == 60
+
+
+def test_information_placement_needs_the_amplitudes():
+    with pytest.raises(ThresholdInputError, match="placement='information' needs use_amp"):
+        BayesianAdaptive(placement="information", use_amplitudes=False)
+    with pytest.raises(ThresholdInputError,
+                       match=r"placement must be one of \('psi', 'median', 'information'\)"):
+        BayesianAdaptive(placement="entropy")

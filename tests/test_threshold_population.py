@@ -111,7 +111,50 @@ def test_median_placement_and_slope_prior_options():
     assert not np.allclose(est.joint_posterior.sum(axis=(0, 1)),
                            est.k_grid * 0 + 1 / est.k_grid.size)
     assert flat.joint_posterior.sum(axis=(0, 1)) == pytest.approx(1 / flat.k_grid.size)
-    with pytest.raises(ThresholdInputError, match="placement must be 'psi' or 'median'"):
+    with pytest.raises(ThresholdInputError, match="placement must be one of"):
         PopulationBayesian(placement="entropy")
     with pytest.raises(ThresholdInputError, match="amplitude_slope_prior must be within"):
         PopulationBayesian(amplitude_slope_prior=50.0)
+
+
+def test_default_places_at_the_posterior_median_and_stops_on_the_sd():
+    """The default since session 7: every stimulus after the first at the posterior
+    median (rounded), stop at posterior SD <= 2.15 % MSO after 8; 'psi' keeps the
+    previous placement and differs from it."""
+    est = PopulationBayesian(60)
+    assert (est.placement, est.sd_stop_percent, est.min_trials) == ("median", 2.15, 8)
+    psi = PopulationBayesian(60, placement="psi")
+    assert est.next_intensity() == psi.next_intensity() == 60
+    for amp in (10.0, 300.0, 40.0, 12.0):
+        est.update(est.next_intensity(), amp)
+        psi.update(psi.next_intensity(), amp)
+        assert est.next_intensity() == round(est.threshold)
+    assert [t.intensity_percent for t in psi.history] != [
+        t.intensity_percent for t in est.history]
+    # the SD rule: not done before 8 stimuli even when the posterior is narrow
+    narrow = PopulationBayesian(60, sd_stop_percent=50.0)
+    for _ in range(7):
+        narrow.update(narrow.next_intensity(), 50.0)
+        assert not narrow.done
+    narrow.update(narrow.next_intensity(), 50.0)
+    assert narrow.done
+
+
+def test_information_placement_is_deterministic_on_the_virtual_population():
+    a = _study_with(dict(placement="information"), 3, 4)
+    b = _study_with(dict(placement="information"), 3, 4)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+
+
+def _study_with(options: dict, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    errs, pulses = [], []
+    for i, model in enumerate(sample_population(n, seed=seed)):
+        rng = np.random.default_rng([seed, i])
+        est = PopulationBayesian(60, **options)
+        while not est.done:
+            x = est.next_intensity()
+            est.update(x, model.amplitude_uv(x, rng))
+        errs.append(est.threshold - model.true_threshold_percent())
+        pulses.append(est.n_trials)
+    return np.array(errs), np.array(pulses)

@@ -17,16 +17,18 @@ thresholds only, the default for them) and
 clock, no random state; the same responses give the same hunt.
 
 Validation (``benchmarks/threshold_study.py``: 1000 virtual subjects of the statistical
-MEP model, seed 2026, start 60 % MSO, one run): mean pulses / median |error| / p90
-|error| (% MSO) — ``bayesian_population`` 11.9 / 1.12 / 3.00 (max 25 pulses);
-``bayesian`` 14.4 / 1.06 / 2.78; ``mlpest`` 20.0 / 1.03 / 3.19; ``relative_frequency``
-45.7 / 0.98 / 2.73 (max 76).
+MEP model, seed 2026, start 60 % MSO): mean pulses / median |error| / p90 |error|
+(% MSO) — ``bayesian_population`` 11.8 / 1.08 / 2.89 (max 25 pulses; 11.8 / 1.13 / 2.92
+on the study's own response streams of its row; the previous default, Ψ-marginal
+placement, 11.9 / 1.12 / 3.00); ``bayesian`` 14.4 / 1.06 / 2.78; ``mlpest``
+20.0 / 1.03 / 3.19; ``relative_frequency`` 45.7 / 0.98 / 2.73 (max 76).
 
 Default (:func:`default_method`): ``"bayesian_population"`` for a resting motor threshold
-at the 50 µV criterion — the same accuracy as the broad-prior hunt in 2.5 pulses fewer
-(its prior, robust mixture weight and stopping rule were chosen on separate populations,
-seeds 7 and 99: :mod:`labkit.threshold.population`); ``"bayesian"`` for active thresholds
-or any other criterion, about which the population prior says nothing.
+at the 50 µV criterion — about the accuracy of the broad-prior hunt in 2.6 pulses fewer
+(its prior, robust mixture weight, placement and stopping rule were chosen on other
+populations, seeds 7, 8, 10, 11 and 99: :mod:`labkit.threshold.population`);
+``"bayesian"`` for active thresholds or any other criterion, about which the population
+prior says nothing.
 """
 
 from __future__ import annotations

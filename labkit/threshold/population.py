@@ -29,9 +29,10 @@ after at least ``min_trials`` = 8 stimuli, or after ``max_trials`` = 25.
 
 How it was chosen: every candidate ran each hunt to 25 pulses on training populations
 only (seeds 7, 8, 10, 11 of :func:`~labkit.sim.mep_model.sample_population`, 2000
-subjects each; seed 9 was skipped: its 2000 subjects cannot be drawn, a GEV noise
-shape exceeds the model's bound of 2), and every stopping rule was read off the same
-hunts. Mean pulses / median / p90 |error| (% MSO), 8000 subjects pooled:
+subjects each; seed 9 was skipped: its 2000 subjects could not be drawn then, a GEV
+noise shape exceeded the model's bound of 2, which the sampler now rejects and redraws),
+and every stopping rule was read off the same hunts. Mean pulses / median / p90 |error|
+(% MSO), 8000 subjects pooled:
 
 * previous default (Ψ-marginal placement, SD 2.1 after 7): 11.74 / 1.11 / 2.97
   (per seed p90 3.02, 2.85, 2.93, 3.04); Ψ-marginal, SD 2.15 after 8: 11.52 / 1.12 / 2.96;

@@ -24,7 +24,13 @@ import serial
 
 import labkit
 from labkit.profiles import load_profile
-from labkit.sim.host_writes import HostWriteAnnouncer, HostWriteLog, host_write_channel
+from labkit.sim import host_writes
+from labkit.sim.host_writes import (
+    _RECORD,
+    HostWriteAnnouncer,
+    HostWriteLog,
+    host_write_channel,
+)
 from labkit.stimulators import ports
 from labkit.stimulators.base import write_all
 
@@ -132,42 +138,120 @@ def test_a_train_thread_that_runs_late_still_lands_on_the_schedule():
     assert len(placed) == 6 and 0.0 <= offsets_ms.min() and offsets_ms.max() < 1.0, offsets_ms
 
 
-def test_the_log_dates_each_byte_by_the_write_that_carried_it():
+@pytest.fixture
+def channel():
     ours, theirs = host_write_channel()
     announce, log = HostWriteAnnouncer(ours), HostWriteLog(theirs)
-    try:
-        announce(3)
-        first = log.arrival_s(2)  # the first two bytes of the first write
-        announce(4)
-        assert log.arrival_s(3) == first  # the rest of the first write
-        second = log.arrival_s(7)
-        assert second is not None and second >= first
-        assert not log.unhandled(7) and log.unhandled(6)
-        assert log.arrival_s(8) is None  # a byte nobody announced: stamped when read
-        announce(5)
-        announce(-5)  # that write timed out: nothing of it reached the unit
-        assert log.announced_bytes == 7 and not log.unhandled(7)
-    finally:
-        announce.close()
-        log.close()
+    yield announce, log
+    announce.close()
+    log.close()
 
 
-def test_records_that_do_not_fit_are_dropped_and_the_next_puts_it_right():
-    ours, theirs = host_write_channel()
-    announce, log = HostWriteAnnouncer(ours), HostWriteLog(theirs)
+def test_the_log_dates_each_byte_by_the_write_that_carried_it(channel):
+    announce, log = channel
+    announce(3)
+    first = log.arrival_s(2)  # the first two bytes of the first write
+    announce(4)
+    assert log.arrival_s(3) == first  # the rest of the first write
+    second = log.arrival_s(7)
+    assert second is not None and second >= first
+    assert not log.unhandled(7) and log.unhandled(6)
+
+
+def test_bytes_nobody_announced_are_dated_when_read_and_shift_nothing(channel):
+    announce, log = channel
+    announce(3)
+    assert log.arrival_s(3) is not None
+    assert log.arrival_s(5) is None  # two bytes of another program on the pty
+    assert log.foreign_bytes == 2 and not log.unhandled(5)
+    announce(3)  # the driver's next command
+    assert log.unhandled(5)
+    assert log.arrival_s(8) == log._records[0][1]  # dated by its own record
+    assert not log.unhandled(8)
+
+
+def test_a_retraction_keeps_the_dates_of_bytes_that_did_go(channel):
+    announce, log = channel
+    announce(3)
+    log._drain()
+    first = log._records[-1][1]
+    announce(0)  # an empty write announces nothing
+    announce(-0)
+    announce(5)
+    announce(-5)  # that write went nowhere: the first one's bytes keep their date
+    assert log.arrival_s(3) == first
+    announce(6)
+    log._drain()
+    sixth = log._records[-1][1]
+    announce(-2)  # 4 of the 6 bytes went: they keep the write's date
+    assert log.arrival_s(7) == sixth and log.announced_bytes == 7
+
+
+def test_a_write_announced_but_not_yet_dated_is_waited_for(channel):
+    announce, log = channel
+    announce._send(_RECORD.pack(3, float("nan")))  # the rig was preempted between the two
+    assert log.unhandled(0, input_idle=True)
+    assert log.arrival_s(3) is None  # not dated yet: when read
+
+
+def test_announced_bytes_that_never_arrive_are_given_up(channel, monkeypatch):
+    announce, log = channel
+    announce(3)  # interrupted before it reached the port, or flushed by another program
+    assert log.unhandled(0, input_idle=True)  # on its way, for all the simulator knows
+    assert log.unhandled(0)  # and never given up while bytes wait at the unit's input
+    monkeypatch.setattr(host_writes, "STALE_S", 0.0)
+    assert log.unhandled(0)
+    assert not log.unhandled(0, input_idle=True)
+    assert log.lost_bytes == 3
+    announce(4)  # the next command is matched to its own bytes
+    assert log.unhandled(0) and log.arrival_s(4) is not None and not log.unhandled(4)
+
+
+def test_records_that_do_not_fit_are_dropped_and_the_log_recovers(channel, monkeypatch):
+    announce, log = channel
+    n = 0
+    while announce.dropped_records == 0:  # a stopped simulator reads nothing
+        announce(1)
+        n += 1
+    assert log.arrival_s(n) is None  # the last bytes' records were dropped
+    announce(2)  # cumulative: the simulator learns the total again...
+    assert log.arrival_s(n + 2) is not None
+    monkeypatch.setattr(host_writes, "STALE_S", 0.0)
+    log.unhandled(n + 2, input_idle=True)  # ...and gives up the bytes it took as foreign
+    announce(1)
+    assert log.arrival_s(n + 3) is not None and not log.unhandled(n + 3)
+    assert log.unhandled(n + 2)
+
+
+def test_an_interrupted_write_retracts_what_it_did_not_send(monkeypatch):
+    """A KeyboardInterrupt (the notebook's stop button) between the announcement and the
+    write must not leave the simulator waiting for bytes that never come."""
+    import labkit.stimulators.base as base
+
+    calls: list[int] = []
+    reader, writer = socket.socketpair()
+
+    class Port:
+        port = "/dev/labkit-test-interrupted-port"
+
+        def fileno(self) -> int:
+            return writer.fileno()
+
+    def interrupted(fd, data):
+        raise KeyboardInterrupt
+
+    observer = calls.append
+    ports.observe_writes(Port.port, observer)
+    monkeypatch.setattr(base.os, "write", interrupted)
     try:
-        n = 0
-        while announce.dropped_records == 0:  # a stopped simulator reads nothing
-            announce(1)
-            n += 1
-        assert log.arrival_s(n) is None  # the last bytes' record was dropped
-        assert 0 < log.announced_bytes < n
-        announce(2)  # the next record carries the total
-        assert log.arrival_s(n + 2) is not None
-        assert log.announced_bytes == n + 2
+        with pytest.raises(KeyboardInterrupt):
+            write_all(Port(), b"EH\x01", 1.0)
     finally:
-        announce.close()
-        log.close()
+        ports.stop_observing_writes(Port.port, observer)
+        reader.close()
+        writer.close()
+    assert calls == [3, -3]
+    assert ports.write_observer(Port.port) is None
 
 
 def test_a_write_that_times_out_retracts_what_it_did_not_send():
@@ -183,7 +267,8 @@ def test_a_write_that_times_out_retracts_what_it_did_not_send():
             return host.fileno()
 
     port = FullPort()
-    ports.observe_writes(port.port, calls.append)
+    observer = calls.append
+    ports.observe_writes(port.port, observer)
     try:
         payload = b"x" * (1 << 22)
         with pytest.raises(serial.SerialTimeoutException):
@@ -191,6 +276,30 @@ def test_a_write_that_times_out_retracts_what_it_did_not_send():
         assert calls[0] == len(payload)
         assert -len(payload) < calls[1] < 0  # some went, the rest is retracted
     finally:
-        ports.observe_writes(port.port, None)
+        ports.stop_observing_writes(port.port, observer)
         host.close()
         unit.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pseudo-terminals")
+def test_bytes_a_silent_unit_drops_do_not_keep_the_amplifiers_waiting():
+    """A pulled cable (``silent``) loses the host's bytes; they count as handled, so the
+    amplifiers stream on as soon as they are gone, and the unit answers again after."""
+    rig = labkit.open_rig(load_profile("simulated"), seed=5, sim_process="child")
+    try:
+        emulator = rig.hardware.emulator
+        port = rig.stimulator._serial
+        emulator.silent = True
+        write_all(port, b"Q@n", 1.0)  # the driver's status request, into a pulled cable
+        deadline = time.monotonic() + 2.0
+        while emulator.holds_samples() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not emulator.holds_samples()
+        emulator.silent = False
+        port.reset_input_buffer()
+        assert rig.stimulator.status().armed is False
+        time.sleep(1.2)
+        assert not emulator.holds_samples()
+        assert rig.hardware.emg_amplifier.holds_timed_out == 0
+    finally:
+        rig.close()

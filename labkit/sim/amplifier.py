@@ -295,7 +295,7 @@ class _LSLAmplifier:
                 self.holds_timed_out += 1
                 self._hold_gave_up = True
                 return
-            self._stop.wait(0.0002)
+            self._stop.wait(0.0005)
         self._hold_gave_up = False
 
     def _run(self) -> None:
@@ -303,8 +303,9 @@ class _LSLAmplifier:
         delay = self.latency_ms / 1000.0
         max_chunk = max(int(self.fs * 0.1), 1)
         while not self._stop.is_set():
-            self._wait_for_stimulator()
+            # the clock first: a command announced after the hold is dated after it
             due = int(math.floor((local_clock() - delay - self.t0) * self.fs)) + 1
+            self._wait_for_stimulator()
             if self._paused.is_set():
                 if due > self._next:
                     n_drop = due - self._next

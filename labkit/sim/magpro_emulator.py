@@ -384,22 +384,26 @@ class MagProEmulator(SerialEmulator):
         """
         period_s = 1.0 / settings.rep_rate_hz
         train_start_s = start_s
-        for train in range(settings.number_of_trains):
-            if train:
-                train_start_s += settings.train_duration_s + settings.iti_s
-            for pulse in range(settings.pulses_in_train):
-                due_s = train_start_s + pulse * period_s
-                self._device_due_s = first_s + (due_s - start_s)
-                if self._train_stop.wait(max(0.0, due_s - local_clock())):
+        try:
+            for train in range(settings.number_of_trains):
+                if train:
+                    train_start_s += settings.train_duration_s + settings.iti_s
+                for pulse in range(settings.pulses_in_train):
+                    due_s = train_start_s + pulse * period_s
+                    self._device_due_s = first_s + (due_s - start_s)
+                    if self._train_stop.wait(max(0.0, due_s - local_clock())):
+                        break
+                    if self._stop.is_set() or not self.enabled:
+                        break
+                    self._discharge(first_s + (due_s - start_s))
+                if self._train_stop.is_set() or self._stop.is_set() or not self.enabled:
                     break
-                if self._stop.is_set() or not self.enabled:
-                    break
-                self._discharge(first_s + (due_s - start_s))
-            if self._train_stop.is_set() or self._stop.is_set() or not self.enabled:
-                break
-        self._device_due_s = None
+        finally:
+            with self._state:
+                if self._train_thread is threading.current_thread():  # not a newer train's
+                    self._device_due_s = None
+                    self._train_thread = None
         with self._state:
-            self._train_thread = None
             self._send(self._page_reply(False))
 
     def stop_train(self) -> None:

@@ -506,7 +506,8 @@ class MagstimEmulator(SerialEmulator):
                         return
                     self._discharge_now(first_s + i / frequency_hz)
         finally:
-            self._device_due_s = None
+            if self._train_thread is threading.current_thread():  # not a newer train's
+                self._device_due_s = None
             with self._lock:
                 self.train_running = False
                 self._not_ready_until = time.monotonic() + mp.min_wait_s(

@@ -107,17 +107,17 @@ class SimulatorProcess:
         self.marker_stream = facts["marker_stream"]
         #: (host, port) of the child's navigator emulator (profiles with [navigation]).
         self.navigation_address: tuple[str, int] | None = facts.get("navigation_address")
-        if facts.get("device"):  # the driver's errors name the simulator, not a cable
-            ports.declare_simulated(self.pty_path, facts["device"])
         #: Announces the drivers' writes to the pty (:mod:`labkit.sim.host_writes`).
         self.host_writes = host_writes
-        if host_writes is not None:
-            ports.observe_writes(self.pty_path, host_writes)
         self._root = root = self.proxy(0, "SimulatedHardware")
         self.emulator = root.emulator
         self.subject = root.subject
         self.emg_amplifier = root.emg_amplifier
         self.eeg_amplifier = root.eeg_amplifier
+        if facts.get("device"):  # the driver's errors name the simulator, not a cable
+            ports.declare_simulated(self.pty_path, facts["device"])
+        if host_writes is not None:
+            ports.observe_writes(self.pty_path, host_writes)
 
     def __getattr__(self, name: str) -> Any:
         """Any other attribute of the child's hardware (``navigation``, ...), read there."""
@@ -267,6 +267,8 @@ class SimulatorProcess:
         """Stop the hardware and the child (killed if it does not exit within 5 s)."""
         if self._closed:
             return
+        if self.host_writes is not None:  # before the child frees the pty for another
+            ports.stop_observing_writes(self.pty_path, self.host_writes)
         try:
             if self.alive:
                 self._final = self.request(("close",), timeout_s=10.0) or {}
@@ -276,7 +278,6 @@ class SimulatorProcess:
             self._closed = True
             ports.forget_simulated(self.pty_path)
             if self.host_writes is not None:
-                ports.observe_writes(self.pty_path, None)
                 self.host_writes.close()
             self._conn.close()
             if self._wait_exit(5.0) is None:
@@ -425,6 +426,7 @@ def start_simulator_process(profile: Any, *, seed: int | None = None,
                                  stdin=subprocess.DEVNULL)
     except BaseException:
         writes_ours.close()
+        ours.close()
         raise
     finally:
         theirs.close()
@@ -446,10 +448,10 @@ def start_simulator_process(profile: Any, *, seed: int | None = None,
         status, payload = conn.recv()
         if status != "ready":
             raise payload
+        return SimulatorProcess(popen, conn, payload, HostWriteAnnouncer(writes_ours))
     except BaseException:
         conn.close()
         writes_ours.close()
         popen.kill()
         popen.wait(5.0)
         raise
-    return SimulatorProcess(popen, conn, payload, HostWriteAnnouncer(writes_ours))

@@ -212,7 +212,11 @@ def _start(profile: Any, seed: int | None, writes_fd: int | None = None) -> tupl
 
         from labkit.sim.host_writes import HostWriteLog
 
-        hardware.emulator.attach_host_writes(HostWriteLog(socket.socket(fileno=writes_fd)))
+        try:
+            hardware.emulator.attach_host_writes(HostWriteLog(socket.socket(fileno=writes_fd)))
+        except BaseException:
+            hardware.close()
+            raise
     from labkit.stimulators import ports
 
     facts = {"pid": os.getpid(), "pty_path": hardware.pty_path,

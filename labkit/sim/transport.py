@@ -121,9 +121,13 @@ class _HostInput:
         self._cond = threading.Condition()
         self._taken = False  # chunks taken by the emulator and not yet handled
 
-    def put(self, data: bytes, arrival_s: float, pty_bytes: int = 0) -> None:
-        """Queue one chunk and wake the emulator."""
+    def put(self, data: bytes, arrival_s: float | None = None, pty_bytes: int = 0) -> None:
+        """Queue one chunk (``arrival_s`` None: now, read under the queue's lock, so that
+        an amplifier that finds the queue empty streams only samples older than that) and
+        wake the emulator. An empty ``data`` only counts ``pty_bytes`` as handled."""
         with self._cond:
+            if arrival_s is None:
+                arrival_s = local_clock()
             self._chunks.append((data, arrival_s, pty_bytes))
             self._cond.notify_all()
 
@@ -249,10 +253,9 @@ class SerialEmulator(ABC):
         while this is true, so that a discharge those bytes cause is placed before its
         samples are streamed.
         """
-        # in the order bytes move: pty -> pty thread -> queue -> processing thread
-        log = self._host_writes
-        if log is not None and log.unhandled(self._pty_handled_bytes):
-            return True
+        # in the order bytes move: pty -> pty thread -> queue -> processing thread; the
+        # host's announcements (sent before its bytes) last, so that bytes on their way
+        # through the kernel are seen and announced bytes that never came are given up
         master = self._pty_master
         if master is not None:
             try:
@@ -260,7 +263,10 @@ class SerialEmulator(ABC):
                     return True
             except (OSError, ValueError):
                 pass
-        return self._pty_reading or self._from_host.waiting()
+        if self._pty_reading or self._from_host.waiting():
+            return True
+        log = self._host_writes
+        return log is not None and log.unhandled(self._pty_handled_bytes, input_idle=True)
 
     def holds_samples(self) -> bool:
         """True while the amplifiers must hold their samples: the emulator runs and has
@@ -277,7 +283,7 @@ class SerialEmulator(ABC):
         """Bytes written by the in-process (URL) host."""
         self._reply_to = "url"
         if not self.silent:
-            self._from_host.put(bytes(data), local_clock())
+            self._from_host.put(bytes(data))
 
     def host_read(self, size: int, timeout_s: float | None) -> bytes:
         """Bytes read by the in-process (URL) host."""
@@ -401,8 +407,8 @@ class SerialEmulator(ABC):
                 log = self._host_writes
                 written_s = None if log is None else log.arrival_s(self._pty_read_bytes)
                 arrival_s = local_clock() if written_s is None else written_s
-                if self.silent:  # a pulled cable: the bytes are lost
-                    self._pty_handled_bytes += len(data)
+                if self.silent:  # a pulled cable: the bytes are lost (counted as handled)
+                    self._from_host.put(b"", arrival_s, len(data))
                     continue
                 self._reply_to = "pty"
                 self._from_host.put(data, arrival_s, len(data))
@@ -417,10 +423,11 @@ class SerialEmulator(ABC):
                 for data, arrived_s, pty_bytes in chunks:
                     self._rx.arrival_s = arrived_s
                     try:
-                        self.handle_bytes(data)
+                        if data:
+                            self.handle_bytes(data)
                     finally:
                         self._rx.arrival_s = None
-                        self._pty_handled_bytes += pty_bytes
+                        self._pty_handled_bytes += pty_bytes  # this thread only
             finally:
                 self._from_host.handled()
             now = time.monotonic()

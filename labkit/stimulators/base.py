@@ -61,36 +61,30 @@ def write_all(port: serial.SerialBase, data: bytes, timeout_s: float) -> None:
     ------
     serial.SerialTimeoutException
         When bytes are still unsent ``timeout_s`` after the first try.
+    OSError
+        When the line is gone.
     """
     try:
         fd = port.fileno()
     except (AttributeError, OSError, ValueError, serial.SerialException):
         port.write(data)  # not a file descriptor (a pyserial URL, Windows)
         return
-    observer = ports.write_observer(getattr(port, "port", None) or "")
+    name = getattr(port, "port", None)
+    observer = None if name is None else ports.write_observer(name)
     if observer is None:
-        _write_fd(fd, data, timeout_s)
+        _write_fd(fd, data, timeout_s, [0])
         return
     observer(len(data))  # a simulator in another process: when the unit takes the bytes
+    sent = [0]
     try:
-        _write_fd(fd, data, timeout_s)
-    except _WriteTimeout as exc:
-        observer(-exc.unsent_bytes)
-        raise
-    except OSError:
-        observer(-len(data))  # the line is gone: nothing more reaches the unit
+        _write_fd(fd, data, timeout_s, sent)
+    except BaseException:  # timed out, line gone, interrupted: retract what did not go
+        observer(sent[0] - len(data))
         raise
 
 
-class _WriteTimeout(serial.SerialTimeoutException):
-    """A write that timed out with ``unsent_bytes`` still unsent."""
-
-    def __init__(self, message: str, unsent_bytes: int) -> None:
-        super().__init__(message)
-        self.unsent_bytes = unsent_bytes
-
-
-def _write_fd(fd: int, data: bytes, timeout_s: float) -> None:
+def _write_fd(fd: int, data: bytes, timeout_s: float, sent: list[int]) -> None:
+    """Write ``data`` to ``fd``, counting the bytes written in ``sent[0]``."""
     deadline = time.monotonic() + timeout_s
     unsent = memoryview(data)
     # pyserial opens POSIX ports non-blocking; on a port opened otherwise, wait until
@@ -99,17 +93,21 @@ def _write_fd(fd: int, data: bytes, timeout_s: float) -> None:
     while unsent:
         if not must_wait:
             try:
-                unsent = unsent[os.write(fd, unsent):]
+                written = os.write(fd, unsent)
+                sent[0] += written
+                unsent = unsent[written:]
                 continue
             except (BlockingIOError, InterruptedError):
                 pass
         remaining = deadline - time.monotonic()
         if remaining <= 0 or not select.select([], [fd], [], remaining)[1]:
-            raise _WriteTimeout(
+            raise serial.SerialTimeoutException(
                 f"Write timeout: {len(unsent)} of {len(data)} bytes unsent after "
-                f"{timeout_s:.1f} s", len(unsent))
+                f"{timeout_s:.1f} s")
         if must_wait:
-            unsent = unsent[os.write(fd, unsent):]
+            written = os.write(fd, unsent)
+            sent[0] += written
+            unsent = unsent[written:]
 
 
 @dataclass(frozen=True)

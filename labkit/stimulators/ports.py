@@ -24,7 +24,8 @@ import serial
 from labkit.errors import PortBusyError
 
 __all__ = ["PortHolder", "declare_simulated", "forget_simulated", "holder_of", "observe_writes",
-           "open_exclusive", "port_key", "release", "simulated_device", "write_observer"]
+           "open_exclusive", "port_key", "release", "simulated_device", "stop_observing_writes",
+           "write_observer"]
 
 
 @dataclass(frozen=True)
@@ -187,25 +188,49 @@ def simulated_device(port: str) -> str | None:
 _WRITE_OBSERVERS: dict[str, Callable[[int], None]] = {}
 
 
-def observe_writes(port: str, observer: Callable[[int], None] | None) -> None:
+def observe_writes(port: str, observer: Callable[[int], None]) -> None:
     """Have ``observer(n_bytes)`` called just before the drivers write to ``port``.
 
     A simulator in another process registers one for its pseudo-terminal: a real unit
     takes a command when the host writes it, while the simulator's threads may read it
     later on a loaded machine, so the simulator is told when each write happened (see
     :mod:`labkit.sim.host_writes`). ``observer(-n)`` retracts ``n`` announced bytes that
-    were not written (a write that timed out). ``None`` removes the observer. Ports of
-    real hardware have none.
+    were not written (a write that timed out or was interrupted). Ports of real hardware
+    have none.
+
+    Parameters
+    ----------
+    port : str
+        The port's path (symlinks resolved, as for :func:`open_exclusive`).
+    observer : callable
+        Called with the number of bytes about to be written (negative: retracted).
     """
     with _LOCK:
-        if observer is None:
-            _WRITE_OBSERVERS.pop(port_key(port), None)
-        else:
-            _WRITE_OBSERVERS[port_key(port)] = observer
+        _WRITE_OBSERVERS[port_key(port)] = observer
+
+
+def stop_observing_writes(port: str, observer: Callable[[int], None]) -> None:
+    """Undo :func:`observe_writes` if ``observer`` is still the one registered for
+    ``port`` (a pty path may already serve another simulator)."""
+    with _LOCK:
+        key = port_key(port)
+        if _WRITE_OBSERVERS.get(key) is observer:
+            del _WRITE_OBSERVERS[key]
 
 
 def write_observer(port: str) -> Callable[[int], None] | None:
-    """The observer of writes to ``port`` (:func:`observe_writes`), or ``None``."""
+    """The observer of writes to ``port`` (:func:`observe_writes`).
+
+    Parameters
+    ----------
+    port : str
+        The port's path or URL.
+
+    Returns
+    -------
+    callable or None
+        The observer, or ``None`` (always for real hardware).
+    """
     if not _WRITE_OBSERVERS:  # real hardware: no lookup
         return None
     with _LOCK:

@@ -64,13 +64,11 @@ class ByteChannel:
     def __init__(self) -> None:
         self._buf = bytearray()
         self._cond = threading.Condition()
-        self._last_write_s = 0.0
 
     def write(self, data: bytes) -> None:
         """Append bytes and wake readers."""
         with self._cond:
             self._buf.extend(data)
-            self._last_write_s = local_clock()
             self._cond.notify_all()
 
     def read(self, size: int, timeout_s: float | None) -> bytes:
@@ -85,19 +83,6 @@ class ByteChannel:
             out = bytes(self._buf[:size])
             del self._buf[:size]
             return out
-
-    def read_available(self, timeout_s: float) -> bytes:
-        """Return whatever is buffered, waiting up to ``timeout_s`` for the first byte."""
-        return self.read_available_stamped(timeout_s)[0]
-
-    def read_available_stamped(self, timeout_s: float) -> tuple[bytes, float]:
-        """Like :meth:`read_available`, with the ``local_clock()`` time of the last write."""
-        with self._cond:
-            if not self._buf:
-                self._cond.wait(timeout_s)
-            out = bytes(self._buf)
-            self._buf.clear()
-            return out, self._last_write_s
 
     def __len__(self) -> int:
         with self._cond:

@@ -18,6 +18,8 @@ subject 9.3 / 10.4 / 11.6 Hz, wandering by ~0.3 Hz.
 Methods (same instants, after the first 2 s, window 500 ms, 1 ms chunk ends):
 
 - ``zrenner-ar`` — Zrenner 2018 AR(30) pipeline (phastimate), the published baseline;
+- ``phastimate`` — the same pipeline with parameters optimised per subject on the
+  resting recording (Zrenner 2020 recipe, ``fit_phastimate``, windows of at most 500 ms);
 - ``etp`` — Shirinpour 2020 Educated Temporal Prediction, trained (``fit_etp``) on a
   separate 30 s resting recording of the subject;
 - ``kalman`` — oscillator Kalman with the default parameters, mu from the window;
@@ -36,6 +38,9 @@ The first line (``phase_clean_sinusoid``) is the noise-free check: per method an
 frequency (8, 9, 10.5, 12, 13 Hz), the largest |error| over 8 phases of a clean cosine
 whose phase at the last sample is known (500 ms windows; the streaming tracker is fed
 3 s in 1 ms chunks), beside the 5° criterion and the baseline in the same run.
+``phastimate`` is first fitted on 30 s of a noise-free cosine of the same mean
+frequency whose frequency wanders by ~0.1 Hz (so that the 2 s calibration epochs, 0.5 s
+apart, do not all start at the same phase).
 Run: ``.venv/bin/python benchmarks/bench_phase.py [--quick]``.
 """
 
@@ -53,6 +58,7 @@ from labkit.phase import (
     estimate_mu_peak,
     fit_etp,
     fit_kalman,
+    fit_phastimate,
     phase_now,
 )
 from labkit.sim.eeg import MuEEGSource
@@ -61,7 +67,7 @@ FS = 5000.0
 SUBJECTS = ((101, 9.3), (102, 10.4), (103, 11.6))
 WIN = 2500  # 500 ms
 HELD_OUT = ("arch", "bursty", "snr-drift")
-WINDOW_METHODS = ("zrenner-ar", "etp", "kalman", "kalman-peak", "kalman-fitted")
+WINDOW_METHODS = ("zrenner-ar", "phastimate", "etp", "kalman", "kalman-peak", "kalman-fitted")
 CLEAN_FREQS_HZ = (8.0, 9.0, 10.5, 12.0, 13.0)
 CLEAN_PHASES = np.linspace(-np.pi, np.pi, 9)[:-1]
 
@@ -141,8 +147,18 @@ def _cosine(freq_hz: float, phase_at_end: float, n: int) -> np.ndarray:
     return 10.0 * np.cos(2 * np.pi * freq_hz * (np.arange(n) - (n - 1)) / FS + phase_at_end)
 
 
+def wandering_cosine(freq_hz: float, seconds: float, seed: int) -> np.ndarray:
+    """Noise-free cosine whose frequency wanders slowly (SD 0.1 Hz, below 0.3 Hz)."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * FS)
+    return 10.0 * np.cos(np.cumsum(2 * np.pi * (freq_hz + 0.1 * _slow(n, rng, 0.3)) / FS))
+
+
 def clean_sinusoid_row() -> dict:
     """Largest |error| (degrees) per method and frequency on noise-free cosines."""
+    fits = {f: fit_phastimate(wandering_cosine(f, 30.0, seed=int(10 * f)), FS, f,
+                              max_window_s=WIN / FS) for f in CLEAN_FREQS_HZ}
+
     def estimate(method: str, f: float, p: float) -> float:
         if method == "tracker":
             x = _cosine(f, p, int(3 * FS))
@@ -151,10 +167,11 @@ def clean_sinusoid_row() -> dict:
                 ph = tracker.update(x[a : a + 5])
             return ph
         kw = {"zrenner-ar": {"method": "zrenner-ar"}, "etp": {"method": "etp", "mu_hz": f},
-              "kalman": {}, "kalman-peak": {"mu_hz": f}}[method]
+              "kalman": {}, "kalman-peak": {"mu_hz": f},
+              "phastimate": {"method": "phastimate", "model": fits[f]}}[method]
         return phase_now(_cosine(f, p, WIN), FS, **kw)
 
-    methods = ("zrenner-ar", "etp", "kalman", "kalman-peak", "tracker")
+    methods = ("zrenner-ar", "phastimate", "etp", "kalman", "kalman-peak", "tracker")
     worst = {m: {str(f): round(max(abs(float(np.degrees(np.angle(np.exp(
         1j * (estimate(m, f, p) - p)))))) for p in CLEAN_PHASES), 1)
         for f in CLEAN_FREQS_HZ} for m in methods}
@@ -169,12 +186,15 @@ def evaluate(x, truth, env, rest, n_eval: int, seed: int) -> dict[str, np.ndarra
     peak = estimate_mu_peak(rest, FS)
     etp = fit_etp(rest, FS)
     fitted = fit_kalman(rest, FS, mu_hz=peak)
+    phast = fit_phastimate(rest, FS, mu_hz=float(np.clip(peak, 8.0, 14.0)),
+                           max_window_s=WIN / FS, seed=seed)
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(np.arange(int(2 * FS) + 4, x.size, 5), n_eval, replace=False))
     est: dict[str, list] = {m: [] for m in WINDOW_METHODS}
     for i in idx:
         win = x[i - WIN + 1 : i + 1]
         est["zrenner-ar"].append(phase_now(win, FS, method="zrenner-ar"))
+        est["phastimate"].append(phase_now(win, FS, method="phastimate", model=phast))
         est["etp"].append(phase_now(win, FS, method="etp", model=etp))
         est["kalman"].append(phase_now(win, FS))
         est["kalman-peak"].append(phase_now(win, FS, mu_hz=peak))

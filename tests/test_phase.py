@@ -71,14 +71,6 @@ def test_zrenner_baseline_on_clean_sinusoids(freq):
     assert np.allclose(errs[:4], errs[4:], atol=0.5), errs
 
 
-@pytest.mark.xfail(strict=True, reason="the published Zrenner 2018 recipe is 7.6-19.2° off "
-                   "on clean 8-13 Hz sinusoids (biased Yule-Walker AR(30) on 372 samples)")
-@pytest.mark.parametrize("freq", FREQS)
-def test_zrenner_within_5_degrees_on_clean_sinusoids(freq):
-    errs = _zrenner_errors_deg(freq)
-    assert max(abs(e) for e in errs) <= 5.0, errs
-
-
 def _phastimate_recipe(x, fs=1000.0, edge=64, order=30, hilbert_n=128):
     """The phastimate steps with the Zrenner 2018 parameters, written out from their
     published description: demean; two-pass 129-tap Hamming FIR 8-13 Hz with odd

@@ -40,7 +40,16 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 from scipy.optimize import LinearConstraint, differential_evolution
-from scipy.signal import butter, cheby1, filtfilt, firls, firwin, hilbert, sosfiltfilt
+from scipy.signal import (
+    butter,
+    cheby1,
+    fftconvolve,
+    filtfilt,
+    firls,
+    firwin,
+    hilbert,
+    sosfiltfilt,
+)
 
 from labkit.errors import ConfigError
 
@@ -49,6 +58,7 @@ __all__ = [
     "PhastimateParams",
     "block_mean_tail",
     "decimation_factor",
+    "fir_filtfilt",
     "fit_phastimate",
     "phastimate_phase",
     "true_phase_at_centre",
@@ -156,6 +166,32 @@ def _fir(order: int, band_hz: tuple[float, float], fs_w: float) -> np.ndarray:
     return _FIR_CACHE[key]
 
 
+def _with_constant_past(b: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """FIR ``b`` over the last axis of ``x``, as if ``x[..., 0]`` had held for ever
+    (lfilter started at the steady state of its first sample)."""
+    past = np.repeat(x[..., :1], b.shape[0] - 1, axis=-1)
+    return fftconvolve(np.concatenate((past, x), axis=-1), b.reshape((1,) * (x.ndim - 1) + (-1,)),
+                       mode="valid", axes=-1)
+
+
+def fir_filtfilt(b: np.ndarray, x: np.ndarray, padlen: int) -> np.ndarray:
+    """``scipy.signal.filtfilt(b, [1.0], x, axis=-1, padlen=padlen)`` for an FIR ``b``,
+    by FFT convolution (same result to rounding, several times faster on batches).
+
+    Odd extension by ``padlen`` samples at both ends, a forward pass started at the
+    steady state of the first sample, a backward pass likewise, the extension dropped.
+    """
+    if x.shape[-1] <= padlen:
+        raise ConfigError(f"has {x.shape[-1]} samples; the two-pass filter needs more than "
+                          f"{padlen}", field="window")
+    left = 2 * x[..., :1] - x[..., padlen:0:-1]
+    right = 2 * x[..., -1:] - x[..., -2 : -padlen - 2 : -1]
+    ext = np.concatenate((left, x, right), axis=-1)
+    forward = _with_constant_past(b, ext)
+    both = _with_constant_past(b, forward[..., ::-1])[..., ::-1]
+    return both[..., padlen:-padlen]
+
+
 @njit(cache=True, nogil=True)
 def _ar_predict(ext, a, n0):
     order = a.shape[0]
@@ -252,7 +288,7 @@ def phastimate_phase(window: np.ndarray, fs: float,
         )
     x = x[x.shape[0] - params.window :]
     b = _fir(params.fir_order, params.band_hz, fs_w)
-    y = filtfilt(b, [1.0], x - x.mean(), padlen=3 * params.fir_order)[params.edge : -params.edge]
+    y = fir_filtfilt(b, x - x.mean(), 3 * params.fir_order)[params.edge : -params.edge]
     phases, a = _phases_now(y[None, :], params)
     freq = _ar_peak_hz(a[0], fs_w, params.band_hz)
     phase = float(phases[0])
@@ -334,8 +370,7 @@ class _Objective:
                 self._filtered.clear()
             x = self.heads[:, -window:]
             b = _fir(order, (self.mu_hz - 1.0, self.mu_hz + 1.0), self.fs_w)
-            self._filtered[key] = filtfilt(b, [1.0], x - x.mean(axis=1, keepdims=True), axis=1,
-                                           padlen=3 * order)
+            self._filtered[key] = fir_filtfilt(b, x - x.mean(axis=1, keepdims=True), 3 * order)
         return self._filtered[key]
 
     def __call__(self, v) -> float:

@@ -38,7 +38,7 @@ The first line (``phase_clean_sinusoid``) is the noise-free check: per method an
 frequency (8, 9, 10.5, 12, 13 Hz), the largest |error| over 8 phases of a clean cosine
 whose phase at the last sample is known (500 ms windows; the streaming tracker is fed
 3 s in 1 ms chunks), beside the 5° criterion and the baseline in the same run.
-``phastimate`` is first fitted on 30 s of a noise-free cosine of the same mean
+``phastimate`` is first fitted on 2 minutes of a noise-free cosine of the same mean
 frequency whose frequency wanders by ~0.1 Hz (so that the 2 s calibration epochs, 0.5 s
 apart, do not all start at the same phase).
 Run: ``.venv/bin/python benchmarks/bench_phase.py [--quick]``.
@@ -156,7 +156,7 @@ def wandering_cosine(freq_hz: float, seconds: float, seed: int) -> np.ndarray:
 
 def clean_sinusoid_row() -> dict:
     """Largest |error| (degrees) per method and frequency on noise-free cosines."""
-    fits = {f: fit_phastimate(wandering_cosine(f, 30.0, seed=int(10 * f)), FS, f,
+    fits = {f: fit_phastimate(wandering_cosine(f, 120.0, seed=int(10 * f)), FS, f,
                               max_window_s=WIN / FS) for f in CLEAN_FREQS_HZ}
 
     def estimate(method: str, f: float, p: float) -> float:

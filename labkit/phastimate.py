@@ -22,18 +22,23 @@ Two parameter sources, both published:
   ensemble of zero-phase filters applied to the whole epoch; phastimate sees only the
   epoch up to its centre. The window length (400–750 ms), the FIR order (100–250, pass
   band = individual mu peak ± 1 Hz), the edge (30–120 samples) and the AR order (5–60)
-  are chosen to minimise the circular variance of the error on the epochs of above-median
-  true amplitude, with the window longer than three filter orders; the Hilbert window
-  stays 128. Zrenner et al. use MATLAB's genetic algorithm; here it is scipy's
-  differential evolution (integer variables, seeded), another evolutionary search over the
-  same space. ``labkit.phase`` offers the result as ``method="phastimate"``.
+  are chosen on the epochs of above-median true amplitude, with the window longer than
+  three filter orders; the Hilbert window stays 128. Zrenner et al. use MATLAB's genetic
+  algorithm; here it is scipy's differential evolution (integer variables, seeded),
+  another evolutionary search over the same space. One deviation: the published fitness
+  is the circular variance of the error, which ignores a constant bias; labkit minimises
+  1 − mean cos(error), which counts it, since a closed loop aims at an absolute phase.
+  ``labkit.phase`` offers the result as ``method="phastimate"``.
 
-Everything runs at a working rate of about 1 kHz (block means of the input, the last
-block ending on the last sample), where the published parameters are defined.
+Everything runs at a working rate near 1 kHz: the input in blocks of
+``round(fs / 1000)`` samples (their means, the last block ending on the last sample), so
+500–1250 Hz. The published numbers are samples at 1 kHz; the fit scales its search space
+and Hilbert window to the working rate, :data:`ZRENNER_2018` is used as it is.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -58,10 +63,12 @@ __all__ = [
     "PhastimateParams",
     "block_mean_tail",
     "decimation_factor",
+    "fir_bandpass",
     "fir_filtfilt",
     "fit_phastimate",
     "phastimate_phase",
     "true_phase_at_centre",
+    "warm_up",
     "wrap_rad",
 ]
 
@@ -79,62 +86,74 @@ EPOCH_HOP_S = 0.5  # 75 % overlap
 
 @dataclass(frozen=True)
 class PhastimateParams:
-    """One phastimate parameter set, in samples at the ~1 kHz working rate.
+    """One phastimate parameter set, in samples at the working rate (~1 kHz).
 
     Attributes
     ----------
-    window : int
-        Samples of the window used (the newest ones), ≥ 3 × ``fir_order`` + 1.
+    window_samples : int
+        Newest samples used, more than 3 × ``fir_order``.
     fir_order : int
         Order of the windowed (Hamming) FIR band-pass.
     band_hz : tuple of float
         FIR pass band, Hz.
-    edge : int
+    edge_samples : int
         Samples dropped at both ends after filtering.
     ar_order : int
         Yule–Walker AR order.
-    hilbert : int
-        Samples of the Hilbert window; "now" is its middle.
+    hilbert_samples : int
+        Samples of the Hilbert window, even, at most 2 × (``window_samples`` −
+        ``edge_samples``); "now" is its middle.
     calibration_score : float | None
-        Circular variance of the error on the calibration epochs (a fit's score).
+        A fit's score: 1 − mean cos(error) on the calibration epochs (0 = exact).
     n_epochs : int
         Calibration epochs the fit was scored on (0: not fitted).
     """
 
-    window: int
+    window_samples: int
     fir_order: int
     band_hz: tuple[float, float]
-    edge: int
+    edge_samples: int
     ar_order: int
-    hilbert: int = HILBERT_SAMPLES
+    hilbert_samples: int = HILBERT_SAMPLES
     calibration_score: float | None = None
     n_epochs: int = 0
 
     def __post_init__(self) -> None:
-        lo, hi = (float(b) for b in self.band_hz)
+        try:
+            lo, hi = (float(b) for b in self.band_hz)
+        except (TypeError, ValueError):
+            raise ConfigError(f"must be (low, high) in Hz, got {self.band_hz!r}",
+                              field="band_hz") from None
         if not 0.5 <= lo < hi <= 100.0:
             raise ConfigError(f"must be 0.5 <= low < high <= 100 Hz, got {self.band_hz}",
                               field="band_hz")
         object.__setattr__(self, "band_hz", (lo, hi))
-        for name in ("window", "fir_order", "edge", "ar_order", "hilbert"):
+        for name in ("window_samples", "fir_order", "edge_samples", "ar_order",
+                     "hilbert_samples"):
             value = getattr(self, name)
-            if int(value) != value or value < 1:
+            if not (isinstance(value, int | float | np.number) and math.isfinite(value)
+                    and int(value) == value and value >= 1):
                 raise ConfigError(f"must be a positive integer, got {value!r}", field=name)
             object.__setattr__(self, name, int(value))
-        if self.window <= 3 * self.fir_order:
+        if self.window_samples <= 3 * self.fir_order:
             raise ConfigError(f"must exceed 3 × fir_order = {3 * self.fir_order} samples, got "
-                              f"{self.window}", field="window")
-        if self.window - 2 * self.edge <= 2 * self.ar_order:
-            raise ConfigError(f"leaves {self.window - 2 * self.edge} samples after the edges; "
-                              f"AR({self.ar_order}) needs more than {2 * self.ar_order}",
-                              field="edge")
-        if self.hilbert % 2 or self.hilbert < 8:
-            raise ConfigError(f"must be an even number of samples >= 8, got {self.hilbert}",
-                              field="hilbert")
+                              f"{self.window_samples}", field="window_samples")
+        kept = self.window_samples - 2 * self.edge_samples
+        if kept <= 2 * self.ar_order:
+            raise ConfigError(f"leaves {kept} samples after the edges; AR({self.ar_order}) "
+                              f"needs more than {2 * self.ar_order}", field="edge_samples")
+        if self.hilbert_samples % 2 or self.hilbert_samples < 8:
+            raise ConfigError(f"must be an even number of samples >= 8, got "
+                              f"{self.hilbert_samples}", field="hilbert_samples")
+        if self.hilbert_samples > 2 * (self.window_samples - self.edge_samples):
+            raise ConfigError(
+                f"must be at most 2 × (window_samples − edge_samples) = "
+                f"{2 * (self.window_samples - self.edge_samples)}, got {self.hilbert_samples} "
+                "(the Hilbert window would reach before the data)", field="hilbert_samples")
 
 
-ZRENNER_2018 = PhastimateParams(window=500, fir_order=128, band_hz=(8.0, 13.0), edge=64,
-                                ar_order=30)
+ZRENNER_2018 = PhastimateParams(window_samples=500, fir_order=128, band_hz=(8.0, 13.0),
+                                edge_samples=64, ar_order=30)
 
 
 # ---------------------------------------------------------------- shared helpers
@@ -159,10 +178,26 @@ def wrap_rad(phase: float) -> float:
 _FIR_CACHE: dict[tuple, np.ndarray] = {}
 
 
-def _fir(order: int, band_hz: tuple[float, float], fs_w: float) -> np.ndarray:
-    key = (order, band_hz, fs_w)
+def fir_bandpass(order: int, band_hz: tuple[float, float], fs_hz: float) -> np.ndarray:
+    """Windowed-sinc (Hamming) FIR band-pass of ``order`` (``order + 1`` taps), cached.
+
+    Parameters
+    ----------
+    order : int
+        Filter order.
+    band_hz : tuple of float
+        Pass band, Hz.
+    fs_hz : float
+        Sampling rate, Hz.
+
+    Returns
+    -------
+    ndarray, shape (order + 1,)
+        Taps (``scipy.signal.firwin``, scaled to unit gain at the band centre).
+    """
+    key = (int(order), tuple(band_hz), float(fs_hz))
     if key not in _FIR_CACHE:
-        _FIR_CACHE[key] = firwin(order + 1, band_hz, pass_zero=False, fs=fs_w)
+        _FIR_CACHE[key] = firwin(int(order) + 1, band_hz, pass_zero=False, fs=fs_hz)
     return _FIR_CACHE[key]
 
 
@@ -248,8 +283,8 @@ def _phases_now(y: np.ndarray, params: PhastimateParams) -> tuple[np.ndarray, np
     y = np.ascontiguousarray(y, dtype=np.float64)
     a = np.empty((y.shape[0], params.ar_order))
     _yule_walker_rows(y, params.ar_order, a)
-    hw = params.hilbert
-    ext = np.zeros((y.shape[0], y.shape[1] + params.edge + hw // 2))
+    hw = params.hilbert_samples
+    ext = np.zeros((y.shape[0], y.shape[1] + params.edge_samples + hw // 2))
     ext[:, : y.shape[1]] = y
     for row in range(y.shape[0]):
         _ar_predict(ext[row], a[row], y.shape[1])
@@ -264,11 +299,13 @@ def phastimate_phase(window: np.ndarray, fs: float,
     Parameters
     ----------
     window : ndarray, shape (n_times,)
-        Spatially filtered EEG ending "now", at least ``params.window`` ms long.
+        Spatially filtered EEG ending "now": at least ``params.window_samples`` samples
+        at the working rate (``fs`` in blocks of :func:`decimation_factor` samples).
     fs : float
         Sampling rate, Hz.
     params : PhastimateParams
-        :data:`ZRENNER_2018` or the result of :func:`fit_phastimate`.
+        :data:`ZRENNER_2018` or the result of :func:`fit_phastimate` (fitted at the same
+        working rate: its numbers are samples).
 
     Returns
     -------
@@ -280,15 +317,16 @@ def phastimate_phase(window: np.ndarray, fs: float,
     q = decimation_factor(fs)
     fs_w = fs / q
     x = block_mean_tail(np.asarray(window, dtype=np.float64), q)
-    if x.shape[0] < params.window:
+    if x.shape[0] < params.window_samples:
         raise ConfigError(
             f"has {x.shape[0]} samples at {fs_w:g} Hz; these phastimate parameters use the "
-            f"last {params.window} (≈ {params.window * 1000 / fs_w:.0f} ms)",
+            f"last {params.window_samples} (≈ {params.window_samples * 1000 / fs_w:.0f} ms)",
             field="window",
         )
-    x = x[x.shape[0] - params.window :]
-    b = _fir(params.fir_order, params.band_hz, fs_w)
-    y = fir_filtfilt(b, x - x.mean(), 3 * params.fir_order)[params.edge : -params.edge]
+    x = x[x.shape[0] - params.window_samples :]
+    b = fir_bandpass(params.fir_order, params.band_hz, fs_w)
+    edge = params.edge_samples
+    y = fir_filtfilt(b, x - x.mean(), 3 * params.fir_order)[edge:-edge]
     phases, a = _phases_now(y[None, :], params)
     freq = _ar_peak_hz(a[0], fs_w, params.band_hz)
     phase = float(phases[0])
@@ -301,7 +339,8 @@ def _truth_filters(mu_hz: float, fs_w: float) -> list[tuple[str, np.ndarray]]:
     """The ensemble of zero-phase filters whose mean phase is the "true" phase.
 
     After the reference implementation: windowed-sinc FIRs of 2–5 cycles at the peak
-    (pass band ±1 Hz), least-squares FIRs of 3–5 cycles (±1 Hz pass, ±4 Hz stop),
+    (pass band ±1 Hz), least-squares FIRs of 3–5 cycles (±1 Hz pass, ±4 Hz stop; the
+    order rounded to even, which ``scipy.signal.firls`` needs),
     Butterworth band-passes of order 4, 8, 12 (±1 Hz) and Chebyshev-I of order 4, 6, 8
     (±1.5 Hz, 0.5 dB ripple). Its elliptic filters are left out.
     """
@@ -352,16 +391,19 @@ def true_phase_at_centre(epochs: np.ndarray, fs_w: float,
 
 # ---------------------------------------------------------------- per-subject fit
 class _Objective:
-    """Circular variance of phastimate's error on the included epochs (cached filtering)."""
+    """1 − mean cos of phastimate's error on the included epochs (filtering cached)."""
 
-    def __init__(self, heads: np.ndarray, truth: np.ndarray, mu_hz: float, fs_w: float):
+    def __init__(self, heads: np.ndarray, truth: np.ndarray, mu_hz: float, fs_w: float,
+                 hilbert_samples: int) -> None:
         self.heads, self.truth, self.mu_hz, self.fs_w = heads, truth, mu_hz, fs_w
+        self.hilbert_samples = hilbert_samples
         self._filtered: dict[tuple[int, int], np.ndarray] = {}
 
-    def params(self, v) -> PhastimateParams:
+    def params(self, v: np.ndarray) -> PhastimateParams:
         window, order, edge, ar = (int(round(float(t))) for t in v)
-        return PhastimateParams(window=window, fir_order=order, edge=edge, ar_order=ar,
-                                band_hz=(self.mu_hz - 1.0, self.mu_hz + 1.0))
+        return PhastimateParams(window_samples=window, fir_order=order, edge_samples=edge,
+                                ar_order=ar, band_hz=(self.mu_hz - 1.0, self.mu_hz + 1.0),
+                                hilbert_samples=self.hilbert_samples)
 
     def filtered(self, window: int, order: int) -> np.ndarray:
         key = (window, order)
@@ -369,18 +411,24 @@ class _Objective:
             if len(self._filtered) > 512:
                 self._filtered.clear()
             x = self.heads[:, -window:]
-            b = _fir(order, (self.mu_hz - 1.0, self.mu_hz + 1.0), self.fs_w)
+            b = fir_bandpass(order, (self.mu_hz - 1.0, self.mu_hz + 1.0), self.fs_w)
             self._filtered[key] = fir_filtfilt(b, x - x.mean(axis=1, keepdims=True), 3 * order)
         return self._filtered[key]
 
-    def __call__(self, v) -> float:
+    def __call__(self, v: np.ndarray) -> float:
         try:
             p = self.params(v)
         except ConfigError:
-            return 2.0  # outside the feasible set (the linear constraint handles the rest)
-        y = self.filtered(p.window, p.fir_order)[:, p.edge : -p.edge]
+            return np.inf  # outside the feasible set (the linear constraint handles the rest)
+        y = self.filtered(p.window_samples, p.fir_order)[:, p.edge_samples : -p.edge_samples]
         est = _phases_now(y, p)[0]
         return float(1.0 - np.mean(np.cos(self.truth - est)))
+
+
+def _check_count(value: int, name: str, low: int, high: int) -> int:
+    if not (isinstance(value, int | np.integer) and low <= value <= high):
+        raise ConfigError(f"must be an integer in {low}–{high}, got {value!r}", field=name)
+    return int(value)
 
 
 def fit_phastimate(rest: np.ndarray, fs: float, mu_hz: float, *, max_window_s: float = 0.75,
@@ -391,9 +439,10 @@ def fit_phastimate(rest: np.ndarray, fs: float, mu_hz: float, *, max_window_s: f
     Parameters
     ----------
     rest : ndarray, shape (n_times,)
-        Spatially filtered resting EEG, at least 20 s (the reference used about 4 min).
+        Spatially filtered resting EEG: at least 11.5 s (20 epochs); 2 minutes or more
+        recommended (the reference used about 4): on 30 s the fit can overfit.
     fs : float
-        Sampling rate, Hz.
+        Sampling rate, Hz (≥ 500).
     mu_hz : float
         Individual mu peak, Hz (8–14; :func:`labkit.phase.estimate_mu_peak`); the FIR
         pass band is ``mu_hz ± 1``.
@@ -403,14 +452,23 @@ def fit_phastimate(rest: np.ndarray, fs: float, mu_hz: float, *, max_window_s: f
     seed : int
         Seed of the evolutionary search (the fit is deterministic per seed).
     max_epochs : int
-        At most this many included epochs are scored (evenly spread), to bound the cost.
+        At most this many included epochs are scored (evenly spread), to bound the cost
+        (10–10000).
     maxiter, popsize : int
-        Generations and population size factor of :func:`scipy.optimize.differential_evolution`.
+        Generations (1–1000) and population size factor (2–100) of
+        :func:`scipy.optimize.differential_evolution`.
 
     Returns
     -------
     PhastimateParams
         With ``calibration_score`` and ``n_epochs`` set.
+
+    Notes
+    -----
+    The search space is the reference's at 1 kHz, scaled to the working rate (block
+    means to the rate nearest 1 kHz, 500–1250 Hz); the Hilbert window is 128 samples
+    at 1 kHz, scaled likewise. Only complete 2 s epochs are used (the reference's
+    ``buffer`` also keeps zero-padded ones at the end).
     """
     x = np.asarray(rest, dtype=np.float64)
     if x.ndim != 1 or not np.all(np.isfinite(x)):
@@ -422,6 +480,9 @@ def fit_phastimate(rest: np.ndarray, fs: float, mu_hz: float, *, max_window_s: f
                           f"got {mu_hz!r}", field="mu_hz")
     if not 0.4 <= float(max_window_s) <= 0.75:
         raise ConfigError(f"must be 0.4–0.75 s, got {max_window_s!r}", field="max_window_s")
+    max_epochs = _check_count(max_epochs, "max_epochs", 10, 10000)
+    maxiter = _check_count(maxiter, "maxiter", 1, 1000)
+    popsize = _check_count(popsize, "popsize", 2, 100)
     q = decimation_factor(fs)
     fs_w = fs / q
     xw = block_mean_tail(x, q)
@@ -429,7 +490,7 @@ def fit_phastimate(rest: np.ndarray, fs: float, mu_hz: float, *, max_window_s: f
     starts = np.arange(0, xw.shape[0] - n_epoch + 1, hop)
     if starts.size < 20:
         raise ConfigError(f"gives {starts.size} epochs of 2 s (75 % overlap); need >= 20, "
-                          f"i.e. a recording of at least 11.5 s (20 s or more recommended)",
+                          f"i.e. a recording of at least 11.5 s (2 minutes or more recommended)",
                           field="rest")
     epochs = np.stack([xw[s : s + n_epoch] for s in starts])
     truth, amplitude = true_phase_at_centre(epochs, fs_w, float(mu_hz))
@@ -438,12 +499,16 @@ def fit_phastimate(rest: np.ndarray, fs: float, mu_hz: float, *, max_window_s: f
         keep = keep[np.linspace(0, keep.size - 1, max_epochs).round().astype(int)]
     centre = int(math.ceil(n_epoch / 2))
     scale = fs_w / WORK_HZ
-    lo = [round(b * scale) for b in (WINDOW_BOUNDS[0], FIR_ORDER_BOUNDS[0], EDGE_BOUNDS[0],
-                                     AR_ORDER_BOUNDS[0])]
-    hi = [round(b * scale) for b in (min(WINDOW_BOUNDS[1], 1000 * max_window_s),
-                                     FIR_ORDER_BOUNDS[1], EDGE_BOUNDS[1], AR_ORDER_BOUNDS[1])]
-    hi[0] = min(hi[0], centre)
-    objective = _Objective(epochs[keep, :centre], truth[keep], float(mu_hz), fs_w)
+    # the real-time window of max_window_s gives floor(max_window_s * fs / q) block means
+    window_hi = min(int(math.floor(float(max_window_s) * float(fs) + 1e-9)) // q,
+                    int(round(WINDOW_BOUNDS[1] * scale)), centre)
+    lo = [min(math.ceil(WINDOW_BOUNDS[0] * scale), window_hi)] + [
+        math.ceil(b[0] * scale) for b in (FIR_ORDER_BOUNDS, EDGE_BOUNDS, AR_ORDER_BOUNDS)]
+    hi = [window_hi] + [math.floor(b[1] * scale) for b in
+                        (FIR_ORDER_BOUNDS, EDGE_BOUNDS, AR_ORDER_BOUNDS)]
+    hilbert_samples = 2 * int(round(HILBERT_SAMPLES * scale / 2))
+    objective = _Objective(epochs[keep, :centre], truth[keep], float(mu_hz), fs_w,
+                           hilbert_samples)
     # window >= 3 * fir_order + 1 (the reference's linear inequality)
     longer = LinearConstraint([[1.0, -3.0, 0.0, 0.0]], 1.0, np.inf)
     result = differential_evolution(objective, list(zip(lo, hi, strict=True)),
@@ -451,6 +516,11 @@ def fit_phastimate(rest: np.ndarray, fs: float, mu_hz: float, *, max_window_s: f
                                     maxiter=maxiter, popsize=popsize, polish=False, tol=1e-4,
                                     init="sobol", updating="deferred", workers=1)
     best = objective.params(result.x)
-    return PhastimateParams(window=best.window, fir_order=best.fir_order,
-                            band_hz=best.band_hz, edge=best.edge, ar_order=best.ar_order,
-                            calibration_score=float(result.fun), n_epochs=int(keep.size))
+    return dataclasses.replace(best, calibration_score=float(result.fun),
+                               n_epochs=int(keep.size))
+
+
+def warm_up() -> None:
+    """Compile the numba kernels on a tiny input."""
+    _ar_predict(np.zeros(8), np.zeros(2), 2)
+    _yule_walker_rows(np.ones((1, 8)), 2, np.zeros((1, 2)))

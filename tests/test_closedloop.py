@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from scipy.stats import circmean
 
+from labkit.clock import local_clock
 from labkit.closedloop import (
     ClosedLoopController,
     ClosedLoopError,
@@ -18,7 +19,7 @@ from labkit.closedloop import (
     circular_stats,
     phase_error_stats,
 )
-from labkit.errors import ConfigError, SafetyError, StreamError
+from labkit.errors import ConfigError, SafetyError, StimulatorTimeoutError, StreamError
 from labkit.kernels import hjorth_weights
 from labkit.safety import ROSSI_2009, SafetyLimits
 from labkit.safety.guard import FiringGuard
@@ -385,3 +386,65 @@ def test_calibration_pulses_must_leave_pulses_to_aim(rig):
     with pytest.raises(ConfigError) as err:
         rig.controller(max_pulses=5, calibration_pulses=5)
     assert err.value.field == "calibration_pulses"
+
+
+def test_the_tracker_settles_while_the_unit_arms(rig):
+    # the unit becomes ready arm_delay_s after EB and the tracker needs settle_s of EEG:
+    # started together, the first pulse may come after the longer of the two, not the sum
+    rig.stim.disarm()
+    assert not rig.stim.status().armed
+    arm_s, settle_s = rig.emulator.arm_delay_s, 1.0
+    with rig.controller(max_pulses=1, settle_s=settle_s) as ctl:
+        t_call = local_clock()
+        ctl.start()
+        t_ready = local_clock()
+        assert rig.emulator.ready
+        assert ctl.wait(10.0)
+        first = ctl.triggers[0]
+        ctl.stop()
+    assert t_ready - t_call >= 0.8 * arm_s  # start() returned once the unit was ready
+    # nothing was decided before the unit was ready; the first pulse (phase condition, no
+    # gate: within a mu cycle once deciding) came well before arming + settling
+    assert first.decision_time_s >= t_ready - 0.05
+    assert first.decision_time_s - t_call < arm_s + settle_s - 0.3
+
+
+def test_a_unit_that_does_not_get_ready_stops_the_loop_and_releases_its_permit(rig):
+    class NeverReady:
+        guard = FiringGuard(rmt_percent=50.0)
+        intensity_percent = 50.0
+
+        def __init__(self):
+            self.armed = self.fired = False
+
+        def status(self):
+            return type("S", (), {"armed": self.armed, "ready": False})()
+
+        def prepare_single_pulses(self):
+            pass
+
+        def start_arming(self):
+            self.armed = True
+
+        def wait_ready(self):
+            time.sleep(1.5)  # longer than settle_s: the loop settles and waits
+            raise StimulatorTimeoutError("not ready within 1.5 s")
+
+        def fire(self):  # pragma: no cover - must not be reached
+            self.fired = True
+            raise AssertionError("fired before the unit was ready")
+
+        def disarm(self):
+            self.armed = False
+
+    unit = NeverReady()
+    ctl = ClosedLoopController(unit, rig.amp.name, source_id=rig.amp.source_id, mu_hz=MU_HZ,
+                               min_interval_s=0.2, settle_s=0.5)
+    try:
+        with pytest.raises(StimulatorTimeoutError, match="not ready"):
+            ctl.start()
+        assert not ctl.running and not unit.fired
+        assert ctl.triggers == [] and len(ctl.compute_s) == 0  # it decided nothing
+        assert unit.guard.permit_active is None
+    finally:
+        ctl.close()

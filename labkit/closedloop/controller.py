@@ -203,6 +203,7 @@ class ClosedLoopController:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._done = threading.Event()
+        self._ready = threading.Event()  # the unit is armed and ready: the loop may decide
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ settings
@@ -238,7 +239,13 @@ class ClosedLoopController:
         return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> ClosedLoopController:
-        """Warm the kernels up, arm the stimulator if needed and start the loop thread."""
+        """Warm the kernels up, start the loop thread, arm the stimulator if needed.
+
+        Returns once the unit is ready. The loop settles its tracker (``settle_s`` of
+        fresh EEG) while the unit charges and decides nothing before it is ready, so the
+        first pulse can come ``max(arming, settle_s)`` after the call, not their sum. If
+        arming fails, the loop is stopped and the error raised.
+        """
         if self.running:
             raise ClosedLoopError("the closed loop is already running")
         if self._owns_inlet and self.inlet is None:
@@ -266,9 +273,7 @@ class ClosedLoopController:
         try:
             self.warm_up_s = warm_up()
             self.stimulator.prepare_single_pulses()  # triggers are single pulses
-            if not self.stimulator.status().armed:
-                self.stimulator.arm()
-            self.stimulator.wait_ready()
+            arming = not self.stimulator.status().armed
         except BaseException:
             self._permit.release()
             raise
@@ -276,9 +281,24 @@ class ClosedLoopController:
         self.policy = TriggerPolicy(self.config.trigger, self.config.tracking.mu_hz)
         self._stop.clear()
         self._done.clear()
+        self._ready.clear()
+        # the loop settles its tracker on fresh EEG while the unit charges (about 1 s on
+        # a Magstim); it decides nothing before the unit is ready
         self._thread = threading.Thread(target=self._run, name="labkit-closed-loop",
                                         daemon=True)
         self._thread.start()
+        try:
+            if arming:
+                start_arming = getattr(self.stimulator, "start_arming", None)
+                (start_arming or self.stimulator.arm)()
+            self.stimulator.wait_ready()
+        except BaseException:
+            self._stop.set()
+            thread, self._thread = self._thread, None
+            thread.join(timeout=5.0)
+            self._permit.release()  # the loop released it too; a second release is a no-op
+            raise
+        self._ready.set()
         return self
 
     def wait(self, timeout_s: float | None = None) -> bool:
@@ -357,6 +377,8 @@ class ClosedLoopController:
         settle_n = int(round(cfg.tracking.settle_s * self.fs))
         tracker: PhaseTracker | None = None
         estimate: _Readout | None = None
+        ready = self._ready
+        begun = False
         compute = np.zeros(4096)
         n_compute = 0
         delays: deque[float] = deque(maxlen=25)
@@ -396,9 +418,13 @@ class ClosedLoopController:
                 tracker = PhaseTracker(self.fs, cfg.tracking.mu_hz, scale)
                 tracker.step(x, v)
                 estimate = _Readout(tracker.readout)
-                policy.begin(local_clock())
                 continue
             tracker.step(y, valid)  # one nogil kernel, no allocation
+            if not begun:  # settled: decide once the unit is ready (start() arms it)
+                if not ready.is_set():
+                    continue
+                policy.begin(local_clock())
+                begun = True
 
             # ---- decision (pure)
             if len(self.triggers) >= self.max_pulses:

@@ -289,8 +289,7 @@ class ClosedLoopController:
         self._thread.start()
         try:
             if arming:
-                start_arming = getattr(self.stimulator, "start_arming", None)
-                (start_arming or self.stimulator.arm)()
+                self.stimulator.start_arming()
             self.stimulator.wait_ready()
         except BaseException:
             self._stop.set()

@@ -86,7 +86,10 @@ def test_hotspot_panel_maps_a_navigated_grid_and_logs_the_hotspot(tmp_path):
         assert "pulses 9 / 3000" in panel.status_bar.line.value
         status = panel.status_bar.refresh(query=False)  # the navigator: coil to target
         assert status.navigation and status.pose_status == "ok"
-        assert status.target_distance_mm <= 3.0 and "coil to target" in (
+        # The 3 mm gate holds at each pulse (checked on the logged pulses below); after
+        # the block the hand drifts freely (SD 0.8 mm per axis), so here the distance is
+        # only shown, near the last target.
+        assert 0.0 <= status.target_distance_mm < 10.0 and "coil to target" in (
             panel.status_bar.line.value)
         # a second block, stopped after two pulses by Stop
         assert panel.new_block() and panel.hunt is hunts[1] and panel.state == "idle"

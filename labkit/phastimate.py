@@ -56,6 +56,7 @@ from scipy.signal import (
     sosfiltfilt,
 )
 
+from labkit.checks import check_range
 from labkit.errors import ConfigError
 
 __all__ = [
@@ -473,13 +474,10 @@ def fit_phastimate(rest: np.ndarray, fs: float, mu_hz: float, *, max_window_s: f
     x = np.asarray(rest, dtype=np.float64)
     if x.ndim != 1 or not np.all(np.isfinite(x)):
         raise ConfigError("needs a finite 1-D resting recording", field="rest")
-    if not (isinstance(fs, int | float | np.number) and fs >= 500):
-        raise ConfigError(f"must be a sampling rate of at least 500 Hz, got {fs!r}", field="fs")
-    if not 8.0 <= float(mu_hz) <= 14.0:
-        raise ConfigError(f"must be 8–14 Hz (the published search space is for alpha/mu), "
-                          f"got {mu_hz!r}", field="mu_hz")
-    if not 0.4 <= float(max_window_s) <= 0.75:
-        raise ConfigError(f"must be 0.4–0.75 s, got {max_window_s!r}", field="max_window_s")
+    fs = check_range(fs, "fs", 500.0, math.inf, "Hz")
+    # the published search space is for alpha/mu
+    mu_hz = check_range(mu_hz, "mu_hz", 8.0, 14.0, "Hz")
+    max_window_s = check_range(max_window_s, "max_window_s", 0.4, 0.75, "s")
     max_epochs = _check_count(max_epochs, "max_epochs", 10, 10000)
     maxiter = _check_count(maxiter, "maxiter", 1, 1000)
     popsize = _check_count(popsize, "popsize", 2, 100)
